@@ -1,0 +1,1 @@
+"""The local cloud: emulators, function processes and the Pub/Sub topology on one machine."""

@@ -1,0 +1,78 @@
+"""The one place that builds Google clients: for the cloud, or for the local emulators.
+
+Clients are cached per :class:`Settings` so a warm function instance reuses its connections.
+Everything else takes clients as arguments and never builds its own.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import grpc
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery, pubsub_v1, storage
+from google.cloud.bigquery_storage_v1 import BigQueryReadClient
+from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
+    BigQueryReadGrpcTransport,
+)
+
+from shared.settings import Settings
+
+# Arrow record batches of a few MB each; gRPC's default 4 MB receive cap is too small.
+_GRPC_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+
+
+@functools.cache
+def bigquery_client(settings: Settings) -> bigquery.Client:
+    """A BigQuery REST client."""
+    if settings.bigquery_emulator_host:
+        return bigquery.Client(
+            project=settings.project,
+            location=settings.location,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=settings.bigquery_emulator_host),
+        )
+    return bigquery.Client(project=settings.project, location=settings.location)
+
+
+@functools.cache
+def bigquery_read_client(settings: Settings) -> BigQueryReadClient:
+    """A BigQuery Storage Read API client (gRPC)."""
+    if settings.bigquery_storage_emulator_host:
+        channel = grpc.insecure_channel(settings.bigquery_storage_emulator_host, _GRPC_OPTIONS)
+        return BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
+    return BigQueryReadClient()
+
+
+@functools.cache
+def storage_client(settings: Settings) -> storage.Client:
+    """A Cloud Storage client."""
+    if settings.storage_emulator_host:
+        return storage.Client(
+            project=settings.project,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=settings.storage_emulator_host),
+        )
+    return storage.Client(project=settings.project)
+
+
+def _pubsub_kwargs(settings: Settings) -> dict:
+    if settings.pubsub_emulator_host:
+        return {
+            "client_options": ClientOptions(api_endpoint=settings.pubsub_emulator_host),
+            "credentials": AnonymousCredentials(),
+        }
+    return {}
+
+
+@functools.cache
+def publisher_client(settings: Settings) -> pubsub_v1.PublisherClient:
+    """A Pub/Sub publisher (batches and retries publishes on its own)."""
+    return pubsub_v1.PublisherClient(**_pubsub_kwargs(settings))
+
+
+@functools.cache
+def subscriber_client(settings: Settings) -> pubsub_v1.SubscriberClient:
+    """A Pub/Sub subscriber, also used to administer subscriptions."""
+    return pubsub_v1.SubscriberClient(**_pubsub_kwargs(settings))

@@ -1,0 +1,167 @@
+"""Planning a fetch: check the request against the source, split it into readable chunks.
+
+``streams`` strategy: one Storage Read API session on a snapshot of the table, split into N
+streams; each stream is a chunk. The plan is written create-only to ``<destination>/_plan.json``
+before any chunk is announced, so a redelivered request announces the *same* streams again
+instead of a second, differently split session (which would duplicate rows).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery, storage
+from google.cloud.bigquery_storage_v1 import BigQueryReadClient, types
+
+from shared.errors import InvalidRequest, SourceNotFound, TransientError
+from shared.fetch.filters import row_restriction
+from shared.identifiers import GcsUri, TableRef
+from shared.log import get_logger
+from shared.messages import ChunkReady, FetchRequest
+
+log = get_logger("shared.fetch.plan")
+PLAN_OBJECT = "_plan.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``plan_fetch`` decided: one ``ChunkReady`` per chunk, and whether it was new."""
+
+    run_id: str
+    table: str
+    snapshot_time: str
+    estimated_rows: int
+    chunks: list[ChunkReady]
+    reused: bool = False
+
+
+def run_id_for(request: FetchRequest, message_id: str) -> str:
+    """The request's run id, or one derived from the Pub/Sub message id (stable on redelivery)."""
+    return request.run_id or f"r{message_id}".lower()
+
+
+def column_types(table: bigquery.Table) -> dict[str, str]:
+    """Top-level column name -> BigQuery type."""
+    return {f.name: f.field_type for f in table.schema}
+
+
+def check_columns(request: FetchRequest, table: bigquery.Table) -> None:
+    """Every column the request names must exist; the error names the first that does not."""
+    known = column_types(table)
+    for col in (request.columns or []) + request.index_columns:
+        if col not in known:
+            raise SourceNotFound(f"column {col!r} does not exist in table {request.table}")
+
+
+def _read_plan(bucket: storage.Bucket, dest: GcsUri) -> dict | None:
+    blob = bucket.blob(dest.child(PLAN_OBJECT).path)
+    try:
+        return json.loads(blob.download_as_bytes())
+    except gexc.NotFound:
+        return None
+
+
+def _plan_from_record(record: dict, reused: bool) -> Plan:
+    return Plan(
+        run_id=record["run_id"],
+        table=record["table"],
+        snapshot_time=record["snapshot_time"],
+        estimated_rows=record["estimated_rows"],
+        chunks=[ChunkReady.model_validate(c) for c in record["chunks"]],
+        reused=reused,
+    )
+
+
+def plan_streams(
+    request: FetchRequest,
+    run_id: str,
+    *,
+    billing_project: str,
+    max_streams: int,
+    bq: bigquery.Client,
+    read_client: BigQueryReadClient,
+    gcs: storage.Client,
+) -> Plan:
+    """Plan a ``streams`` fetch, or return the plan already recorded for this run."""
+    if request.strategy != "streams" or request.table is None:
+        raise InvalidRequest(
+            f"strategy {request.strategy!r} is not available yet; use strategy 'streams' on a table"
+        )
+    dest = GcsUri.parse(request.destination)
+    bucket = gcs.bucket(dest.bucket)
+    existing = _read_plan(bucket, dest)
+    if existing is not None:
+        if existing.get("run_id") != run_id:
+            raise InvalidRequest(
+                f"destination {dest} already holds run {existing.get('run_id')!r}; "
+                "choose an empty destination"
+            )
+        return _plan_from_record(existing, reused=True)
+
+    ref = TableRef.parse(request.table)
+    try:
+        table = bq.get_table(str(ref))
+    except gexc.NotFound:
+        raise SourceNotFound(f"table {ref} does not exist") from None
+    check_columns(request, table)
+    restriction = row_restriction(request.row_filter, column_types(table))
+
+    snapshot = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    session = types.ReadSession(
+        table=ref.storage_path,
+        data_format=types.DataFormat.ARROW,
+        read_options=types.ReadSession.TableReadOptions(
+            selected_fields=list(request.columns or []),
+            row_restriction=restriction,
+            arrow_serialization_options=types.ArrowSerializationOptions(
+                buffer_compression=types.ArrowSerializationOptions.CompressionCodec.LZ4_FRAME
+            ),
+        ),
+        table_modifiers=types.ReadSession.TableModifiers(snapshot_time=snapshot),
+    )
+    try:
+        session = read_client.create_read_session(
+            parent=f"projects/{billing_project}",
+            read_session=session,
+            max_stream_count=min(request.parallelism, max_streams),
+        )
+    except (gexc.TooManyRequests, gexc.ResourceExhausted, gexc.ServiceUnavailable) as exc:
+        raise TransientError(f"read session for {ref}: {exc}") from exc
+    except gexc.BadRequest as exc:
+        raise InvalidRequest(f"read session for {ref} refused: {exc.message}") from None
+
+    streams = [s.name for s in session.streams]
+    chunks = [
+        ChunkReady(
+            run_id=run_id,
+            chunk=i,
+            chunk_count=len(streams),
+            stream=name,
+            destination=str(dest),
+        )
+        for i, name in enumerate(streams)
+    ]
+    record = {
+        "run_id": run_id,
+        "table": str(ref),
+        "request": request.model_dump(mode="json", exclude_none=True),
+        "session": session.name,
+        "snapshot_time": snapshot.isoformat(),
+        "estimated_rows": int(session.estimated_row_count or table.num_rows or 0),
+        "chunks": [c.model_dump(mode="json", exclude_none=True) for c in chunks],
+    }
+    blob = bucket.blob(dest.child(PLAN_OBJECT).path)
+    try:
+        blob.upload_from_string(
+            json.dumps(record, indent=1), content_type="application/json", if_generation_match=0
+        )
+    except gexc.PreconditionFailed:
+        # A concurrent delivery of the same request won the race; announce its plan instead.
+        winner = _read_plan(bucket, dest)
+        if winner is None or winner.get("run_id") != run_id:
+            raise InvalidRequest(f"destination {dest} was claimed by another run") from None
+        return _plan_from_record(winner, reused=True)
+    return _plan_from_record(record, reused=False)

@@ -1,0 +1,204 @@
+"""Typed contracts for every message on the platform's topics (see DESIGN.md, fetch pipeline).
+
+Each topic has one model. ``parse`` turns raw Pub/Sub bytes into the model or raises
+:class:`~shared.errors.MalformedMessage` naming the first bad field; ``dump`` serialises.
+Unknown fields are refused so a typo in a request is an error, not a silently ignored option.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from shared.errors import MalformedMessage
+from shared.identifiers import GcsUri, TableRef, check_column, check_run_id
+
+
+def _table(value: str) -> str:
+    TableRef.parse(value)
+    return value
+
+
+def _gcs(value: str) -> str:
+    return str(GcsUri.parse(value))
+
+
+Column = Annotated[str, AfterValidator(check_column)]
+RunId = Annotated[str, AfterValidator(check_run_id)]
+Table = Annotated[str, AfterValidator(_table)]
+GcsPrefix = Annotated[str, AfterValidator(_gcs)]
+# Typed literal values only: a filter value is data, never SQL text.
+Scalar = bool | int | float | dt.date | dt.datetime | str
+
+
+class Contract(BaseModel):
+    """Base of all message models: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_ARITY = {
+    "=": 1,
+    "!=": 1,
+    "<": 1,
+    "<=": 1,
+    ">": 1,
+    ">=": 1,
+    "in": -1,
+    "not in": -1,
+    "between": 2,
+    "is null": 0,
+    "is not null": 0,
+}
+Operator = Literal[
+    "=", "!=", "<", "<=", ">", ">=", "in", "not in", "between", "is null", "is not null"
+]
+
+
+class Predicate(Contract):
+    """One condition of a row filter: ``column op values``; filters AND their predicates."""
+
+    column: Column
+    op: Operator
+    values: list[Scalar] = Field(default_factory=list, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _arity(self) -> Predicate:
+        want = _ARITY[self.op]
+        if want == -1 and not self.values:
+            raise ValueError(f"operator {self.op!r} needs at least one value")
+        if want >= 0 and len(self.values) != want:
+            raise ValueError(f"operator {self.op!r} takes {want} value(s), got {len(self.values)}")
+        return self
+
+
+Strategy = Literal["streams", "chunk_tables"]
+TrainingJob = Literal["pricing", "promotions"]
+
+
+class FetchRequest(Contract):
+    """``fetch-requests``: fetch a whole table (or a query's result) into Parquet on GCS."""
+
+    run_id: RunId | None = None
+    table: Table | None = None
+    query: str | None = Field(default=None, min_length=1, max_length=1_000_000)
+    columns: list[Column] | None = Field(default=None, min_length=1)
+    row_filter: list[Predicate] = Field(default_factory=list, max_length=100)
+    strategy: Strategy = "streams"
+    index_columns: list[Column] = Field(default_factory=list, max_length=4)
+    destination: GcsPrefix
+    parallelism: int = Field(default=8, ge=1, le=1000)
+    train: list[TrainingJob] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _source(self) -> FetchRequest:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("exactly one of 'table' and 'query' must be given")
+        if self.query is not None and self.strategy != "chunk_tables":
+            raise ValueError("a query source needs strategy 'chunk_tables'")
+        if self.query is not None and self.row_filter:
+            raise ValueError("row_filter applies to a table source; put conditions in the query")
+        return self
+
+
+class ChunkBounds(Contract):
+    """Half-open range ``lower <= index < upper`` on the index columns (None = unbounded)."""
+
+    lower: list[Scalar] | None = None
+    upper: list[Scalar] | None = None
+
+
+class ChunkSpec(Contract):
+    """``fetch-chunks``: one chunk of a ``chunk_tables`` run to materialise."""
+
+    run_id: RunId
+    chunk: int = Field(ge=0)
+    chunk_count: int = Field(ge=1)
+    bounds: ChunkBounds
+    request: FetchRequest
+
+
+class PartInfo(Contract):
+    """One Parquet part written to GCS."""
+
+    uri: GcsPrefix
+    rows: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    crc32c: str
+
+
+class ChunkReady(Contract):
+    """``fetch-chunk-ready``: one readable unit, a read stream from ``offset`` on."""
+
+    run_id: RunId
+    chunk: int = Field(ge=0)
+    chunk_count: int = Field(ge=1)
+    stream: str = Field(min_length=1, max_length=2048)
+    offset: int = Field(default=0, ge=0)
+    destination: GcsPrefix
+    # Parts written by earlier invocations of this chunk (a worker near its time limit hands on).
+    parts: list[PartInfo] = Field(default_factory=list)
+    temp_table: Table | None = None
+
+
+class ChunkDone(Contract):
+    """``fetch-chunk-done``: a chunk is fully in Parquet."""
+
+    run_id: RunId
+    chunk: int = Field(ge=0)
+    chunk_count: int = Field(ge=1)
+    destination: GcsPrefix
+    parts: list[PartInfo]
+    rows: int = Field(ge=0)
+
+
+class FetchComplete(Contract):
+    """``fetch-complete``: a run's manifest exists; sent exactly once per run."""
+
+    run_id: RunId
+    manifest_uri: GcsPrefix
+    rows: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    parts: int = Field(ge=0)
+    train: list[TrainingJob] = Field(default_factory=list)
+
+
+M = TypeVar("M", bound=Contract)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = ".".join(str(p) for p in loc if not str(p).startswith("function-after"))
+    return path or "<message>"
+
+
+def parse(model: type[M], data: bytes | str | dict, topic: str) -> M:
+    """Decode ``data`` (JSON bytes or an already decoded dict) into ``model``."""
+    if isinstance(data, bytes | str):
+        try:
+            data = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedMessage(topic, "<body>", f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MalformedMessage(
+            topic, "<body>", f"expected a JSON object, got {type(data).__name__}"
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise MalformedMessage(topic, _field_path(first["loc"]), first["msg"]) from None
+
+
+def dump(message: Contract) -> bytes:
+    """Serialise a message for publishing."""
+    return message.model_dump_json(exclude_none=True).encode()

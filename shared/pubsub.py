@@ -1,0 +1,95 @@
+"""Pub/Sub glue for function entry points: decode a push delivery, run the core, publish.
+
+A Pub/Sub push reaches a functions-framework ``cloud_event`` handler as a CloudEvent of type
+``google.cloud.pubsub.topic.v1.messagePublished``. :func:`handle` turns it into a typed contract
+and applies the error tree: a :class:`PermanentError` is logged with its reason and acknowledged
+(returning normally), anything else propagates, becomes HTTP 500, and Pub/Sub redelivers it with
+backoff until the dead-letter policy takes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from google.cloud import pubsub_v1
+
+from shared.errors import MalformedMessage, PermanentError
+from shared.log import get_logger
+from shared.messages import Contract, dump, parse
+
+log = get_logger("shared.pubsub")
+M = TypeVar("M", bound=Contract)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivered Pub/Sub message, independent of how it arrived."""
+
+    topic: str
+    message_id: str
+    data: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def delivery_from_event(event: Any, topic: str) -> Delivery:
+    """Decode a functions-framework CloudEvent carrying a Pub/Sub message."""
+    payload = event.data if hasattr(event, "data") else event
+    message = payload.get("message") if isinstance(payload, dict) else None
+    if not isinstance(message, dict):
+        raise MalformedMessage(topic, "message", "no Pub/Sub message in the event")
+    try:
+        data = base64.b64decode(message.get("data") or "", validate=True)
+    except (binascii.Error, TypeError) as exc:
+        raise MalformedMessage(topic, "message.data", f"not base64: {exc}") from None
+    message_id = str(message.get("messageId") or message.get("message_id") or "")
+    return Delivery(topic, message_id, data, dict(message.get("attributes") or {}))
+
+
+def handle(
+    event: Any,
+    topic: str,
+    model: type[M],
+    process: Callable[[M, Delivery], object],
+    function: str,
+) -> object | None:
+    """Parse ``event`` as ``model`` and run ``process``; acknowledge permanent failures."""
+    delivery: Delivery | None = None
+    try:
+        delivery = delivery_from_event(event, topic)
+        message = parse(model, delivery.data, topic)
+        return process(message, delivery)
+    except PermanentError as exc:
+        # Retrying will not fix this: log why, and return so the message is acknowledged.
+        log.error(
+            "%s rejected a %s message: %s",
+            function,
+            topic,
+            exc,
+            extra={
+                "function": function,
+                "topic": topic,
+                "message_id": delivery.message_id if delivery else None,
+                "error_type": type(exc).__name__,
+                "field": getattr(exc, "field", None),
+                "run_id": getattr(getattr(exc, "message", None), "run_id", None),
+                "outcome": "acknowledged",
+            },
+        )
+        return None
+
+
+def publish_all(
+    publisher: pubsub_v1.PublisherClient,
+    project: str,
+    topic: str,
+    messages: Iterable[Contract],
+    timeout_s: float = 60.0,
+) -> list[str]:
+    """Publish ``messages`` to ``topic`` and wait until every one is accepted; returns ids."""
+    path = publisher.topic_path(project, topic)
+    futures = [publisher.publish(path, dump(message)) for message in messages]
+    return [future.result(timeout=timeout_s) for future in futures]

@@ -1,0 +1,60 @@
+"""The Pub/Sub topology, declared once: topics, and which function each subscription pushes to.
+
+The local stack builds exactly this on the emulator; Terraform in ``infra/`` declares the same
+names, and a test holds the two together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FETCH_REQUESTS = "fetch-requests"
+FETCH_CHUNKS = "fetch-chunks"
+FETCH_CHUNK_READY = "fetch-chunk-ready"
+FETCH_CHUNK_DONE = "fetch-chunk-done"
+FETCH_COMPLETE = "fetch-complete"
+RBAC_SYNC = "rbac-sync"
+TRAINING_SCHEDULE = "training-schedule"
+DEAD_LETTER = "dead-letter"
+
+TOPICS: tuple[str, ...] = (
+    FETCH_REQUESTS,
+    FETCH_CHUNKS,
+    FETCH_CHUNK_READY,
+    FETCH_CHUNK_DONE,
+    FETCH_COMPLETE,
+    RBAC_SYNC,
+    TRAINING_SCHEDULE,
+    DEAD_LETTER,
+)
+
+# Messages that exhausted their delivery attempts are kept here for a person to look at.
+DEAD_LETTER_SUBSCRIPTION = "dead-letter-inspect"
+
+
+@dataclass(frozen=True)
+class PushSubscription:
+    """A push subscription delivering ``topic`` to the function ``entry_point``."""
+
+    name: str
+    topic: str
+    entry_point: str
+    ack_deadline_s: int = 60
+    min_backoff_s: int = 10
+    max_backoff_s: int = 600
+    max_delivery_attempts: int = 5
+
+
+SUBSCRIPTIONS: tuple[PushSubscription, ...] = (
+    PushSubscription("plan-fetch", FETCH_REQUESTS, "plan_fetch", ack_deadline_s=120),
+)
+
+
+def entry_points() -> list[str]:
+    """Every function entry point, in a stable order."""
+    return sorted({sub.entry_point for sub in SUBSCRIPTIONS})
+
+
+def push_path(project: str, topic: str) -> str:
+    """URL path of a push endpoint; functions-framework names the CloudEvent source after it."""
+    return f"/projects/{project}/topics/{topic}"
