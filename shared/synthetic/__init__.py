@@ -1,0 +1,1 @@
+"""A synthetic retailer with known ground truth: stores, products, promotions, daily sales."""
