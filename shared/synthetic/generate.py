@@ -103,7 +103,8 @@ class World:
 
     @property
     def expected_rows(self) -> int:
-        return round(len(self.pair_store) * self.shape.n_days * 0.8)
+        """Rows the transactions table will have, within a few percent (zero-sale days drop)."""
+        return round(float(np.sum(1 - np.exp(-self.pair_base))) * self.shape.n_days)
 
 
 def _cents(x: np.ndarray) -> np.ndarray:
