@@ -335,14 +335,13 @@ def running_pgid(cfg: StackConfig, comp: Component) -> int | None:
     return pgid if _group_alive(pgid) else None
 
 
-def _spawn(cfg: StackConfig, comp: Component) -> int:
+def _spawn(cfg: StackConfig, comp: Component, argv: list[str]) -> int:
     for port in comp.ports(cfg):
         if _port_open(port):
             raise StackError(
                 f"{comp.name}: port {port} is already in use by a process this stack did not "
                 f"start; stop it or choose other ports (RETAIL_*_PORT)"
             )
-    argv = comp.argv(cfg)
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     log = open(cfg.log_dir / f"{comp.name}.log", "ab")  # noqa: SIM115 - handed to the child
     env = {**os.environ, **comp.env(cfg)}
@@ -409,17 +408,27 @@ def _stop(cfg: StackConfig, comp: Component) -> bool:
 
 def _start_all(cfg: StackConfig, comps: list[Component], say: Callable[[str], None]) -> None:
     """Start the components that are not running, in parallel, and wait until all are ready."""
-    started: list[tuple[Component, int]] = []
+    todo = []
     for comp in comps:
         if running_pgid(cfg, comp) is not None and comp.ready(cfg):
             say(f"  {comp.name:<24} already running")
-            continue
-        _stop(cfg, comp)  # a stale or unhealthy leftover
-        started.append((comp, _spawn(cfg, comp)))
-    for comp, pgid in started:
-        t0 = time.monotonic()
-        _wait_ready(cfg, comp, pgid)
-        say(f"  {comp.name:<24} started (pid {pgid}, ready in {time.monotonic() - t0:.1f}s)")
+        else:
+            todo.append(comp)
+    # Resolve every command line first: a missing piece is reported before anything starts.
+    argvs = [comp.argv(cfg) for comp in todo]
+    started: list[tuple[Component, int]] = []
+    try:
+        for comp, argv in zip(todo, argvs, strict=True):
+            _stop(cfg, comp)  # a stale or unhealthy leftover
+            started.append((comp, _spawn(cfg, comp, argv)))
+        for comp, pgid in started:
+            t0 = time.monotonic()
+            _wait_ready(cfg, comp, pgid)
+            say(f"  {comp.name:<24} started (pid {pgid}, ready in {time.monotonic() - t0:.1f}s)")
+    except BaseException:
+        for comp, _pgid in started:  # leave nothing half-started behind
+            _stop(cfg, comp)
+        raise
 
 
 # --------------------------------------------------------------------------- resources

@@ -37,8 +37,18 @@ Column = Annotated[str, AfterValidator(check_column)]
 RunId = Annotated[str, AfterValidator(check_run_id)]
 Table = Annotated[str, AfterValidator(_table)]
 GcsPrefix = Annotated[str, AfterValidator(_gcs)]
-# Typed literal values only: a filter value is data, never SQL text.
+# Typed literal values only: a filter value is data, never SQL text. Dates and times arrive as
+# ISO strings and are checked against the column's type when the filter is rendered.
 Scalar = bool | int | float | dt.date | dt.datetime | str
+
+
+def _scalar(value: Any) -> Scalar:
+    if not isinstance(value, bool | int | float | str | dt.date):
+        raise ValueError("a filter value must be a string, number, boolean or date")
+    return value
+
+
+FilterValue = Annotated[Any, AfterValidator(_scalar)]
 
 
 class Contract(BaseModel):
@@ -70,7 +80,7 @@ class Predicate(Contract):
 
     column: Column
     op: Operator
-    values: list[Scalar] = Field(default_factory=list, max_length=10_000)
+    values: list[FilterValue] = Field(default_factory=list, max_length=10_000)
 
     @model_validator(mode="after")
     def _arity(self) -> Predicate:
@@ -114,8 +124,8 @@ class FetchRequest(Contract):
 class ChunkBounds(Contract):
     """Half-open range ``lower <= index < upper`` on the index columns (None = unbounded)."""
 
-    lower: list[Scalar] | None = None
-    upper: list[Scalar] | None = None
+    lower: list[FilterValue] | None = None
+    upper: list[FilterValue] | None = None
 
 
 class ChunkSpec(Contract):

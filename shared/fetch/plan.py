@@ -158,6 +158,8 @@ def plan_streams(
         blob.upload_from_string(
             json.dumps(record, indent=1), content_type="application/json", if_generation_match=0
         )
+    except gexc.NotFound:
+        raise InvalidRequest(f"destination bucket {dest.bucket!r} does not exist") from None
     except gexc.PreconditionFailed:
         # A concurrent delivery of the same request won the race; announce its plan instead.
         winner = _read_plan(bucket, dest)

@@ -118,7 +118,7 @@ def build_world(shape: Shape, seed: int = 7) -> World:
     n_r = len(REGIONS)
 
     # Stores: a few big hypermarkets, many small ones (log-normal sizes).
-    store_size = rng.lognormal(0.0, 0.6, n_s)
+    store_size = rng.lognormal(0.0, 0.8, n_s)
     store_region = rng.integers(0, n_r, n_s)
     size_rank = np.argsort(np.argsort(-store_size)) / max(n_s - 1, 1)
     store_format = np.where(size_rank < 0.2, 0, np.where(size_rank < 0.7, 1, 2))

@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Both create the virtualenv in .venv and install the project with its local stack first.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install demo test lint unit up down status clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[local,dev]'
+	@touch $@
+
+demo: install  ## start the stack, load the data, run the pipeline round trip, stop the stack
+	$(BIN)/python -m local.demo
+
+test: install lint  ## the whole suite: unit, function and integration tests on the local stack
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+unit: install
+	$(BIN)/pytest tests/unit tests/functions
+
+up: install
+	$(BIN)/python -m local up
+
+down:
+	$(BIN)/python -m local down
+
+status:
+	$(BIN)/python -m local status
+
+clean: down
+	rm -rf .local $(VENV)

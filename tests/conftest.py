@@ -1,0 +1,53 @@
+"""Shared fixtures: the local emulator stack (started once per session, on test-only ports, so
+a developer's running stack is left alone) and a small synthetic retailer loaded into it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Ports and state for the test session's own stack.
+TEST_STACK_ENV = {
+    "RETAIL_STACK_DIR": str(REPO / ".local" / "test-stack"),
+    "RETAIL_PUBSUB_PORT": "18085",
+    "RETAIL_BQ_REST_PORT": "19050",
+    "RETAIL_BQ_GRPC_PORT": "19060",
+    "RETAIL_GCS_PORT": "14443",
+    "RETAIL_FUNCTIONS_BASE_PORT": "18101",
+}
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """The local stack, up for the whole session and stopped at its end."""
+    from local.stack import StackConfig, down, up
+
+    cfg = StackConfig.from_env(TEST_STACK_ENV)
+    up(cfg, say=lambda _msg: None)
+    saved = dict(os.environ)
+    os.environ.update(cfg.client_env())
+    try:
+        yield cfg
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        down(cfg, say=lambda _msg: None)
+
+
+@pytest.fixture(scope="session")
+def settings(stack):
+    from shared.settings import Settings
+
+    return Settings.from_env(stack.client_env())
+
+
+@pytest.fixture(scope="session")
+def retail(stack, settings):
+    """A small synthetic retailer loaded into dataset ``retail`` of the test stack."""
+    from shared.cli import generate_data
+
+    return generate_data(20_000, 7, "retail", settings, quiet=True)
