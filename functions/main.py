@@ -9,8 +9,10 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from shared import clients, log, topology
+from shared.fetch.finalize import finalize, mark_published
 from shared.fetch.plan import plan_streams, run_id_for
-from shared.messages import FetchRequest
+from shared.fetch.worker import fetch_chunk as read_chunk
+from shared.messages import ChunkDone, ChunkReady, FetchRequest
 from shared.pubsub import Delivery, handle, publish_all
 from shared.settings import Settings
 
@@ -50,7 +52,76 @@ def _plan_fetch(request: FetchRequest, delivery: Delivery) -> None:
     )
 
 
+def _fetch_chunk(message: ChunkReady, delivery: Delivery) -> None:
+    settings = Settings.from_env()
+    outcome = read_chunk(
+        message,
+        read_client=clients.bigquery_read_client(settings),
+        gcs=clients.storage_client(settings),
+        part_rows=settings.part_max_rows,
+        time_budget_s=settings.time_budget_s,
+    )
+    topic, out = (
+        (topology.FETCH_CHUNK_DONE, outcome.done)
+        if outcome.done
+        else (topology.FETCH_CHUNK_READY, outcome.handoff)
+    )
+    publish_all(clients.publisher_client(settings), settings.project, topic, [out])
+    logger.info(
+        "chunk %d of %s: %s",
+        message.chunk,
+        message.run_id,
+        "done" if outcome.done else f"handed on at offset {out.offset}",
+        extra={
+            "run_id": message.run_id,
+            "chunk": message.chunk,
+            "function": "fetch_chunk",
+            "rows": outcome.done.rows if outcome.done else None,
+            "offset": None if outcome.done else out.offset,
+        },
+    )
+
+
+def _finalize_fetch(done: ChunkDone, delivery: Delivery) -> None:
+    settings = Settings.from_env()
+    gcs = clients.storage_client(settings)
+    result = finalize(done, gcs=gcs)
+    if result.complete is None:
+        return
+    publish_all(
+        clients.publisher_client(settings),
+        settings.project,
+        topology.FETCH_COMPLETE,
+        [result.complete],
+    )
+    mark_published(gcs, done.destination)
+    logger.info(
+        "run %s complete: %d rows in %d parts",
+        done.run_id,
+        result.complete.rows,
+        result.complete.parts,
+        extra={
+            "run_id": done.run_id,
+            "function": "finalize_fetch",
+            "rows": result.complete.rows,
+            "manifest": result.complete.manifest_uri,
+        },
+    )
+
+
 @functions_framework.cloud_event
 def plan_fetch(event: CloudEvent) -> None:
     """``fetch-requests`` -> plan (read session, recorded once) -> ``fetch-chunk-ready``."""
     handle(event, topology.FETCH_REQUESTS, FetchRequest, _plan_fetch, "plan_fetch")
+
+
+@functions_framework.cloud_event
+def fetch_chunk(event: CloudEvent) -> None:
+    """``fetch-chunk-ready`` -> Parquet parts on GCS -> ``fetch-chunk-done`` (or hand on)."""
+    handle(event, topology.FETCH_CHUNK_READY, ChunkReady, _fetch_chunk, "fetch_chunk")
+
+
+@functions_framework.cloud_event
+def finalize_fetch(event: CloudEvent) -> None:
+    """``fetch-chunk-done`` -> manifest (exactly once) -> ``fetch-complete``."""
+    handle(event, topology.FETCH_CHUNK_DONE, ChunkDone, _finalize_fetch, "finalize_fetch")

@@ -42,6 +42,7 @@ class StackConfig:
     pubsub_port: int
     bq_rest_port: int
     bq_grpc_port: int
+    bq_read_port: int
     gcs_port: int
     functions_base_port: int
     min_backoff_s: int
@@ -62,6 +63,7 @@ class StackConfig:
             pubsub_port=port("RETAIL_PUBSUB_PORT", 8085),
             bq_rest_port=port("RETAIL_BQ_REST_PORT", 9050),
             bq_grpc_port=port("RETAIL_BQ_GRPC_PORT", 9060),
+            bq_read_port=port("RETAIL_BQ_READ_PORT", 9061),
             gcs_port=port("RETAIL_GCS_PORT", 4443),
             functions_base_port=port("RETAIL_FUNCTIONS_BASE_PORT", 8101),
             # Production backs off 10 s to 600 s; locally a retry should be seen within seconds.
@@ -84,7 +86,8 @@ class StackConfig:
             "PUBSUB_PROJECT_ID": self.project,
             "STORAGE_EMULATOR_HOST": f"http://{HOST}:{self.gcs_port}",
             "BIGQUERY_EMULATOR_HOST": f"http://{HOST}:{self.bq_rest_port}",
-            "BIGQUERY_STORAGE_EMULATOR_HOST": f"{HOST}:{self.bq_grpc_port}",
+            # The Storage Read API goes through local/storage_proxy.py, which honours offsets.
+            "BIGQUERY_STORAGE_EMULATOR_HOST": f"{HOST}:{self.bq_read_port}",
             "RETAIL_DATA_BUCKET": f"{self.project}-data",
         }
 
@@ -267,6 +270,21 @@ EMULATORS: tuple[Component, ...] = (
             )
         ),
         env=lambda cfg: {"BQEMU_GCS_LOCAL_ROOT": str(cfg.gcs_root)},
+    ),
+    Component(
+        "bigquery-read",
+        lambda cfg: [
+            sys.executable,
+            "-m",
+            "local.storage_proxy",
+            "--listen",
+            f"{HOST}:{cfg.bq_read_port}",
+            "--upstream",
+            f"{HOST}:{cfg.bq_grpc_port}",
+        ],
+        lambda cfg: [cfg.bq_read_port],
+        lambda cfg: _port_open(cfg.bq_read_port),
+        env=lambda cfg: {"PYTHONPATH": str(REPO)},
     ),
 )
 

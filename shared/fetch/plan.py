@@ -56,6 +56,20 @@ def check_columns(request: FetchRequest, table: bigquery.Table) -> None:
             raise SourceNotFound(f"column {col!r} does not exist in table {request.table}")
 
 
+def count_rows(bq: bigquery.Client, ref: TableRef, restriction: str, table: bigquery.Table) -> int:
+    """Rows the fetch must deliver: table metadata without a filter (free), else a COUNT."""
+    if not restriction:
+        return int(table.num_rows or 0)
+    sql = f"SELECT COUNT(*) AS n FROM {ref.sql} WHERE {restriction}"
+    return int(next(iter(bq.query(sql).result()))["n"])
+
+
+def read_plan(gcs: storage.Client, destination: str) -> dict | None:
+    """The recorded plan of the run writing to ``destination``, if any."""
+    dest = GcsUri.parse(destination)
+    return _read_plan(gcs.bucket(dest.bucket), dest)
+
+
 def _read_plan(bucket: storage.Bucket, dest: GcsUri) -> dict | None:
     blob = bucket.blob(dest.child(PLAN_OBJECT).path)
     try:
@@ -108,6 +122,7 @@ def plan_streams(
         raise SourceNotFound(f"table {ref} does not exist") from None
     check_columns(request, table)
     restriction = row_restriction(request.row_filter, column_types(table))
+    source_rows = count_rows(bq, ref, restriction, table)
 
     snapshot = dt.datetime.now(dt.UTC).replace(microsecond=0)
     session = types.ReadSession(
@@ -151,6 +166,12 @@ def plan_streams(
         "session": session.name,
         "snapshot_time": snapshot.isoformat(),
         "estimated_rows": int(session.estimated_row_count or table.num_rows or 0),
+        "source_rows": source_rows,
+        "schema": [
+            {"name": f.name, "type": f.field_type, "mode": f.mode}
+            for f in table.schema
+            if not request.columns or f.name in request.columns
+        ],
         "chunks": [c.model_dump(mode="json", exclude_none=True) for c in chunks],
     }
     blob = bucket.blob(dest.child(PLAN_OBJECT).path)

@@ -37,6 +37,7 @@ def own_stack(tmp_path):
             "RETAIL_PUBSUB_PORT": "28085",
             "RETAIL_BQ_REST_PORT": "29050",
             "RETAIL_BQ_GRPC_PORT": "29060",
+            "RETAIL_BQ_READ_PORT": "29061",
             "RETAIL_GCS_PORT": "24443",
             "RETAIL_FUNCTIONS_BASE_PORT": "28101",
         }
@@ -72,6 +73,7 @@ def test_missing_pubsub_emulator_is_named_and_nothing_starts(tmp_path):
         "RETAIL_PUBSUB_PORT": "38085",
         "RETAIL_BQ_REST_PORT": "39050",
         "RETAIL_BQ_GRPC_PORT": "39060",
+        "RETAIL_BQ_READ_PORT": "39061",
         "RETAIL_GCS_PORT": "34443",
         "RETAIL_FUNCTIONS_BASE_PORT": "38101",
     }
@@ -102,6 +104,7 @@ def test_busy_port_is_reported_and_nothing_is_left_running(tmp_path):
             "RETAIL_PUBSUB_PORT": "48085",
             "RETAIL_BQ_REST_PORT": str(port),
             "RETAIL_BQ_GRPC_PORT": "49060",
+            "RETAIL_BQ_READ_PORT": "49061",
         }
         result = subprocess.run(
             [sys.executable, "-m", "local", "up"],

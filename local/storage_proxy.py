@@ -1,0 +1,189 @@
+"""A gRPC proxy in front of the emulator's Storage Read API: real-service behaviour and limits.
+
+* Offsets: ``ReadRows(offset=N)`` resumes a stream at row N on the real service; bqemulator
+  ignores the offset, so the proxy skips the first N rows itself. Resuming code is then tested
+  for real.
+* GCP-limits mode (for the benchmark and fault tests): a bandwidth cap per ReadRows connection
+  (one Python process reads ~40 MB/s from the real service), a cap on concurrent read streams
+  answered with RESOURCE_EXHAUSTED, and an UNAVAILABLE injected once per stream mid-read.
+
+``python -m local.storage_proxy --listen 127.0.0.1:9061 --upstream 127.0.0.1:9060 [--limits]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+import pyarrow as pa
+from google.cloud.bigquery_storage_v1 import types
+
+SERVICE = "google.cloud.bigquery.storage.v1.BigQueryRead"
+_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the proxy enforces besides offsets; None switches a limit off."""
+
+    bandwidth_bytes_s: float | None = None
+    max_concurrent_streams: int | None = None
+    fail_once_after_rows: int | None = None
+
+
+GCP_LIKE = Limits(bandwidth_bytes_s=40e6, max_concurrent_streams=8, fail_once_after_rows=50_000)
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+class ReadProxy:
+    """Forwards the BigQueryRead service to ``upstream``, applying offsets and ``limits``."""
+
+    def __init__(self, upstream: str, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.channel = grpc.insecure_channel(upstream, _OPTIONS)
+        self._active = 0
+        self._lock = threading.Lock()
+        self._failed: set[str] = set()
+        self.stats = {"rejected": 0, "faults": 0, "streams": 0}
+
+    def _unary(self, method: str):
+        call = self.channel.unary_unary(
+            f"/{SERVICE}/{method}", request_serializer=_identity, response_deserializer=_identity
+        )
+
+        def handler(request: bytes, context: grpc.ServicerContext) -> bytes:
+            try:
+                return call(request, metadata=context.invocation_metadata())
+            except grpc.RpcError as exc:
+                context.abort(exc.code(), exc.details())
+
+        return handler
+
+    def _read_rows(self, request_bytes: bytes, context: grpc.ServicerContext):
+        request = types.ReadRowsRequest.deserialize(request_bytes)
+        limits = self.limits
+        with self._lock:
+            if limits.max_concurrent_streams and self._active >= limits.max_concurrent_streams:
+                self.stats["rejected"] += 1
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"too many concurrent read streams (limit {limits.max_concurrent_streams})",
+                )
+            self._active += 1
+            self.stats["streams"] += 1
+        try:
+            yield from self._forward(request, context)
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    def _forward(self, request: types.ReadRowsRequest, context: grpc.ServicerContext):
+        limits = self.limits
+        upstream = self.channel.unary_stream(
+            f"/{SERVICE}/ReadRows", request_serializer=_identity, response_deserializer=_identity
+        )
+        forwarded = types.ReadRowsRequest(read_stream=request.read_stream, offset=0)
+        skip = int(request.offset)
+        schema: pa.Schema | None = None
+        schema_bytes = b""
+        sent_schema = False
+        sent_rows = 0
+        started = time.monotonic()
+        sent_bytes = 0
+        try:
+            for raw in upstream(
+                types.ReadRowsRequest.serialize(forwarded), metadata=context.invocation_metadata()
+            ):
+                response = types.ReadRowsResponse.deserialize(raw)
+                if response.arrow_schema.serialized_schema:
+                    schema_bytes = response.arrow_schema.serialized_schema
+                    schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+                rows = int(response.row_count)
+                if skip >= rows and rows:
+                    skip -= rows
+                    continue
+                if skip and schema is not None:
+                    batch = pa.ipc.read_record_batch(
+                        pa.py_buffer(response.arrow_record_batch.serialized_record_batch), schema
+                    ).slice(skip)
+                    response = types.ReadRowsResponse(
+                        row_count=batch.num_rows,
+                        arrow_record_batch=types.ArrowRecordBatch(
+                            serialized_record_batch=batch.serialize().to_pybytes()
+                        ),
+                        stats=response.stats,
+                    )
+                    rows, skip = batch.num_rows, 0
+                if not sent_schema and schema_bytes:
+                    response.arrow_schema = types.ArrowSchema(serialized_schema=schema_bytes)
+                    sent_schema = True
+                if (
+                    limits.fail_once_after_rows is not None
+                    and sent_rows >= limits.fail_once_after_rows
+                    and request.read_stream not in self._failed
+                ):
+                    with self._lock:
+                        self._failed.add(request.read_stream)
+                        self.stats["faults"] += 1
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "injected: connection reset")
+                out = types.ReadRowsResponse.serialize(response)
+                sent_rows += rows
+                sent_bytes += len(out)
+                if limits.bandwidth_bytes_s:
+                    ahead = sent_bytes / limits.bandwidth_bytes_s - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                yield out
+        except grpc.RpcError as exc:
+            context.abort(exc.code(), exc.details())
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "CreateReadSession": grpc.unary_unary_rpc_method_handler(
+                    self._unary("CreateReadSession"), _identity, _identity
+                ),
+                "SplitReadStream": grpc.unary_unary_rpc_method_handler(
+                    self._unary("SplitReadStream"), _identity, _identity
+                ),
+                "ReadRows": grpc.unary_stream_rpc_method_handler(
+                    self._read_rows, _identity, _identity
+                ),
+            },
+        )
+
+
+def serve(
+    listen: str, upstream: str, limits: Limits | None = None
+) -> tuple[grpc.Server, ReadProxy]:
+    """Start the proxy on ``listen``; returns the server (call ``.stop(0)``) and the proxy."""
+    proxy = ReadProxy(upstream, limits)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64), options=_OPTIONS)
+    server.add_generic_rpc_handlers((proxy.handler(),))
+    if server.add_insecure_port(listen) == 0:
+        raise OSError(f"cannot listen on {listen}")
+    server.start()
+    return server, proxy
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--listen", required=True)
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--limits", action="store_true", help="GCP-like limits and faults")
+    args = parser.parse_args(argv)
+    server, _ = serve(args.listen, args.upstream, GCP_LIKE if args.limits else None)
+    server.wait_for_termination()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

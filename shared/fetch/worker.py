@@ -1,0 +1,179 @@
+"""Reading one chunk (a read stream from an offset) into Parquet parts on GCS.
+
+Part ``k`` of chunk ``c`` always holds rows ``[k*P, (k+1)*P)`` of the stream (P = rows per part),
+whoever writes it and however often: batches are sliced at those boundaries. So a redelivered
+message or a resumed read overwrites a part with the same rows under the same name, and a run
+never holds two versions of the same rows. Memory is bounded by one part.
+
+A worker near its time budget stops at the next part boundary and hands the rest on as a new
+``ChunkReady`` from that offset; transient read errors are retried with backoff from the last
+row received.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+from google.cloud.bigquery_storage_v1 import BigQueryReadClient
+
+from shared.errors import PermanentError, TransientError, is_transient
+from shared.identifiers import GcsUri
+from shared.log import get_logger
+from shared.messages import ChunkDone, ChunkReady, PartInfo
+
+log = get_logger("shared.fetch.worker")
+
+
+def part_name(chunk: int, part: int) -> str:
+    """Deterministic object name of a part, from chunk and part index."""
+    return f"part-{chunk:05d}-{part:05d}.parquet"
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """Either the chunk is done, or the rest is handed on from ``handoff.offset``."""
+
+    done: ChunkDone | None = None
+    handoff: ChunkReady | None = None
+
+
+def write_part(bucket: storage.Bucket, dest: GcsUri, name: str, table: pa.Table) -> PartInfo:
+    """Write one Parquet part (overwriting a same-named one, which holds the same rows)."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    blob = bucket.blob(dest.child(name).path)
+    blob.upload_from_string(buffer.getvalue(), content_type="application/vnd.apache.parquet")
+    return PartInfo(
+        uri=str(dest.child(name)),
+        rows=table.num_rows,
+        bytes=blob.size or 0,
+        crc32c=blob.crc32c or "",
+    )
+
+
+class _Stream:
+    """Arrow record batches of a read stream from an offset, reconnecting on transient errors."""
+
+    def __init__(
+        self,
+        read_client: BigQueryReadClient,
+        stream: str,
+        offset: int,
+        max_attempts: int,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.read_client, self.stream, self.offset = read_client, stream, offset
+        self.max_attempts, self.sleep = max_attempts, sleep
+        self.schema: pa.Schema | None = None
+        self.retries = 0
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        attempt = 0
+        while True:
+            try:
+                for response in self.read_client.read_rows(
+                    self.stream, offset=self.offset, retry=None
+                ):
+                    if response.arrow_schema.serialized_schema:
+                        self.schema = pa.ipc.read_schema(
+                            pa.py_buffer(response.arrow_schema.serialized_schema)
+                        )
+                    if not response.row_count:
+                        continue
+                    if self.schema is None:
+                        raise PermanentError(f"stream {self.stream} sent rows before a schema")
+                    batch = pa.ipc.read_record_batch(
+                        pa.py_buffer(response.arrow_record_batch.serialized_record_batch),
+                        self.schema,
+                    )
+                    self.offset += batch.num_rows
+                    attempt = 0
+                    yield batch
+                return
+            except gexc.NotFound as exc:
+                raise PermanentError(f"read stream {self.stream} is gone: {exc.message}") from None
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                attempt += 1
+                self.retries += 1
+                if attempt >= self.max_attempts:
+                    raise TransientError(f"read stream {self.stream}: {exc}") from exc
+                delay = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2)
+                log.warning(
+                    "read stream interrupted at offset %d (%s); retrying in %.1fs",
+                    self.offset,
+                    type(exc).__name__,
+                    delay,
+                    extra={"stream": self.stream, "offset": self.offset, "attempt": attempt},
+                )
+                self.sleep(delay)
+
+
+def fetch_chunk(
+    message: ChunkReady,
+    *,
+    read_client: BigQueryReadClient,
+    gcs: storage.Client,
+    part_rows: int,
+    time_budget_s: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    max_attempts: int = 8,
+) -> ChunkOutcome:
+    """Read ``message.stream`` from ``message.offset`` into parts; done, or hand on the rest."""
+    if message.offset % part_rows:
+        raise PermanentError(
+            f"offset {message.offset} is not a part boundary (parts of {part_rows} rows); "
+            "RETAIL_PART_MAX_ROWS must not change during a run"
+        )
+    started = clock()
+    dest = GcsUri.parse(message.destination)
+    bucket = gcs.bucket(dest.bucket)
+    parts = list(message.parts)
+    stream = _Stream(read_client, message.stream, message.offset, max_attempts, sleep)
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    part_index = message.offset // part_rows
+
+    def flush() -> None:
+        nonlocal pending, pending_rows, part_index
+        table = pa.Table.from_batches(pending, schema=stream.schema)
+        parts.append(write_part(bucket, dest, part_name(message.chunk, part_index), table))
+        pending, pending_rows, part_index = [], 0, part_index + 1
+
+    for batch in stream.batches():
+        while batch.num_rows:
+            take = min(batch.num_rows, part_rows - pending_rows)
+            pending.append(batch.slice(0, take))
+            pending_rows += take
+            batch = batch.slice(take)
+            if pending_rows == part_rows:
+                flush()
+                if clock() - started > time_budget_s:
+                    # Rows already received past the boundary are read again by the next
+                    # worker, which keeps every part boundary where it belongs.
+                    handoff = message.model_copy(
+                        update={"offset": part_index * part_rows, "parts": parts}
+                    )
+                    return ChunkOutcome(handoff=handoff)
+    if pending_rows:
+        flush()
+    return ChunkOutcome(
+        done=ChunkDone(
+            run_id=message.run_id,
+            chunk=message.chunk,
+            chunk_count=message.chunk_count,
+            destination=message.destination,
+            parts=parts,
+            rows=sum(p.rows for p in parts),
+        )
+    )
