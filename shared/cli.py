@@ -11,6 +11,7 @@ import sys
 import time
 
 from shared import clients, log
+from shared.errors import PlatformError
 from shared.settings import Settings, SettingsError
 
 
@@ -69,6 +70,99 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_filter(text: str) -> dict:
+    """``--where 'units > 0'`` or ``--where 'region in north,south'`` as a predicate dict."""
+    import re
+
+    match = re.fullmatch(
+        r"\s*(\w+)\s*(not in|in|between|is not null|is null|!=|<=|>=|=|<|>)\s*(.*)", text
+    )
+    if not match:
+        raise ValueError(f"--where {text!r}: expected 'column op value[,value...]'")
+    column, op, rest = match.groups()
+    values: list = []
+    for raw in [v.strip() for v in rest.split(",")] if rest.strip() else []:
+        for cast in (int, float):
+            try:
+                values.append(cast(raw))
+                break
+            except ValueError:
+                continue
+        else:
+            values.append({"true": True, "false": False}.get(raw.lower(), raw.strip("'\"")))
+    return {"column": column, "op": op, "values": values}
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from shared import topology
+    from shared.fetch.finalize import CHUNKS_PREFIX, MANIFEST_OBJECT
+    from shared.fetch.library import new_run_id, run_in_process
+    from shared.fetch.plan import check_source, read_plan
+    from shared.identifiers import GcsUri
+    from shared.messages import FetchRequest, dump
+
+    settings = Settings.from_env()
+    run_id = args.run_id or new_run_id("cli")
+    request = FetchRequest(
+        run_id=run_id,
+        table=args.table,
+        columns=args.columns.split(",") if args.columns else None,
+        row_filter=[_parse_filter(w) for w in args.where],
+        destination=args.dest or f"gs://{settings.data_bucket}/fetch/{run_id}",
+        parallelism=args.parallelism,
+    )
+    check_source(request, clients.bigquery_client(settings))  # fail now, not in a function log
+    started = time.perf_counter()
+    if args.in_process:
+        with tqdm(unit="rows", unit_scale=True, file=sys.stderr, disable=args.quiet) as bar:
+            manifest = run_in_process(request, settings, on_rows=bar.update)
+        rows, size, parts = manifest["rows"], manifest["bytes"], manifest["parts"]
+    else:
+        publisher = clients.publisher_client(settings)
+        publisher.publish(
+            publisher.topic_path(settings.project, topology.FETCH_REQUESTS), dump(request)
+        ).result()
+        dest = GcsUri.parse(request.destination)
+        gcs = clients.storage_client(settings)
+        manifest_blob = gcs.bucket(dest.bucket).blob(dest.child(MANIFEST_OBJECT).path)
+        deadline = time.monotonic() + args.timeout
+        with tqdm(unit="rows", unit_scale=True, file=sys.stderr, disable=args.quiet) as bar:
+            while not manifest_blob.exists():
+                if time.monotonic() > deadline:
+                    print(
+                        f"error: run {run_id} not complete after {args.timeout} s", file=sys.stderr
+                    )
+                    return 1
+                plan = read_plan(gcs, request.destination)
+                if plan is None and time.monotonic() - started > 60:
+                    print(
+                        f"error: no plan for run {run_id} after 60 s; see the plan_fetch logs",
+                        file=sys.stderr,
+                    )
+                    return 1
+                if plan and bar.total is None:
+                    bar.total = plan["source_rows"]
+                done = sum(
+                    json.loads(b.download_as_bytes())["rows"]
+                    for b in gcs.list_blobs(dest.bucket, prefix=dest.child(CHUNKS_PREFIX).path)
+                )
+                bar.update(done - bar.n)
+                time.sleep(0.5)
+            manifest = json.loads(manifest_blob.download_as_bytes())
+            bar.update(manifest["rows"] - bar.n)
+        rows, size, parts = manifest["rows"], manifest["bytes"], len(manifest["parts"])
+    seconds = time.perf_counter() - started
+    print(
+        f"run {run_id}: {rows:,} rows in {parts} Parquet parts ({size / 1e6:,.1f} MB) "
+        f"at {request.destination} in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retail", description="Retail data platform CLI")
     sub = parser.add_subparsers(dest="group", required=True)
@@ -81,6 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dataset", default="retail")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(run=_cmd_generate)
+
+    fetch = sub.add_parser("fetch", help="fetch a BigQuery table into Parquet on GCS")
+    fetch.add_argument("table", help="project.dataset.table")
+    fetch.add_argument("--dest", help="gs:// prefix for the run (default: the data bucket)")
+    fetch.add_argument("-p", "--parallelism", type=int, default=8)
+    fetch.add_argument("--columns", help="comma-separated columns (default: all)")
+    fetch.add_argument(
+        "--where", action="append", default=[], help="filter, e.g. 'units > 0' (repeat to AND)"
+    )
+    fetch.add_argument("--run-id")
+    fetch.add_argument("--in-process", action="store_true", help="no Pub/Sub: run here")
+    fetch.add_argument("--timeout", type=float, default=3600)
+    fetch.add_argument("--quiet", action="store_true")
+    fetch.set_defaults(run=_cmd_fetch)
     return parser
 
 
@@ -89,6 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     log.configure("WARNING")
     try:
         return args.run(args)
-    except (SettingsError, ValueError) as exc:
+    except (SettingsError, ValueError, PlatformError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

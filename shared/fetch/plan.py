@@ -56,6 +56,25 @@ def check_columns(request: FetchRequest, table: bigquery.Table) -> None:
             raise SourceNotFound(f"column {col!r} does not exist in table {request.table}")
 
 
+def check_source(
+    request: FetchRequest, bq: bigquery.Client
+) -> tuple[TableRef, bigquery.Table, str]:
+    """Check the request against the source: table, columns and filter; nothing is created.
+
+    Returns the table and the rendered row restriction; raises a PermanentError naming what
+    is missing or wrong. The CLI calls this before publishing, so a typo fails at once.
+    """
+    if request.table is None:
+        raise InvalidRequest("a query source needs strategy 'chunk_tables', not available yet")
+    ref = TableRef.parse(request.table)
+    try:
+        table = bq.get_table(str(ref))
+    except gexc.NotFound:
+        raise SourceNotFound(f"table {ref} does not exist") from None
+    check_columns(request, table)
+    return ref, table, row_restriction(request.row_filter, column_types(table))
+
+
 def count_rows(bq: bigquery.Client, ref: TableRef, restriction: str, table: bigquery.Table) -> int:
     """Rows the fetch must deliver: table metadata without a filter (free), else a COUNT."""
     if not restriction:
@@ -115,13 +134,7 @@ def plan_streams(
             )
         return _plan_from_record(existing, reused=True)
 
-    ref = TableRef.parse(request.table)
-    try:
-        table = bq.get_table(str(ref))
-    except gexc.NotFound:
-        raise SourceNotFound(f"table {ref} does not exist") from None
-    check_columns(request, table)
-    restriction = row_restriction(request.row_filter, column_types(table))
+    ref, table, restriction = check_source(request, bq)
     source_rows = count_rows(bq, ref, restriction, table)
 
     snapshot = dt.datetime.now(dt.UTC).replace(microsecond=0)
