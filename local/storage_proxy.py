@@ -33,9 +33,17 @@ class Limits:
     bandwidth_bytes_s: float | None = None
     max_concurrent_streams: int | None = None
     fail_once_after_rows: int | None = None
+    # The emulator answers with up to 65,536 rows per response; smaller responses make
+    # mid-stream faults land mid-stream.
+    max_rows_per_response: int | None = None
 
 
-GCP_LIKE = Limits(bandwidth_bytes_s=40e6, max_concurrent_streams=8, fail_once_after_rows=50_000)
+GCP_LIKE = Limits(
+    bandwidth_bytes_s=40e6,
+    max_concurrent_streams=8,
+    fail_once_after_rows=50_000,
+    max_rows_per_response=20_000,
+)
 
 
 def _identity(data: bytes) -> bytes:
@@ -52,6 +60,7 @@ class ReadProxy:
         self._lock = threading.Lock()
         self._failed: set[str] = set()
         self.stats = {"rejected": 0, "faults": 0, "streams": 0}
+        self.address = ""
 
     def _unary(self, method: str):
         call = self.channel.unary_unary(
@@ -91,12 +100,10 @@ class ReadProxy:
         )
         forwarded = types.ReadRowsRequest(read_stream=request.read_stream, offset=0)
         skip = int(request.offset)
-        schema: pa.Schema | None = None
         schema_bytes = b""
         sent_schema = False
-        sent_rows = 0
+        sent_rows = sent_bytes = 0
         started = time.monotonic()
-        sent_bytes = 0
         try:
             for raw in upstream(
                 types.ReadRowsRequest.serialize(forwarded), metadata=context.invocation_metadata()
@@ -104,43 +111,49 @@ class ReadProxy:
                 response = types.ReadRowsResponse.deserialize(raw)
                 if response.arrow_schema.serialized_schema:
                     schema_bytes = response.arrow_schema.serialized_schema
-                    schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
                 rows = int(response.row_count)
-                if skip >= rows and rows:
+                if not rows:
+                    continue
+                if skip >= rows:
                     skip -= rows
                     continue
-                if skip and schema is not None:
-                    batch = pa.ipc.read_record_batch(
-                        pa.py_buffer(response.arrow_record_batch.serialized_record_batch), schema
-                    ).slice(skip)
-                    response = types.ReadRowsResponse(
-                        row_count=batch.num_rows,
+                batch = pa.ipc.read_record_batch(
+                    pa.py_buffer(response.arrow_record_batch.serialized_record_batch),
+                    pa.ipc.read_schema(pa.py_buffer(schema_bytes)),
+                ).slice(skip)
+                skip = 0
+                step = limits.max_rows_per_response or batch.num_rows
+                for first in range(0, batch.num_rows, step):
+                    piece = batch.slice(first, step)
+                    out_response = types.ReadRowsResponse(
+                        row_count=piece.num_rows,
                         arrow_record_batch=types.ArrowRecordBatch(
-                            serialized_record_batch=batch.serialize().to_pybytes()
+                            serialized_record_batch=piece.serialize().to_pybytes()
                         ),
                         stats=response.stats,
                     )
-                    rows, skip = batch.num_rows, 0
-                if not sent_schema and schema_bytes:
-                    response.arrow_schema = types.ArrowSchema(serialized_schema=schema_bytes)
-                    sent_schema = True
-                if (
-                    limits.fail_once_after_rows is not None
-                    and sent_rows >= limits.fail_once_after_rows
-                    and request.read_stream not in self._failed
-                ):
-                    with self._lock:
-                        self._failed.add(request.read_stream)
-                        self.stats["faults"] += 1
-                    context.abort(grpc.StatusCode.UNAVAILABLE, "injected: connection reset")
-                out = types.ReadRowsResponse.serialize(response)
-                sent_rows += rows
-                sent_bytes += len(out)
-                if limits.bandwidth_bytes_s:
-                    ahead = sent_bytes / limits.bandwidth_bytes_s - (time.monotonic() - started)
-                    if ahead > 0:
-                        time.sleep(ahead)
-                yield out
+                    if not sent_schema:
+                        out_response.arrow_schema = types.ArrowSchema(
+                            serialized_schema=schema_bytes
+                        )
+                        sent_schema = True
+                    if (
+                        limits.fail_once_after_rows is not None
+                        and sent_rows >= limits.fail_once_after_rows
+                        and request.read_stream not in self._failed
+                    ):
+                        with self._lock:
+                            self._failed.add(request.read_stream)
+                            self.stats["faults"] += 1
+                        context.abort(grpc.StatusCode.UNAVAILABLE, "injected: connection reset")
+                    out = types.ReadRowsResponse.serialize(out_response)
+                    sent_rows += piece.num_rows
+                    sent_bytes += len(out)
+                    if limits.bandwidth_bytes_s:
+                        ahead = sent_bytes / limits.bandwidth_bytes_s - (time.monotonic() - started)
+                        if ahead > 0:
+                            time.sleep(ahead)
+                    yield out
         except grpc.RpcError as exc:
             context.abort(exc.code(), exc.details())
 
@@ -164,12 +177,15 @@ class ReadProxy:
 def serve(
     listen: str, upstream: str, limits: Limits | None = None
 ) -> tuple[grpc.Server, ReadProxy]:
-    """Start the proxy on ``listen``; returns the server (call ``.stop(0)``) and the proxy."""
+    """Start the proxy on ``listen`` (port 0: any free port, see ``proxy.address``); returns
+    the server (call ``.stop(0)``) and the proxy."""
     proxy = ReadProxy(upstream, limits)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64), options=_OPTIONS)
     server.add_generic_rpc_handlers((proxy.handler(),))
-    if server.add_insecure_port(listen) == 0:
+    port = server.add_insecure_port(listen)
+    if port == 0:
         raise OSError(f"cannot listen on {listen}")
+    proxy.address = f"{listen.rpartition(':')[0]}:{port}"
     server.start()
     return server, proxy
 

@@ -76,6 +76,6 @@ class Settings:
             bigquery_emulator_host=env.get("BIGQUERY_EMULATOR_HOST") or None,
             bigquery_storage_emulator_host=env.get("BIGQUERY_STORAGE_EMULATOR_HOST") or None,
             max_streams=_int(env, "RETAIL_MAX_STREAMS", 16),
-            time_budget_s=_int(env, "RETAIL_TIME_BUDGET_S", 480),
+            time_budget_s=_int(env, "RETAIL_TIME_BUDGET_S", 480, minimum=0),
             part_max_rows=_int(env, "RETAIL_PART_MAX_ROWS", 1_000_000),
         )

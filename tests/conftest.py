@@ -22,14 +22,20 @@ TEST_STACK_ENV = {
 }
 
 
+FUNCTION_ENV = {"RETAIL_PART_MAX_ROWS": "4000", "RETAIL_TIME_BUDGET_S": "0"}
+
+
 @pytest.fixture(scope="session")
 def stack():
     """The local stack, up for the whole session and stopped at its end."""
     from local.stack import StackConfig, down, up
 
     cfg = StackConfig.from_env(TEST_STACK_ENV)
-    up(cfg, say=lambda _msg: None)
     saved = dict(os.environ)
+    # Small parts and no time budget: every function call writes one part and hands the rest
+    # on, so the tests exercise hand-offs and resumes on small tables.
+    os.environ.update(FUNCTION_ENV)
+    up(cfg, say=lambda _msg: None)
     os.environ.update(cfg.client_env())
     try:
         yield cfg
@@ -43,7 +49,7 @@ def stack():
 def settings(stack):
     from shared.settings import Settings
 
-    return Settings.from_env(stack.client_env())
+    return Settings.from_env({**stack.client_env(), **FUNCTION_ENV})
 
 
 @pytest.fixture(scope="session")
@@ -51,4 +57,4 @@ def retail(stack, settings):
     """A small synthetic retailer loaded into dataset ``retail`` of the test stack."""
     from shared.cli import generate_data
 
-    return generate_data(20_000, 7, "retail", settings, quiet=True)
+    return generate_data(60_000, 7, "retail", settings, quiet=True)
