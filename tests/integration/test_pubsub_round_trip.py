@@ -50,7 +50,8 @@ def plan_object(settings, req):
 def chunks_of(tap, run_id, want):
     def got():
         mine = [parse(ChunkReady, m, "t") for m in tap.drain(1.0)]
-        mine = [c for c in mine if c.run_id == run_id]
+        # offset 0: announced by plan_fetch (later offsets are fetch_chunk's hand-offs)
+        mine = [c for c in mine if c.run_id == run_id and c.offset == 0]
         return mine if len(mine) >= want else None
 
     return wait_for(got, timeout_s=30) or []

@@ -1,0 +1,423 @@
+"""Fetch benchmark: every contender on the same emulator table, in one run, side by side.
+
+    .venv/bin/python -m bench.fetch_bench [--rows 5000000] [--streams 8] [--modes plain,limits]
+
+Each contender runs in its own process (so peak RSS is its own) and reports wall time, rows/s,
+MB/s of uncompressed Arrow, peak RSS and a row count + order-independent content checksum of
+what it fetched, which must equal the source's. ``limits`` mode puts local/storage_proxy.py in
+GCP-limits mode (40 MB/s per connection, 8 concurrent streams, one UNAVAILABLE per stream) in
+front of the Storage Read API. The REST contender reads a sample (it runs ~30k rows/s) and is
+marked as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+
+REPO = Path(__file__).resolve().parent.parent
+DATASET = "bench"
+REST_SAMPLE = 200_000
+
+
+def _settings():
+    from shared.settings import Settings
+
+    return Settings.from_env()
+
+
+def _source(settings) -> str:
+    return f"{settings.project}.{DATASET}.transactions"
+
+
+def _schema(settings) -> pa.Schema:
+    from google.cloud.bigquery_storage_v1 import types
+
+    from shared import clients
+
+    session = clients.bigquery_read_client(settings).create_read_session(
+        parent=f"projects/{settings.project}",
+        read_session=types.ReadSession(
+            table="projects/{}/datasets/{}/tables/{}".format(*_source(settings).split(".")),
+            data_format=types.DataFormat.ARROW,
+        ),
+        max_stream_count=1,
+    )
+    return pa.ipc.read_schema(pa.py_buffer(session.arrow_schema.serialized_schema))
+
+
+def _result(table: pa.Table | None, rows: int, nbytes: int, checksum: str, seconds: float) -> dict:
+    return {
+        "rows": rows,
+        "bytes": nbytes,
+        "checksum": checksum,
+        "seconds": seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _check(table: pa.Table, schema: pa.Schema) -> tuple[int, str]:
+    from shared.fetch.checksum import checksum_table
+
+    return checksum_table(table.select(schema.names).cast(schema))
+
+
+# ----------------------------------------------------------------------------- contenders
+
+
+def csv_dask(settings, streams: int) -> dict:
+    """The seed baseline: extract to CSV on GCS, read the files with dask."""
+    import dask.dataframe as dd
+    from google.cloud import bigquery
+
+    from shared import clients
+
+    schema = _schema(settings)
+    bq = clients.bigquery_client(settings)
+    run = uuid.uuid4().hex[:8]
+    root = Path(os.environ["RETAIL_GCS_ROOT"]) / settings.data_bucket / "bench-csv" / run
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    job = bq.extract_table(
+        _source(settings),
+        f"gs://{settings.data_bucket}/bench-csv/{run}/part-000.csv",
+        job_config=bigquery.ExtractJobConfig(destination_format="CSV"),
+    )
+    job.result(timeout=1800)
+    frame = dd.read_csv(str(root / "*.csv"), blocksize="64MB", dtype={"promo_id": "float64"})
+    df = frame.compute()
+    seconds = time.perf_counter() - t0
+    df["date"] = __import__("pandas").to_datetime(df["date"]).dt.date
+    df["promo_id"] = df["promo_id"].astype("Int64")
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    rows, checksum = _check(table, schema)
+    return _result(table, rows, table.cast(schema).nbytes, checksum, seconds)
+
+
+def rest_to_arrow(settings, streams: int) -> dict:
+    """google-cloud-bigquery over REST (tabledata.list), no Storage API; a sample."""
+    from shared import clients
+
+    schema = _schema(settings)
+    bq = clients.bigquery_client(settings)
+    t0 = time.perf_counter()
+    table = bq.list_rows(_source(settings), max_results=REST_SAMPLE).to_arrow(
+        create_bqstorage_client=False
+    )
+    seconds = time.perf_counter() - t0
+    rows, checksum = _check(table, schema)
+    return {**_result(table, rows, table.nbytes, checksum, seconds), "sample": True}
+
+
+def _storage_to_arrow(settings, max_streams: int | None) -> dict:
+    from shared import clients
+
+    schema = _schema(settings)
+    bq = clients.bigquery_client(settings)
+    t0 = time.perf_counter()
+    batches = bq.list_rows(_source(settings)).to_arrow_iterable(
+        bqstorage_client=clients.bigquery_read_client(settings), max_stream_count=max_streams
+    )
+    table = pa.Table.from_batches(list(batches))
+    seconds = time.perf_counter() - t0
+    rows, checksum = _check(table, schema)
+    return _result(table, rows, table.nbytes, checksum, seconds)
+
+
+def storage_to_arrow(settings, streams: int) -> dict:
+    """google-cloud-bigquery with the Storage Read API, default streams."""
+    return _storage_to_arrow(settings, None)
+
+
+def storage_to_arrow_n(settings, streams: int) -> dict:
+    """google-cloud-bigquery with the Storage Read API, max_stream_count=N."""
+    return _storage_to_arrow(settings, streams)
+
+
+def inhouse_sequential(settings, streams: int) -> dict:
+    """The in-house module as it was: IN-list chunk tables, read one after the other."""
+    from google.cloud.bigquery_storage_v1 import types
+
+    from shared import clients
+
+    schema = _schema(settings)
+    bq = clients.bigquery_client(settings)
+    read = clients.bigquery_read_client(settings)
+    source = _source(settings)
+    t0 = time.perf_counter()
+    stores = [
+        r["store_id"]
+        for r in bq.query(f"SELECT DISTINCT store_id FROM `{source}` ORDER BY 1").result()
+    ]
+    groups = [stores[i::streams] for i in range(streams)]
+    tables = []
+    run = uuid.uuid4().hex[:8]
+    for i, group in enumerate(g for g in groups if g):
+        chunk = f"{settings.project}.{DATASET}.chunk_{run}_{i}"
+        ids = ", ".join(str(s) for s in group)
+        bq.query(
+            f"CREATE TABLE `{chunk}` AS SELECT * FROM `{source}` WHERE store_id IN ({ids})"
+        ).result()
+        session = read.create_read_session(
+            parent=f"projects/{settings.project}",
+            read_session=types.ReadSession(
+                table="projects/{}/datasets/{}/tables/{}".format(*chunk.split(".")),
+                data_format=types.DataFormat.ARROW,
+            ),
+            max_stream_count=1,
+        )
+        for stream in session.streams:
+            tables.append(read.read_rows(stream.name).to_arrow(session))
+        bq.delete_table(chunk)
+    table = pa.concat_tables(tables)
+    seconds = time.perf_counter() - t0
+    rows, checksum = _check(table, schema)
+    return _result(table, rows, table.nbytes, checksum, seconds)
+
+
+def _ours_result(settings, manifest: dict, seconds: float) -> dict:
+    from shared.fetch.checksum import checksum_batches
+    from shared.fetch.library import dataset_from_manifest
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    dataset = dataset_from_manifest(manifest, settings)
+    rows, checksum = checksum_batches(dataset.to_batches(), dataset.schema.names)
+    nbytes = sum(b.nbytes for b in dataset.to_batches(columns=dataset.schema.names[:0] or None))
+    return {
+        "rows": rows,
+        "bytes": nbytes,
+        "checksum": checksum,
+        "seconds": seconds,
+        "peak_rss_mb": peak,
+    }
+
+
+def ours_in_process(settings, streams: int) -> dict:
+    """Ours, streams strategy, in this process with a thread pool (fetch_table)."""
+    from shared.fetch.library import run_in_process
+    from shared.messages import FetchRequest
+
+    run = f"bench-{uuid.uuid4().hex[:8]}"
+    request = FetchRequest(
+        run_id=run,
+        table=_source(settings),
+        destination=f"gs://{settings.data_bucket}/bench/{run}",
+        parallelism=streams,
+    )
+    t0 = time.perf_counter()
+    manifest = run_in_process(request, settings)
+    seconds = time.perf_counter() - t0
+    return _ours_result(settings, _load_manifest(settings, manifest["uri"]), seconds)
+
+
+def ours_pubsub(settings, streams: int) -> dict:
+    """Ours, streams strategy, through the real Pub/Sub fan-out to the function processes."""
+    from shared import clients, topology
+    from shared.messages import FetchRequest, dump
+
+    run = f"bench-{uuid.uuid4().hex[:8]}"
+    request = FetchRequest(
+        run_id=run,
+        table=_source(settings),
+        destination=f"gs://{settings.data_bucket}/bench/{run}",
+        parallelism=streams,
+    )
+    publisher = clients.publisher_client(settings)
+    blob = (
+        clients.storage_client(settings)
+        .bucket(settings.data_bucket)
+        .blob(f"bench/{run}/_manifest.json")
+    )
+    t0 = time.perf_counter()
+    publisher.publish(
+        publisher.topic_path(settings.project, topology.FETCH_REQUESTS), dump(request)
+    ).result()
+    while not blob.exists():
+        time.sleep(0.05)
+        if time.perf_counter() - t0 > 1800:
+            raise TimeoutError("the Pub/Sub run did not finish")
+    seconds = time.perf_counter() - t0
+    result = _ours_result(settings, json.loads(blob.download_as_bytes()), seconds)
+    result["peak_rss_mb"] = float("nan")  # the work ran in the function processes
+    return result
+
+
+def drain_only(settings, streams: int) -> dict:
+    """The limit: drain every stream of one session in parallel and discard the data."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from google.cloud.bigquery_storage_v1 import types
+
+    from shared import clients
+    from shared.identifiers import TableRef
+
+    read = clients.bigquery_read_client(settings)
+    t0 = time.perf_counter()
+    session = read.create_read_session(
+        parent=f"projects/{settings.project}",
+        read_session=types.ReadSession(
+            table=TableRef.parse(_source(settings)).storage_path, data_format=types.DataFormat.ARROW
+        ),
+        max_stream_count=streams,
+    )
+
+    def drain(name: str) -> tuple[int, int]:
+        from shared.fetch.worker import _Stream
+
+        rows = nbytes = 0
+        for batch in _Stream(read, name, 0, 8, time.sleep).batches():
+            rows += batch.num_rows
+            nbytes += batch.nbytes
+        return rows, nbytes
+
+    with ThreadPoolExecutor(len(session.streams)) as pool:
+        totals = list(pool.map(drain, [s.name for s in session.streams]))
+    seconds = time.perf_counter() - t0
+    return _result(
+        None, sum(r for r, _ in totals), sum(b for _, b in totals), "(discarded)", seconds
+    )
+
+
+def _load_manifest(settings, uri: str) -> dict:
+    from shared import clients
+
+    bucket, _, path = uri.removeprefix("gs://").partition("/")
+    return json.loads(
+        clients.storage_client(settings).bucket(bucket).blob(path).download_as_bytes()
+    )
+
+
+CONTENDERS = {
+    "csv export + dask (seed baseline)": csv_dask,
+    "bigquery REST to_arrow": rest_to_arrow,
+    "bigquery Storage to_arrow": storage_to_arrow,
+    "bigquery Storage to_arrow, N streams": storage_to_arrow_n,
+    "in-house IN-list chunk tables, sequential": inhouse_sequential,
+    "ours, streams, in-process": ours_in_process,
+    "ours, streams, Pub/Sub fan-out": ours_pubsub,
+    "drain-only limit": drain_only,
+}
+LIMITS_SKIP = {
+    "csv export + dask (seed baseline)",
+    "bigquery REST to_arrow",
+    "ours, streams, Pub/Sub fan-out",
+}
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+
+def _run_one(name: str, streams: int, env: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.fetch_bench", "--one", name, "--streams", str(streams)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if out.returncode:
+        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--modes", default="plain,limits")
+    parser.add_argument("--only", help="comma-separated contender names (substring match)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.one:
+        result = CONTENDERS[args.one](_settings(), args.streams)
+        print(json.dumps(result))
+        return 0
+
+    from local.stack import StackConfig, up
+    from local.storage_proxy import GCP_LIKE, serve
+    from shared.cli import generate_data
+
+    cfg = StackConfig.from_env()
+    up(cfg, say=lambda _m: None)
+    os.environ.update(cfg.client_env())
+    print(
+        f"generating ~{args.rows:,} transaction rows into {cfg.project}.{DATASET} ...", flush=True
+    )
+    loaded = generate_data(args.rows, 7, DATASET, _settings(), quiet=True)
+    rows = loaded["rows"]["transactions"]
+    from tests.integration.test_fetch_pipeline import (
+        source_checksum,
+    )  # the same check the tests use
+
+    source = source_checksum(_settings(), f"{cfg.project}.{DATASET}.transactions")
+    print(f"source: {rows:,} rows, checksum {source[1]}\n")
+    base_env = {
+        **os.environ,
+        **cfg.client_env(),
+        "RETAIL_GCS_ROOT": str(cfg.gcs_root),
+        "PYTHONPATH": str(REPO),
+    }
+
+    names = [n for n in CONTENDERS if not args.only or any(o in n for o in args.only.split(","))]
+    header = (
+        f"{'mode':<7}{'contender':<44}{'wall s':>8}{'rows/s':>12}{'MB/s':>8}{'peak MB':>9}"
+        f"  {'rows':>10} check"
+    )
+    for mode in args.modes.split(","):
+        env = dict(base_env)
+        server = None
+        if mode == "limits":
+            server, _proxy = serve("127.0.0.1:0", f"127.0.0.1:{cfg.bq_grpc_port}", GCP_LIKE)
+            env["BIGQUERY_STORAGE_EMULATOR_HOST"] = _proxy.address
+        print(header)
+        results = {}
+        for name in names:
+            if mode == "limits" and name in LIMITS_SKIP:
+                continue
+            r = results[name] = _run_one(name, args.streams, env)
+            if "error" in r:
+                print(f"{mode:<7}{name:<44}  error: {r['error'][:80]}")
+                continue
+            ok = (
+                "sample"
+                if r.get("sample")
+                else (
+                    "limit"
+                    if r["checksum"] == "(discarded)" and r["rows"] == rows
+                    else "OK"
+                    if (r["rows"], r["checksum"]) == source
+                    else "MISMATCH"
+                )
+            )
+            print(
+                f"{mode:<7}{name:<44}{r['seconds']:>8.2f}{r['rows'] / r['seconds']:>12,.0f}"
+                f"{r['bytes'] / 1e6 / r['seconds']:>8.1f}{r['peak_rss_mb']:>9.0f}"
+                f"  {r['rows']:>10,} {ok}",
+                flush=True,
+            )
+        if server:
+            server.stop(0)
+        ours = results.get("ours, streams, in-process", {})
+        if "seconds" in ours:
+            print("\nratios (ours in-process vs contender, time of contender / time of ours):")
+            for name, r in results.items():
+                if "seconds" in r and name != "ours, streams, in-process":
+                    t = r["seconds"] * (rows / r["rows"] if r.get("sample") else 1)
+                    print(f"  {name:<44}{t / ours['seconds']:>8.2f}x")
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
