@@ -46,6 +46,14 @@ GCP_LIKE = Limits(
 )
 
 
+def _drain(call: grpc.Call) -> None:
+    try:
+        for _ in call:
+            pass
+    except grpc.RpcError:
+        pass
+
+
 def _identity(data: bytes) -> bytes:
     return data
 
@@ -104,10 +112,11 @@ class ReadProxy:
         sent_schema = False
         sent_rows = sent_bytes = 0
         started = time.monotonic()
+        call = upstream(
+            types.ReadRowsRequest.serialize(forwarded), metadata=context.invocation_metadata()
+        )
         try:
-            for raw in upstream(
-                types.ReadRowsRequest.serialize(forwarded), metadata=context.invocation_metadata()
-            ):
+            for raw in call:
                 response = types.ReadRowsResponse.deserialize(raw)
                 if response.arrow_schema.serialized_schema:
                     schema_bytes = response.arrow_schema.serialized_schema
@@ -156,6 +165,12 @@ class ReadProxy:
                     yield out
         except grpc.RpcError as exc:
             context.abort(exc.code(), exc.details())
+        finally:
+            # A reader that stops early (a hand-off, an injected fault) leaves the upstream
+            # stream half read. bqemulator wedges when a stream is cancelled mid-way (its
+            # handler fails on the next write and stops serving reads), so drain the rest
+            # in the background instead of cancelling.
+            threading.Thread(target=_drain, args=(call,), daemon=True).start()
 
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
