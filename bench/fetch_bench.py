@@ -201,18 +201,23 @@ def _ours_result(settings, manifest: dict, seconds: float) -> dict:
     }
 
 
-def ours_in_process(settings, streams: int) -> dict:
-    """Ours, streams strategy, in this process with a thread pool (fetch_table)."""
-    from shared.fetch.library import run_in_process
+def _bench_request(settings, streams: int):
     from shared.messages import FetchRequest
 
     run = f"bench-{uuid.uuid4().hex[:8]}"
-    request = FetchRequest(
+    return FetchRequest(
         run_id=run,
         table=_source(settings),
         destination=f"gs://{settings.data_bucket}/bench/{run}",
         parallelism=streams,
     )
+
+
+def ours_in_process(settings, streams: int) -> dict:
+    """Ours, streams strategy, in this process with a thread pool (fetch_table)."""
+    from shared.fetch.library import run_in_process
+
+    request = _bench_request(settings, streams)
     t0 = time.perf_counter()
     manifest = run_in_process(request, settings)
     seconds = time.perf_counter() - t0
@@ -222,20 +227,14 @@ def ours_in_process(settings, streams: int) -> dict:
 def ours_pubsub(settings, streams: int) -> dict:
     """Ours, streams strategy, through the real Pub/Sub fan-out to the function processes."""
     from shared import clients, topology
-    from shared.messages import FetchRequest, dump
+    from shared.messages import dump
 
-    run = f"bench-{uuid.uuid4().hex[:8]}"
-    request = FetchRequest(
-        run_id=run,
-        table=_source(settings),
-        destination=f"gs://{settings.data_bucket}/bench/{run}",
-        parallelism=streams,
-    )
+    request = _bench_request(settings, streams)
     publisher = clients.publisher_client(settings)
     blob = (
         clients.storage_client(settings)
         .bucket(settings.data_bucket)
-        .blob(f"bench/{run}/_manifest.json")
+        .blob(f"bench/{request.run_id}/_manifest.json")
     )
     t0 = time.perf_counter()
     publisher.publish(

@@ -7,17 +7,8 @@ import json
 import time
 import uuid
 
+from local.demo import wait_for  # noqa: F401 - one polling helper for demo and tests
 from shared import clients
-
-
-def wait_for(predicate, timeout_s=30.0, every_s=0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every_s)
-    return predicate()
 
 
 class Tap:
