@@ -30,14 +30,15 @@ def function_log_lines(cfg: StackConfig, entry_point: str, needle: str) -> list[
 
 
 def wait_for(predicate, timeout_s: float = 30.0, every_s: float = 0.2):  # noqa: ANN001, ANN201
-    """Poll ``predicate`` until it returns something truthy; returns it (or None on timeout)."""
+    """Poll ``predicate`` until it returns something truthy; returns it, or its last answer
+    (one more look at the deadline) on timeout."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(every_s)
-    return None
+    return predicate()
 
 
 def round_trip(cfg: StackConfig, table: str, parallelism: int = 4) -> dict:
