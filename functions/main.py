@@ -9,10 +9,12 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from shared import clients, log, topology
+from shared.fetch.chunks import create_chunk as materialise_chunk
 from shared.fetch.finalize import finalize, mark_published
-from shared.fetch.plan import plan_streams, run_id_for
+from shared.fetch.plan import plan_fetch as make_plan
+from shared.fetch.plan import run_id_for
 from shared.fetch.worker import fetch_chunk as read_chunk
-from shared.messages import ChunkDone, ChunkReady, FetchRequest
+from shared.messages import ChunkDone, ChunkReady, ChunkSpec, FetchRequest
 from shared.pubsub import Delivery, handle, publish_all
 from shared.settings import Settings
 
@@ -23,32 +25,50 @@ logger = log.get_logger("functions")
 def _plan_fetch(request: FetchRequest, delivery: Delivery) -> None:
     settings = Settings.from_env()
     run_id = run_id_for(request, delivery.message_id)
-    plan = plan_streams(
+    plan = make_plan(
         request,
         run_id,
         billing_project=settings.project,
         max_streams=settings.max_streams,
+        temp_dataset=settings.temp_dataset,
         bq=clients.bigquery_client(settings),
         read_client=clients.bigquery_read_client(settings),
         gcs=clients.storage_client(settings),
     )
-    publish_all(
-        clients.publisher_client(settings),
-        settings.project,
-        topology.FETCH_CHUNK_READY,
-        plan.chunks,
-    )
+    topic = topology.FETCH_CHUNKS if plan.strategy == "chunk_tables" else topology.FETCH_CHUNK_READY
+    publish_all(clients.publisher_client(settings), settings.project, topic, plan.chunks)
     logger.info(
-        "planned fetch of %s: %d chunks",
+        "planned fetch of %s: %d chunks (%s)",
         plan.table,
         len(plan.chunks),
+        plan.strategy,
         extra={
             "run_id": run_id,
             "function": "plan_fetch",
+            "strategy": plan.strategy,
             "chunks": len(plan.chunks),
             "estimated_rows": plan.estimated_rows,
             "reused_plan": plan.reused,
         },
+    )
+
+
+def _create_chunk(spec: ChunkSpec, delivery: Delivery) -> None:
+    settings = Settings.from_env()
+    out = materialise_chunk(
+        spec,
+        bq=clients.bigquery_client(settings),
+        read_client=clients.bigquery_read_client(settings),
+        gcs=clients.storage_client(settings),
+        billing_project=settings.project,
+    )
+    topic = topology.FETCH_CHUNK_DONE if isinstance(out, ChunkDone) else topology.FETCH_CHUNK_READY
+    publish_all(clients.publisher_client(settings), settings.project, topic, [out])
+    logger.info(
+        "chunk %d of %s created",
+        spec.chunk,
+        spec.run_id,
+        extra={"run_id": spec.run_id, "chunk": spec.chunk, "function": "create_chunk"},
     )
 
 
@@ -85,7 +105,7 @@ def _fetch_chunk(message: ChunkReady, delivery: Delivery) -> None:
 def _finalize_fetch(done: ChunkDone, delivery: Delivery) -> None:
     settings = Settings.from_env()
     gcs = clients.storage_client(settings)
-    result = finalize(done, gcs=gcs)
+    result = finalize(done, gcs=gcs, bq=clients.bigquery_client(settings))
     if result.complete is None:
         return
     publish_all(
@@ -111,8 +131,14 @@ def _finalize_fetch(done: ChunkDone, delivery: Delivery) -> None:
 
 @functions_framework.cloud_event
 def plan_fetch(event: CloudEvent) -> None:
-    """``fetch-requests`` -> plan (read session, recorded once) -> ``fetch-chunk-ready``."""
+    """``fetch-requests`` -> plan (recorded once) -> ``fetch-chunk-ready`` or ``fetch-chunks``."""
     handle(event, topology.FETCH_REQUESTS, FetchRequest, _plan_fetch, "plan_fetch")
+
+
+@functions_framework.cloud_event
+def create_chunk(event: CloudEvent) -> None:
+    """``fetch-chunks`` -> chunk table (CTAS, once) -> ``fetch-chunk-ready``."""
+    handle(event, topology.FETCH_CHUNKS, ChunkSpec, _create_chunk, "create_chunk")
 
 
 @functions_framework.cloud_event

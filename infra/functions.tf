@@ -51,6 +51,7 @@ resource "google_cloudfunctions2_function" "function" {
     environment_variables = {
       GOOGLE_CLOUD_PROJECT = var.project_id
       RETAIL_DATA_BUCKET   = google_storage_bucket.data.name
+      RETAIL_TEMP_DATASET  = google_bigquery_dataset.fetch_tmp.dataset_id
       RETAIL_MAX_STREAMS   = tostring(var.fetch_limits.max_streams)
       RETAIL_TIME_BUDGET_S = tostring(var.fetch_limits.time_budget_s)
     }

@@ -16,6 +16,7 @@ locals {
 
   push_subscriptions = {
     "plan-fetch"     = { topic = "fetch-requests", entry_point = "plan_fetch", ack_deadline_s = 120 }
+    "create-chunk"   = { topic = "fetch-chunks", entry_point = "create_chunk", ack_deadline_s = 600 }
     "fetch-chunk"    = { topic = "fetch-chunk-ready", entry_point = "fetch_chunk", ack_deadline_s = 600 }
     "finalize-fetch" = { topic = "fetch-chunk-done", entry_point = "finalize_fetch", ack_deadline_s = 120 }
   }

@@ -34,3 +34,9 @@ variable "fetch_limits" {
   })
   default = {}
 }
+
+variable "bigquery_location" {
+  description = "Location of the platform's BigQuery datasets (the source tables' location)."
+  type        = string
+  default     = "US"
+}

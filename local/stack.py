@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -459,6 +460,7 @@ def _ensure_resources(cfg: StackConfig, say: Callable[[str], None]) -> None:
     from google.cloud import pubsub_v1
 
     from shared import clients, topology
+    from shared.fetch.chunks import temp_dataset_id
     from shared.settings import Settings
 
     settings = Settings.from_env(cfg.client_env())
@@ -499,10 +501,81 @@ def _ensure_resources(cfg: StackConfig, say: Callable[[str], None]) -> None:
     storage = clients.storage_client(settings)
     if storage.lookup_bucket(settings.data_bucket) is None:
         storage.create_bucket(settings.data_bucket)
+    temp_dataset = temp_dataset_id(settings.project, settings.temp_dataset)
+    clients.bigquery_client(settings).create_dataset(temp_dataset, exists_ok=True)
     say(
         f"  {'topology':<24} {len(topology.TOPICS)} topics, "
-        f"{len(topology.SUBSCRIPTIONS)} push subscriptions, bucket gs://{settings.data_bucket}"
+        f"{len(topology.SUBSCRIPTIONS)} push subscriptions, bucket gs://{settings.data_bucket}, "
+        f"dataset {temp_dataset}"
     )
+
+
+def redrive(cfg: StackConfig) -> Counter[str]:
+    """Publish every dead-lettered message again to the topic it came from; returns counts.
+
+    For after the cause is fixed (a bucket created, a service back): nothing is lost meanwhile.
+    """
+    os.environ.update(cfg.client_env())
+    from shared import clients, topology
+    from shared.settings import Settings
+
+    settings = Settings.from_env(cfg.client_env())
+    subscriber = clients.subscriber_client(settings)
+    publisher = clients.publisher_client(settings)
+    topic_of = {sub.name: sub.topic for sub in topology.SUBSCRIPTIONS}
+    path = subscriber.subscription_path(cfg.project, topology.DEAD_LETTER_SUBSCRIPTION)
+    counts: Counter[str] = Counter()
+    while True:
+        response = subscriber.pull(subscription=path, max_messages=100, timeout=5)
+        if not response.received_messages:
+            return counts
+        for m in response.received_messages:
+            source = m.message.attributes.get("CloudPubSubDeadLetterSourceSubscription", "")
+            topic = topic_of.get(source.rsplit("/", 1)[-1])
+            if topic is None:
+                subscriber.modify_ack_deadline(
+                    subscription=path, ack_ids=[m.ack_id], ack_deadline_seconds=0
+                )
+                continue
+            attributes = {
+                k: v for k, v in m.message.attributes.items() if not k.startswith("CloudPubSub")
+            }
+            publisher.publish(
+                publisher.topic_path(cfg.project, topic), m.message.data, **attributes
+            ).result()
+            subscriber.acknowledge(subscription=path, ack_ids=[m.ack_id])
+            counts[topic] += 1
+
+
+def dead_letters(cfg: StackConfig, limit: int = 1000) -> Counter[str]:
+    """Messages waiting on the dead-letter subscription, by the subscription that gave up.
+
+    They are pulled and at once handed back (ack deadline 0), so looking does not consume them.
+    """
+    os.environ.update(cfg.client_env())
+    from shared import clients, topology
+    from shared.settings import Settings
+
+    subscriber = clients.subscriber_client(Settings.from_env(cfg.client_env()))
+    path = subscriber.subscription_path(cfg.project, topology.DEAD_LETTER_SUBSCRIPTION)
+    counts: Counter[str] = Counter()
+    seen: set[str] = set()
+    while len(seen) < limit:
+        response = subscriber.pull(subscription=path, max_messages=100, timeout=5)
+        fresh = [m for m in response.received_messages if m.message.message_id not in seen]
+        if response.received_messages:
+            subscriber.modify_ack_deadline(
+                subscription=path,
+                ack_ids=[m.ack_id for m in response.received_messages],
+                ack_deadline_seconds=0,
+            )
+        if not fresh:
+            break
+        for m in fresh:
+            seen.add(m.message.message_id)
+            source = m.message.attributes.get("CloudPubSubDeadLetterSourceSubscription", "?")
+            counts[source.rsplit("/", 1)[-1]] += 1
+    return counts
 
 
 # --------------------------------------------------------------------------- commands
@@ -543,7 +616,7 @@ def status(cfg: StackConfig) -> list[tuple[str, str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "redrive"])
     args = parser.parse_args(argv)
     try:
         cfg = StackConfig.from_env()
@@ -553,6 +626,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ready; for the clients: source {cfg.state_dir / 'env'}")
         elif args.command == "down":
             down(cfg)
+        elif args.command == "redrive":
+            counts = redrive(cfg)
+            print(", ".join(f"{n} to {t}" for t, n in counts.items()) or "nothing to redrive")
         elif args.command == "env":
             for key, value in cfg.client_env().items():
                 print(f"export {key}={value}")
@@ -560,7 +636,12 @@ def main(argv: list[str] | None = None) -> int:
             rows = status(cfg)
             for name, state, detail in rows:
                 print(f"{name:<26}{state:<11}{detail}")
-            return 0 if all(state == "up" for _, state, _ in rows) else 3
+            if all(state == "up" for _, state, _ in rows):
+                letters = dead_letters(cfg)
+                detail = ", ".join(f"{n} from {sub}" for sub, n in sorted(letters.items()))
+                print(f"{'dead-letter':<26}{sum(letters.values()):<11}{detail or 'none waiting'}")
+                return 0
+            return 3
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

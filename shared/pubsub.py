@@ -80,6 +80,24 @@ def handle(
             },
         )
         return None
+    except Exception as exc:
+        # Anything else may pass (a service down, a quota): fail the delivery so Pub/Sub
+        # redelivers it with backoff, and after the last attempt moves it to the dead-letter topic.
+        log.error(
+            "%s failed on a %s message, to be redelivered: %s: %s",
+            function,
+            topic,
+            type(exc).__name__,
+            exc,
+            extra={
+                "function": function,
+                "topic": topic,
+                "message_id": delivery.message_id if delivery else None,
+                "error_type": type(exc).__name__,
+                "outcome": "retry",
+            },
+        )
+        raise
 
 
 def publish_all(

@@ -47,6 +47,8 @@ class PushSubscription:
 
 SUBSCRIPTIONS: tuple[PushSubscription, ...] = (
     PushSubscription("plan-fetch", FETCH_REQUESTS, "plan_fetch", ack_deadline_s=120),
+    # A chunk's CREATE TABLE AS SELECT can run for minutes on a large source.
+    PushSubscription("create-chunk", FETCH_CHUNKS, "create_chunk", ack_deadline_s=600),
     # A chunk may take the whole 540 s function timeout; the ack deadline must outlast it.
     PushSubscription("fetch-chunk", FETCH_CHUNK_READY, "fetch_chunk", ack_deadline_s=600),
     PushSubscription("finalize-fetch", FETCH_CHUNK_DONE, "finalize_fetch", ack_deadline_s=120),

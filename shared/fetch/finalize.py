@@ -13,10 +13,11 @@ import json
 from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
-from google.cloud import storage
+from google.cloud import bigquery, storage
 
 from shared.errors import PermanentError
-from shared.fetch.plan import PLAN_OBJECT
+from shared.fetch.chunks import drop_chunk_tables
+from shared.fetch.store import PLAN_OBJECT, read_json
 from shared.identifiers import GcsUri
 from shared.log import get_logger
 from shared.messages import ChunkDone, FetchComplete, FetchRequest
@@ -39,15 +40,14 @@ class Finalized:
     complete: FetchComplete | None = None
 
 
-def _json(bucket: storage.Bucket, name: str) -> dict | None:
-    try:
-        return json.loads(bucket.blob(name).download_as_bytes())
-    except gexc.NotFound:
-        return None
+def finalize(
+    done: ChunkDone, *, gcs: storage.Client, bq: bigquery.Client | None = None
+) -> Finalized:
+    """Record ``done``; if it was the last chunk, write the manifest and say what to publish.
 
-
-def finalize(done: ChunkDone, *, gcs: storage.Client) -> Finalized:
-    """Record ``done``; if it was the last chunk, write the manifest and say what to publish."""
+    With ``bq``, a complete ``chunk_tables`` run's temporary tables are dropped (again, on a
+    redelivery: dropping is idempotent, and table expiration catches what a crash leaves).
+    """
     dest = GcsUri.parse(done.destination)
     bucket = gcs.bucket(dest.bucket)
     bucket.blob(dest.child(f"{CHUNKS_PREFIX}{done.chunk:05d}.json").path).upload_from_string(
@@ -58,13 +58,14 @@ def finalize(done: ChunkDone, *, gcs: storage.Client) -> Finalized:
         return Finalized(len(names))
 
     manifest_path = dest.child(MANIFEST_OBJECT).path
-    existing = _json(bucket, manifest_path)
-    if existing is not None:
-        return _already_complete(bucket, dest, existing, len(names))
-
-    plan = _json(bucket, dest.child(PLAN_OBJECT).path)
+    plan = read_json(bucket, dest.child(PLAN_OBJECT).path)
     if plan is None or plan.get("run_id") != done.run_id:
         raise PermanentError(f"run {done.run_id}: no plan at {dest}")
+    existing = read_json(bucket, manifest_path)
+    if existing is not None:
+        _drop_tables(bq, plan)
+        return _already_complete(bucket, dest, existing, len(names))
+
     chunks = sorted(
         (ChunkDone.model_validate_json(blob.download_as_bytes()) for blob in names),
         key=lambda c: c.chunk,
@@ -79,6 +80,7 @@ def finalize(done: ChunkDone, *, gcs: storage.Client) -> Finalized:
     manifest = {
         "run_id": done.run_id,
         "source": plan["table"],
+        "strategy": plan.get("strategy", "streams"),
         "snapshot_time": plan["snapshot_time"],
         "schema": plan["schema"],
         "rows": rows,
@@ -91,9 +93,18 @@ def finalize(done: ChunkDone, *, gcs: storage.Client) -> Finalized:
             json.dumps(manifest, indent=1), content_type="application/json", if_generation_match=0
         )
     except gexc.PreconditionFailed:
-        return _already_complete(bucket, dest, _json(bucket, manifest_path) or manifest, len(names))
+        winner = read_json(bucket, manifest_path) or manifest
+        return _already_complete(bucket, dest, winner, len(names))
     _delete_stale_parts(gcs, dest, {p.uri for p in parts})
+    _drop_tables(bq, plan)
     return Finalized(len(names), _complete_message(dest, manifest))
+
+
+def _drop_tables(bq: bigquery.Client | None, plan: dict) -> None:
+    if bq is not None:
+        dropped = drop_chunk_tables(bq, plan)
+        if dropped:
+            log.info("dropped %d chunk tables", dropped, extra={"run_id": plan["run_id"]})
 
 
 def _complete_message(dest: GcsUri, manifest: dict) -> FetchComplete:

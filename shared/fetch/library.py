@@ -18,10 +18,11 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from shared import clients
+from shared.fetch.chunks import create_chunk
 from shared.fetch.finalize import finalize
-from shared.fetch.plan import plan_streams
-from shared.fetch.worker import ChunkOutcome, fetch_chunk
-from shared.messages import ChunkReady, FetchRequest, Predicate
+from shared.fetch.plan import plan_fetch
+from shared.fetch.worker import fetch_chunk
+from shared.messages import ChunkDone, ChunkReady, ChunkSpec, FetchRequest, Predicate
 from shared.settings import Settings
 
 
@@ -37,43 +38,50 @@ def run_in_process(
     workers: int | None = None,
     on_rows: Callable[[int], None] = lambda n: None,
 ) -> dict:
-    """Plan, read every chunk on a thread pool, finalize; returns the manifest."""
+    """Plan, create and read every chunk on a thread pool, finalize; returns the manifest."""
     run_id = request.run_id or new_run_id()
     gcs = clients.storage_client(settings)
+    bq = clients.bigquery_client(settings)
     read_client = clients.bigquery_read_client(settings)
-    plan = plan_streams(
+    plan = plan_fetch(
         request,
         run_id,
         billing_project=settings.project,
         max_streams=settings.max_streams,
-        bq=clients.bigquery_client(settings),
+        temp_dataset=settings.temp_dataset,
+        bq=bq,
         read_client=read_client,
         gcs=gcs,
     )
 
-    def read(chunk: ChunkReady) -> ChunkOutcome:
+    def step(message: ChunkSpec | ChunkReady) -> ChunkSpec | ChunkReady | ChunkDone:
+        """One stage of one chunk, as the functions would run it; returns the next message."""
+        if isinstance(message, ChunkSpec):
+            return create_chunk(
+                message, bq=bq, read_client=read_client, gcs=gcs, billing_project=settings.project
+            )
         outcome = fetch_chunk(
-            chunk,
+            message,
             read_client=read_client,
             gcs=gcs,
             part_rows=settings.part_max_rows,
             time_budget_s=settings.time_budget_s,
         )
-        done_rows = (outcome.done or outcome.handoff).parts[len(chunk.parts) :]
-        on_rows(sum(p.rows for p in done_rows))
-        return outcome
+        following = outcome.done or outcome.handoff
+        on_rows(sum(p.rows for p in following.parts[len(message.parts) :]))
+        return following
 
     manifest: dict | None = None
     with ThreadPoolExecutor(max_workers=workers or max(1, len(plan.chunks))) as pool:
-        pending: set[Future] = {pool.submit(read, chunk) for chunk in plan.chunks}
+        pending: set[Future] = {pool.submit(step, chunk) for chunk in plan.chunks}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                outcome = future.result()
-                if outcome.handoff is not None:
-                    pending.add(pool.submit(read, outcome.handoff))
+                following = future.result()
+                if not isinstance(following, ChunkDone):
+                    pending.add(pool.submit(step, following))
                     continue
-                result = finalize(outcome.done, gcs=gcs)
+                result = finalize(following, gcs=gcs, bq=bq)
                 if result.complete is not None:
                     manifest = {"uri": result.complete.manifest_uri, **result.complete.model_dump()}
     if manifest is None:
@@ -98,27 +106,38 @@ def dataset_from_manifest(manifest: dict, settings: Settings) -> pads.Dataset:
 
 
 def fetch_table(
-    table: str,
+    table: str | None = None,
     *,
+    query: str | None = None,
     columns: Sequence[str] | None = None,
     row_filter: Sequence[dict[str, Any] | Predicate] = (),
+    index_columns: Sequence[str] = (),
+    strategy: str | None = None,
     destination: str | None = None,
     parallelism: int = 8,
     settings: Settings | None = None,
 ) -> pads.Dataset:
-    """Fetch a BigQuery table into Parquet on GCS and return it as an Arrow dataset.
+    """Fetch a BigQuery table (or a query's result) into Parquet on GCS; return an Arrow dataset.
+
+    A table is read with the ``streams`` strategy unless ``strategy="chunk_tables"``; a query
+    always uses ``chunk_tables``, split on ``index_columns`` (one chunk if none are given).
 
     >>> ds = fetch_table("my-project.retail.transactions", columns=["date", "units"],
     ...                  row_filter=[{"column": "units", "op": ">", "values": [0]}])
     >>> df = ds.to_table().to_pandas()
+    >>> ds = fetch_table(query="SELECT store_id, SUM(revenue) AS revenue FROM ... GROUP BY 1",
+    ...                  index_columns=["store_id"])
     """
     settings = settings or Settings.from_env()
     run_id = new_run_id()
     request = FetchRequest(
         run_id=run_id,
         table=table,
+        query=query,
         columns=list(columns) if columns else None,
         row_filter=list(row_filter),
+        index_columns=list(index_columns),
+        strategy=strategy or ("chunk_tables" if query else "streams"),
         destination=destination or f"gs://{settings.data_bucket}/fetch/{run_id}",
         parallelism=parallelism,
     )
@@ -126,7 +145,7 @@ def fetch_table(
     return dataset_from_manifest(_read_manifest(manifest["uri"], settings), settings)
 
 
-def fetch_dataframe(table: str, **kwargs: Any) -> Any:
+def fetch_dataframe(table: str | None = None, **kwargs: Any) -> Any:
     """``fetch_table(...)`` as a pandas DataFrame."""
     return fetch_table(table, **kwargs).to_table().to_pandas()
 

@@ -1,4 +1,7 @@
-"""Planning a fetch: check the request against the source, split it into readable chunks.
+"""Planning a fetch: check the request against the source, split it into chunks.
+
+``plan_fetch`` dispatches on the request's strategy. ``chunk_tables`` lives in
+:mod:`shared.fetch.chunks`; its plan lists ``ChunkSpec`` messages for ``create_chunk``.
 
 ``streams`` strategy: one Storage Read API session on a snapshot of the table, split into N
 streams; each stream is a chunk. The plan is written create-only to ``<destination>/_plan.json``
@@ -17,24 +20,31 @@ from google.cloud import bigquery, storage
 from google.cloud.bigquery_storage_v1 import BigQueryReadClient, types
 
 from shared.errors import InvalidRequest, SourceNotFound, TransientError
+from shared.fetch import chunks as chunk_tables
 from shared.fetch.filters import row_restriction
+from shared.fetch.store import PLAN_OBJECT, read_json, read_plan
 from shared.identifiers import GcsUri, TableRef
 from shared.log import get_logger
-from shared.messages import ChunkReady, FetchRequest
+from shared.messages import ChunkReady, ChunkSpec, FetchRequest
 
 log = get_logger("shared.fetch.plan")
-PLAN_OBJECT = "_plan.json"
+__all__ = ["PLAN_OBJECT", "Plan", "check_request", "plan_fetch", "read_plan", "run_id_for"]
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What ``plan_fetch`` decided: one ``ChunkReady`` per chunk, and whether it was new."""
+    """What ``plan_fetch`` decided: one message per chunk, and whether the plan was new.
+
+    ``streams`` plans hold ``ChunkReady`` messages (for ``fetch_chunk``), ``chunk_tables``
+    plans ``ChunkSpec`` messages (for ``create_chunk``).
+    """
 
     run_id: str
     table: str
+    strategy: str
     snapshot_time: str
     estimated_rows: int
-    chunks: list[ChunkReady]
+    chunks: list[ChunkReady] | list[ChunkSpec]
     reused: bool = False
 
 
@@ -65,14 +75,27 @@ def check_source(
     is missing or wrong. The CLI calls this before publishing, so a typo fails at once.
     """
     if request.table is None:
-        raise InvalidRequest("a query source needs strategy 'chunk_tables', not available yet")
+        raise InvalidRequest("a query source needs strategy 'chunk_tables'")
     ref = TableRef.parse(request.table)
     try:
         table = bq.get_table(str(ref))
     except gexc.NotFound:
         raise SourceNotFound(f"table {ref} does not exist") from None
+    if table.table_type != "TABLE":
+        raise InvalidRequest(
+            f"{ref} is a {table.table_type.lower()}; the Storage Read API reads tables only, "
+            "use strategy 'chunk_tables'"
+        )
     check_columns(request, table)
     return ref, table, row_restriction(request.row_filter, column_types(table))
+
+
+def check_request(request: FetchRequest, bq: bigquery.Client) -> None:
+    """Check a request of either strategy against its source; nothing is created."""
+    if request.strategy == "chunk_tables":
+        chunk_tables.source_sql(request, bq, dt.datetime.now(dt.UTC))
+    else:
+        check_source(request, bq)
 
 
 def count_rows(bq: bigquery.Client, ref: TableRef, restriction: str, table: bigquery.Table) -> int:
@@ -83,29 +106,123 @@ def count_rows(bq: bigquery.Client, ref: TableRef, restriction: str, table: bigq
     return int(next(iter(bq.query(sql).result()))["n"])
 
 
-def read_plan(gcs: storage.Client, destination: str) -> dict | None:
-    """The recorded plan of the run writing to ``destination``, if any."""
-    dest = GcsUri.parse(destination)
-    return _read_plan(gcs.bucket(dest.bucket), dest)
-
-
 def _read_plan(bucket: storage.Bucket, dest: GcsUri) -> dict | None:
-    blob = bucket.blob(dest.child(PLAN_OBJECT).path)
-    try:
-        return json.loads(blob.download_as_bytes())
-    except gexc.NotFound:
-        return None
+    return read_json(bucket, dest.child(PLAN_OBJECT).path)
 
 
 def _plan_from_record(record: dict, reused: bool) -> Plan:
+    strategy = record.get("strategy", "streams")
+    model = ChunkSpec if strategy == "chunk_tables" else ChunkReady
     return Plan(
         run_id=record["run_id"],
         table=record["table"],
+        strategy=strategy,
         snapshot_time=record["snapshot_time"],
         estimated_rows=record["estimated_rows"],
-        chunks=[ChunkReady.model_validate(c) for c in record["chunks"]],
+        chunks=[model.model_validate(c) for c in record["chunks"]],
         reused=reused,
     )
+
+
+def _recorded(bucket: storage.Bucket, dest: GcsUri, run_id: str) -> Plan | None:
+    """The plan already recorded at ``dest`` for ``run_id``; another run's plan is an error."""
+    existing = _read_plan(bucket, dest)
+    if existing is None:
+        return None
+    if existing.get("run_id") != run_id:
+        raise InvalidRequest(
+            f"destination {dest} already holds run {existing.get('run_id')!r}; "
+            "choose an empty destination"
+        )
+    return _plan_from_record(existing, reused=True)
+
+
+def _claim(bucket: storage.Bucket, dest: GcsUri, run_id: str, record: dict) -> Plan:
+    """Write ``record`` create-only; if a concurrent delivery won, return its plan instead."""
+    blob = bucket.blob(dest.child(PLAN_OBJECT).path)
+    try:
+        blob.upload_from_string(
+            json.dumps(record, indent=1), content_type="application/json", if_generation_match=0
+        )
+    except gexc.NotFound:
+        raise InvalidRequest(f"destination bucket {dest.bucket!r} does not exist") from None
+    except gexc.PreconditionFailed:
+        winner = _read_plan(bucket, dest)
+        if winner is None or winner.get("run_id") != run_id:
+            raise InvalidRequest(f"destination {dest} was claimed by another run") from None
+        return _plan_from_record(winner, reused=True)
+    return _plan_from_record(record, reused=False)
+
+
+def plan_fetch(
+    request: FetchRequest,
+    run_id: str,
+    *,
+    billing_project: str,
+    max_streams: int,
+    temp_dataset: str,
+    bq: bigquery.Client,
+    read_client: BigQueryReadClient,
+    gcs: storage.Client,
+) -> Plan:
+    """Plan a fetch with the request's strategy, or return the plan recorded for this run."""
+    if request.strategy == "chunk_tables":
+        return plan_chunk_tables(
+            request,
+            run_id,
+            max_chunks=max_streams,
+            temp_dataset=chunk_tables.temp_dataset_id(billing_project, temp_dataset),
+            bq=bq,
+            gcs=gcs,
+        )
+    return plan_streams(
+        request,
+        run_id,
+        billing_project=billing_project,
+        max_streams=max_streams,
+        bq=bq,
+        read_client=read_client,
+        gcs=gcs,
+    )
+
+
+def plan_chunk_tables(
+    request: FetchRequest,
+    run_id: str,
+    *,
+    max_chunks: int,
+    temp_dataset: str,
+    bq: bigquery.Client,
+    gcs: storage.Client,
+) -> Plan:
+    """Plan a ``chunk_tables`` fetch: balanced bounds, one ``ChunkSpec`` per chunk."""
+    dest = GcsUri.parse(request.destination)
+    bucket = gcs.bucket(dest.bucket)
+    existing = _recorded(bucket, dest, run_id)
+    if existing is not None:
+        return existing
+    snapshot = dt.datetime.now(dt.UTC)
+    select, types_, schema = chunk_tables.source_sql(request, bq, snapshot)
+    chunk_tables.check_temp_dataset(bq, temp_dataset)
+    source_rows = int(next(iter(bq.query(f"SELECT COUNT(*) AS n FROM ({select})").result()))[0])
+    specs = chunk_tables.chunk_specs(
+        request, run_id, bq, select, source_rows, min(request.parallelism, max_chunks)
+    )
+    record = {
+        "run_id": run_id,
+        "strategy": "chunk_tables",
+        "table": request.table or "query",
+        "request": request.model_dump(mode="json", exclude_none=True),
+        "snapshot_time": snapshot.isoformat(),
+        "estimated_rows": source_rows,
+        "source_rows": source_rows,
+        "select": select,
+        "column_types": types_,
+        "temp_dataset": temp_dataset,
+        "schema": schema,
+        "chunks": [c.model_dump(mode="json", exclude_none=True) for c in specs],
+    }
+    return _claim(bucket, dest, run_id, record)
 
 
 def plan_streams(
@@ -119,20 +236,13 @@ def plan_streams(
     gcs: storage.Client,
 ) -> Plan:
     """Plan a ``streams`` fetch, or return the plan already recorded for this run."""
-    if request.strategy != "streams" or request.table is None:
-        raise InvalidRequest(
-            f"strategy {request.strategy!r} is not available yet; use strategy 'streams' on a table"
-        )
+    if request.strategy != "streams":
+        raise InvalidRequest(f"plan_streams got a {request.strategy!r} request")
     dest = GcsUri.parse(request.destination)
     bucket = gcs.bucket(dest.bucket)
-    existing = _read_plan(bucket, dest)
+    existing = _recorded(bucket, dest, run_id)
     if existing is not None:
-        if existing.get("run_id") != run_id:
-            raise InvalidRequest(
-                f"destination {dest} already holds run {existing.get('run_id')!r}; "
-                "choose an empty destination"
-            )
-        return _plan_from_record(existing, reused=True)
+        return existing
 
     ref, table, restriction = check_source(request, bq)
     source_rows = count_rows(bq, ref, restriction, table)
@@ -174,6 +284,7 @@ def plan_streams(
     ]
     record = {
         "run_id": run_id,
+        "strategy": "streams",
         "table": str(ref),
         "request": request.model_dump(mode="json", exclude_none=True),
         "session": session.name,
@@ -187,17 +298,4 @@ def plan_streams(
         ],
         "chunks": [c.model_dump(mode="json", exclude_none=True) for c in chunks],
     }
-    blob = bucket.blob(dest.child(PLAN_OBJECT).path)
-    try:
-        blob.upload_from_string(
-            json.dumps(record, indent=1), content_type="application/json", if_generation_match=0
-        )
-    except gexc.NotFound:
-        raise InvalidRequest(f"destination bucket {dest.bucket!r} does not exist") from None
-    except gexc.PreconditionFailed:
-        # A concurrent delivery of the same request won the race; announce its plan instead.
-        winner = _read_plan(bucket, dest)
-        if winner is None or winner.get("run_id") != run_id:
-            raise InvalidRequest(f"destination {dest} was claimed by another run") from None
-        return _plan_from_record(winner, reused=True)
-    return _plan_from_record(record, reused=False)
+    return _claim(bucket, dest, run_id, record)
