@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test lint unit up down status clean
+.PHONY: install demo test lint unit bench up down status clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ test: install lint  ## the whole suite: unit, function and integration tests on 
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+
+bench: install  ## the fetch benchmark: every contender on the same 5M-row table, both modes
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[local,dev,bench]'
+	$(BIN)/python -m bench.fetch_bench
 
 unit: install
 	$(BIN)/pytest tests/unit tests/functions

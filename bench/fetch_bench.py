@@ -201,7 +201,7 @@ def _ours_result(settings, manifest: dict, seconds: float) -> dict:
     }
 
 
-def _bench_request(settings, streams: int):
+def _bench_request(settings, streams: int, **fields):
     from shared.messages import FetchRequest
 
     run = f"bench-{uuid.uuid4().hex[:8]}"
@@ -210,7 +210,52 @@ def _bench_request(settings, streams: int):
         table=_source(settings),
         destination=f"gs://{settings.data_bucket}/bench/{run}",
         parallelism=streams,
+        **fields,
     )
+
+
+def ours_chunk_tables(settings, streams: int) -> dict:
+    """Ours, chunk_tables strategy (quantile bounds on store_id, date), in-process."""
+    from shared.fetch.library import run_in_process
+
+    request = _bench_request(
+        settings, streams, strategy="chunk_tables", index_columns=["store_id", "date"]
+    )
+    t0 = time.perf_counter()
+    manifest = run_in_process(request, settings)
+    seconds = time.perf_counter() - t0
+    return _ours_result(settings, _load_manifest(settings, manifest["uri"]), seconds)
+
+
+def one_worker(settings, streams: int) -> dict:
+    """One fetch_chunk call on one stream, as one function instance runs it (for peak RSS)."""
+    from shared import clients
+    from shared.fetch.plan import plan_fetch
+    from shared.fetch.worker import fetch_chunk
+
+    request = _bench_request(settings, streams)
+    gcs, read = clients.storage_client(settings), clients.bigquery_read_client(settings)
+    plan = plan_fetch(
+        request,
+        request.run_id,
+        billing_project=settings.project,
+        max_streams=settings.max_streams,
+        temp_dataset=settings.temp_dataset,
+        bq=clients.bigquery_client(settings),
+        read_client=read,
+        gcs=gcs,
+    )
+    t0 = time.perf_counter()
+    outcome = fetch_chunk(
+        plan.chunks[0],
+        read_client=read,
+        gcs=gcs,
+        part_rows=settings.part_max_rows,
+        time_budget_s=3600,
+    )
+    seconds = time.perf_counter() - t0
+    rows = outcome.done.rows
+    return _result(None, rows, 0, "(one chunk)", seconds)
 
 
 def ours_in_process(settings, streams: int) -> dict:
@@ -303,8 +348,11 @@ CONTENDERS = {
     "in-house IN-list chunk tables, sequential": inhouse_sequential,
     "ours, streams, in-process": ours_in_process,
     "ours, streams, Pub/Sub fan-out": ours_pubsub,
+    "ours, chunk_tables, in-process": ours_chunk_tables,
     "drain-only limit": drain_only,
 }
+# Not in the side-by-side table: measured per table size by --rss.
+WORKER = {"one fetch worker (1 of N streams)": one_worker}
 LIMITS_SKIP = {
     "csv export + dask (seed baseline)",
     "bigquery REST to_arrow",
@@ -335,11 +383,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--modes", default="plain,limits")
     parser.add_argument("--only", help="comma-separated contender names (substring match)")
+    parser.add_argument(
+        "--rss",
+        help="comma-separated table sizes: peak RSS of one fetch worker and of the in-process "
+        "fetch at each size, instead of the contender table (e.g. 5000000,20000000)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.one:
-        result = CONTENDERS[args.one](_settings(), args.streams)
+        result = {**CONTENDERS, **WORKER}[args.one](_settings(), args.streams)
         print(json.dumps(result))
         return 0
 
@@ -350,6 +403,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = StackConfig.from_env()
     up(cfg, say=lambda _m: None)
     os.environ.update(cfg.client_env())
+    base_env = {
+        **os.environ,
+        **cfg.client_env(),
+        "RETAIL_GCS_ROOT": str(cfg.gcs_root),
+        "PYTHONPATH": str(REPO),
+    }
+    if args.rss:
+        return _rss_table([int(n) for n in args.rss.split(",")], args.streams, base_env)
     print(
         f"generating ~{args.rows:,} transaction rows into {cfg.project}.{DATASET} ...", flush=True
     )
@@ -361,12 +422,6 @@ def main(argv: list[str] | None = None) -> int:
 
     source = source_checksum(_settings(), f"{cfg.project}.{DATASET}.transactions")
     print(f"source: {rows:,} rows, checksum {source[1]}\n")
-    base_env = {
-        **os.environ,
-        **cfg.client_env(),
-        "RETAIL_GCS_ROOT": str(cfg.gcs_root),
-        "PYTHONPATH": str(REPO),
-    }
 
     names = [n for n in CONTENDERS if not args.only or any(o in n for o in args.only.split(","))]
     header = (
@@ -415,6 +470,26 @@ def main(argv: list[str] | None = None) -> int:
                     t = r["seconds"] * (rows / r["rows"] if r.get("sample") else 1)
                     print(f"  {name:<44}{t / ours['seconds']:>8.2f}x")
         print()
+    return 0
+
+
+def _rss_table(sizes: list[int], streams: int, env: dict) -> int:
+    """Peak RSS against table size: a worker's memory is bounded by one part, not the table."""
+    from shared.cli import generate_data
+
+    print(f"{'table rows':>12}{'contender':>42}{'rows read':>12}{'wall s':>8}{'peak MB':>9}")
+    for size in sizes:
+        loaded = generate_data(size, 7, DATASET, _settings(), quiet=True)
+        n = loaded["rows"]["transactions"]
+        for name in ("one fetch worker (1 of N streams)", "ours, streams, in-process"):
+            r = _run_one(name, streams, env)
+            if "error" in r:
+                print(f"{n:>12,}{name:>42}  error: {r['error'][:80]}")
+                continue
+            print(
+                f"{n:>12,}{name:>42}{r['rows']:>12,}{r['seconds']:>8.2f}{r['peak_rss_mb']:>9.0f}",
+                flush=True,
+            )
     return 0
 
 

@@ -47,6 +47,7 @@ class StackConfig:
     gcs_port: int
     functions_base_port: int
     min_backoff_s: int
+    max_ack_deadline_s: int = 600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
@@ -69,6 +70,9 @@ class StackConfig:
             functions_base_port=port("RETAIL_FUNCTIONS_BASE_PORT", 8101),
             # Production backs off 10 s to 600 s; locally a retry should be seen within seconds.
             min_backoff_s=int(env.get("RETAIL_PUBSUB_MIN_BACKOFF_S", "1")),
+            # A push that never answers (its instance died) is redelivered after the ack
+            # deadline; tests with tiny chunks shorten it so a kill is recovered in seconds.
+            max_ack_deadline_s=int(env.get("RETAIL_PUBSUB_MAX_ACK_DEADLINE_S", "600")),
         )
 
     @property
@@ -483,7 +487,7 @@ def _ensure_resources(cfg: StackConfig, say: Callable[[str], None]) -> None:
             name=subscriber.subscription_path(cfg.project, sub.name),
             topic=publisher.topic_path(cfg.project, sub.topic),
             push_config=pubsub_v1.types.PushConfig(push_endpoint=endpoint),
-            ack_deadline_seconds=sub.ack_deadline_s,
+            ack_deadline_seconds=min(sub.ack_deadline_s, cfg.max_ack_deadline_s),
             retry_policy=pubsub_v1.types.RetryPolicy(
                 minimum_backoff={"seconds": min(cfg.min_backoff_s, sub.min_backoff_s)},
                 maximum_backoff={"seconds": sub.max_backoff_s},

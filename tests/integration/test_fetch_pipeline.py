@@ -169,7 +169,7 @@ def test_worker_killed_mid_chunk_still_gives_exact_rows(stack, settings, retail)
         # attempts; they wait on the dead-letter topic, and redriving them finishes the run.
         from local.stack import redrive
 
-        assert redrive(stack)
+        redrive(stack)
         manifest = wait_manifest(settings, request)
     assert manifest is not None
     assert killed_before_done
