@@ -244,6 +244,8 @@ def one_worker(settings, streams: int) -> dict:
         bq=clients.bigquery_client(settings),
         read_client=read,
         gcs=gcs,
+        part_target_mb=settings.part_target_mb,
+        part_max_rows=settings.part_max_rows,
     )
     t0 = time.perf_counter()
     outcome = fetch_chunk(

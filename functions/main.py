@@ -34,6 +34,8 @@ def _plan_fetch(request: FetchRequest, delivery: Delivery) -> None:
         bq=clients.bigquery_client(settings),
         read_client=clients.bigquery_read_client(settings),
         gcs=clients.storage_client(settings),
+        part_target_mb=settings.part_target_mb,
+        part_max_rows=settings.part_max_rows,
     )
     topic = topology.FETCH_CHUNKS if plan.strategy == "chunk_tables" else topology.FETCH_CHUNK_READY
     publish_all(clients.publisher_client(settings), settings.project, topic, plan.chunks)

@@ -101,7 +101,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from shared import topology
     from shared.fetch.finalize import CHUNKS_PREFIX, MANIFEST_OBJECT
     from shared.fetch.library import new_run_id, run_in_process
-    from shared.fetch.plan import check_source, read_plan
+    from shared.fetch.plan import check_request, read_plan
     from shared.identifiers import GcsUri
     from shared.messages import FetchRequest, dump
 
@@ -110,12 +110,15 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     request = FetchRequest(
         run_id=run_id,
         table=args.table,
+        query=args.query,
         columns=args.columns.split(",") if args.columns else None,
         row_filter=[_parse_filter(w) for w in args.where],
+        strategy=args.strategy or ("chunk_tables" if args.query or args.index else "streams"),
+        index_columns=args.index.split(",") if args.index else [],
         destination=args.dest or f"gs://{settings.data_bucket}/fetch/{run_id}",
         parallelism=args.parallelism,
     )
-    check_source(request, clients.bigquery_client(settings))  # fail now, not in a function log
+    check_request(request, clients.bigquery_client(settings))  # fail now, not in a function log
     started = time.perf_counter()
     if args.in_process:
         with tqdm(unit="rows", unit_scale=True, file=sys.stderr, disable=args.quiet) as bar:
@@ -176,8 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(run=_cmd_generate)
 
-    fetch = sub.add_parser("fetch", help="fetch a BigQuery table into Parquet on GCS")
-    fetch.add_argument("table", help="project.dataset.table")
+    fetch = sub.add_parser(
+        "fetch", help="fetch a BigQuery table (or a query's result) into Parquet on GCS"
+    )
+    fetch.add_argument("table", nargs="?", help="project.dataset.table")
+    fetch.add_argument("--query", help="a SELECT to fetch instead of a table (chunk_tables)")
+    fetch.add_argument("--strategy", choices=["streams", "chunk_tables"])
+    fetch.add_argument("--index", help="comma-separated index columns to split chunk tables on")
     fetch.add_argument("--dest", help="gs:// prefix for the run (default: the data bucket)")
     fetch.add_argument("-p", "--parallelism", type=int, default=8)
     fetch.add_argument("--columns", help="comma-separated columns (default: all)")

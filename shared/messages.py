@@ -155,6 +155,8 @@ class ChunkReady(Contract):
     chunk_count: int = Field(ge=1)
     stream: str = Field(min_length=1, max_length=2048)
     offset: int = Field(default=0, ge=0)
+    # Rows per Parquet part, fixed for the run at planning (part k holds rows [k*P, (k+1)*P)).
+    part_rows: int | None = Field(default=None, ge=1)
     destination: GcsPrefix
     # Parts written by earlier invocations of this chunk (a worker near its time limit hands on).
     parts: list[PartInfo] = Field(default_factory=list)

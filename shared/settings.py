@@ -45,6 +45,9 @@ class Settings:
     max_streams: int = 16
     time_budget_s: int = 480
     part_max_rows: int = 1_000_000
+    # Parts are cut at a fixed row count per run, chosen so a part is about this much Arrow
+    # data: a worker's memory is bounded by one part whatever the table's width or size.
+    part_target_mb: int = 32
 
     @property
     def local(self) -> bool:
@@ -78,4 +81,5 @@ class Settings:
             max_streams=_int(env, "RETAIL_MAX_STREAMS", 16),
             time_budget_s=_int(env, "RETAIL_TIME_BUDGET_S", 480, minimum=0),
             part_max_rows=_int(env, "RETAIL_PART_MAX_ROWS", 1_000_000),
+            part_target_mb=_int(env, "RETAIL_PART_TARGET_MB", 32),
         )

@@ -60,8 +60,8 @@ def chunk_job_id(run_id: str, chunk: int) -> str:
 
 def source_sql(
     request: FetchRequest, bq: bigquery.Client, snapshot: dt.datetime
-) -> tuple[str, dict[str, str], list[dict]]:
-    """The source as ``SELECT ... FROM ... [WHERE ...]``, its column types and output schema.
+) -> tuple[str, dict[str, str], list[bigquery.SchemaField]]:
+    """The source as ``SELECT ... FROM ... [WHERE ...]``, its column types and output fields.
 
     Checks what the request names (table, columns, filter, index columns, query shape) and
     raises a PermanentError naming the first thing that is wrong; nothing is created.
@@ -96,12 +96,8 @@ def source_sql(
     restriction = row_restriction(request.row_filter, types_)
     columns = ", ".join(quote_column(c) for c in request.columns) if request.columns else "*"
     where = f" WHERE {restriction}" if restriction else ""
-    schema = [
-        {"name": f.name, "type": f.field_type, "mode": f.mode}
-        for f in fields
-        if not request.columns or f.name in request.columns
-    ]
-    return f"SELECT {columns} FROM {source}{where}", types_, schema
+    selected = [f for f in fields if not request.columns or f.name in request.columns]
+    return f"SELECT {columns} FROM {source}{where}", types_, selected
 
 
 def _sample_bounds(
@@ -297,7 +293,12 @@ def create_chunk(
     }
     out: ChunkReady | ChunkDone
     if session.streams:
-        out = ChunkReady(**common, stream=session.streams[0].name, temp_table=str(table_ref))
+        out = ChunkReady(
+            **common,
+            stream=session.streams[0].name,
+            temp_table=str(table_ref),
+            part_rows=plan.get("part_rows"),
+        )
     else:  # an empty chunk table has no stream to read
         out = ChunkDone(**common, parts=[], rows=0)
     log.info(

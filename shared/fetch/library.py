@@ -52,6 +52,8 @@ def run_in_process(
         bq=bq,
         read_client=read_client,
         gcs=gcs,
+        part_target_mb=settings.part_target_mb,
+        part_max_rows=settings.part_max_rows,
     )
 
     def step(message: ChunkSpec | ChunkReady) -> ChunkSpec | ChunkReady | ChunkDone:

@@ -23,6 +23,7 @@ from shared.errors import InvalidRequest, SourceNotFound, TransientError
 from shared.fetch import chunks as chunk_tables
 from shared.fetch.filters import row_restriction
 from shared.fetch.store import PLAN_OBJECT, read_json, read_plan
+from shared.fetch.worker import row_width, rows_per_part
 from shared.identifiers import GcsUri, TableRef
 from shared.log import get_logger
 from shared.messages import ChunkReady, ChunkSpec, FetchRequest
@@ -110,6 +111,10 @@ def _read_plan(bucket: storage.Bucket, dest: GcsUri) -> dict | None:
     return read_json(bucket, dest.child(PLAN_OBJECT).path)
 
 
+def _schema(fields: list[bigquery.SchemaField]) -> list[dict]:
+    return [{"name": f.name, "type": f.field_type, "mode": f.mode} for f in fields]
+
+
 def _plan_from_record(record: dict, reused: bool) -> Plan:
     strategy = record.get("strategy", "streams")
     model = ChunkSpec if strategy == "chunk_tables" else ChunkReady
@@ -164,8 +169,11 @@ def plan_fetch(
     bq: bigquery.Client,
     read_client: BigQueryReadClient,
     gcs: storage.Client,
+    part_target_mb: int = 32,
+    part_max_rows: int = 1_000_000,
 ) -> Plan:
     """Plan a fetch with the request's strategy, or return the plan recorded for this run."""
+    parts = {"part_target_mb": part_target_mb, "part_max_rows": part_max_rows}
     if request.strategy == "chunk_tables":
         return plan_chunk_tables(
             request,
@@ -174,6 +182,7 @@ def plan_fetch(
             temp_dataset=chunk_tables.temp_dataset_id(billing_project, temp_dataset),
             bq=bq,
             gcs=gcs,
+            **parts,
         )
     return plan_streams(
         request,
@@ -183,6 +192,7 @@ def plan_fetch(
         bq=bq,
         read_client=read_client,
         gcs=gcs,
+        **parts,
     )
 
 
@@ -194,6 +204,8 @@ def plan_chunk_tables(
     temp_dataset: str,
     bq: bigquery.Client,
     gcs: storage.Client,
+    part_target_mb: int = 32,
+    part_max_rows: int = 1_000_000,
 ) -> Plan:
     """Plan a ``chunk_tables`` fetch: balanced bounds, one ``ChunkSpec`` per chunk."""
     dest = GcsUri.parse(request.destination)
@@ -202,7 +214,7 @@ def plan_chunk_tables(
     if existing is not None:
         return existing
     snapshot = dt.datetime.now(dt.UTC)
-    select, types_, schema = chunk_tables.source_sql(request, bq, snapshot)
+    select, types_, fields = chunk_tables.source_sql(request, bq, snapshot)
     chunk_tables.check_temp_dataset(bq, temp_dataset)
     source_rows = int(next(iter(bq.query(f"SELECT COUNT(*) AS n FROM ({select})").result()))[0])
     specs = chunk_tables.chunk_specs(
@@ -219,7 +231,8 @@ def plan_chunk_tables(
         "select": select,
         "column_types": types_,
         "temp_dataset": temp_dataset,
-        "schema": schema,
+        "schema": _schema(fields),
+        "part_rows": rows_per_part(fields, target_mb=part_target_mb, max_rows=part_max_rows),
         "chunks": [c.model_dump(mode="json", exclude_none=True) for c in specs],
     }
     return _claim(bucket, dest, run_id, record)
@@ -234,6 +247,8 @@ def plan_streams(
     bq: bigquery.Client,
     read_client: BigQueryReadClient,
     gcs: storage.Client,
+    part_target_mb: int = 32,
+    part_max_rows: int = 1_000_000,
 ) -> Plan:
     """Plan a ``streams`` fetch, or return the plan already recorded for this run."""
     if request.strategy != "streams":
@@ -271,6 +286,14 @@ def plan_streams(
     except gexc.BadRequest as exc:
         raise InvalidRequest(f"read session for {ref} refused: {exc.message}") from None
 
+    selected = [f for f in table.schema if not request.columns or f.name in request.columns]
+    part_rows = rows_per_part(
+        selected,
+        target_mb=part_target_mb,
+        max_rows=part_max_rows,
+        measured_row_bytes=(table.num_bytes or 0) / max(1, table.num_rows or 0),
+        share=row_width(selected) / row_width(table.schema),
+    )
     streams = [s.name for s in session.streams]
     chunks = [
         ChunkReady(
@@ -279,6 +302,7 @@ def plan_streams(
             chunk_count=len(streams),
             stream=name,
             destination=str(dest),
+            part_rows=part_rows,
         )
         for i, name in enumerate(streams)
     ]
@@ -291,11 +315,8 @@ def plan_streams(
         "snapshot_time": snapshot.isoformat(),
         "estimated_rows": int(session.estimated_row_count or table.num_rows or 0),
         "source_rows": source_rows,
-        "schema": [
-            {"name": f.name, "type": f.field_type, "mode": f.mode}
-            for f in table.schema
-            if not request.columns or f.name in request.columns
-        ],
+        "schema": _schema(selected),
+        "part_rows": part_rows,
         "chunks": [c.model_dump(mode="json", exclude_none=True) for c in chunks],
     }
     return _claim(bucket, dest, run_id, record)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import io
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,6 +31,47 @@ from shared.log import get_logger
 from shared.messages import ChunkDone, ChunkReady, PartInfo
 
 log = get_logger("shared.fetch.worker")
+
+
+# Estimated Arrow bytes per value, by BigQuery type, when the table reports no size.
+_WIDTH = {
+    "BOOLEAN": 1,
+    "BOOL": 1,
+    "DATE": 4,
+    "NUMERIC": 16,
+    "BIGNUMERIC": 32,
+    "STRING": 48,
+    "BYTES": 48,
+    "GEOGRAPHY": 128,
+    "JSON": 128,
+}
+
+
+def row_width(fields: Sequence[Any]) -> int:
+    """Estimated Arrow bytes per row of BigQuery ``SchemaField``s (nested and repeated too)."""
+    total = 0
+    for f in fields:
+        width = row_width(f.fields) if f.field_type in ("RECORD", "STRUCT") else None
+        width = width if width is not None else _WIDTH.get(f.field_type, 8)
+        total += width * (4 if f.mode == "REPEATED" else 1) + 1  # + validity
+    return max(total, 1)
+
+
+def rows_per_part(
+    fields: Sequence[Any],
+    *,
+    target_mb: int,
+    max_rows: int,
+    measured_row_bytes: float = 0.0,
+    share: float = 1.0,
+) -> int:
+    """Rows per part so a part is about ``target_mb`` of Arrow data, at most ``max_rows``.
+
+    ``measured_row_bytes`` (table bytes / rows, from BigQuery) times ``share`` (the selected
+    columns' part of the row) wins over the schema estimate when it is larger.
+    """
+    width = max(row_width(fields), measured_row_bytes * share)
+    return max(1, min(max_rows, int(target_mb * 2**20 // width)))
 
 
 def part_name(chunk: int, part: int) -> str:
@@ -129,11 +171,15 @@ def fetch_chunk(
     sleep: Callable[[float], None] = time.sleep,
     max_attempts: int = 8,
 ) -> ChunkOutcome:
-    """Read ``message.stream`` from ``message.offset`` into parts; done, or hand on the rest."""
+    """Read ``message.stream`` from ``message.offset`` into parts; done, or hand on the rest.
+
+    ``part_rows`` applies only to a message that does not carry the run's own.
+    """
+    part_rows = message.part_rows or part_rows
     if message.offset % part_rows:
         raise PermanentError(
             f"offset {message.offset} is not a part boundary (parts of {part_rows} rows); "
-            "RETAIL_PART_MAX_ROWS must not change during a run"
+            "the message's part_rows must not change during a run"
         )
     started = clock()
     dest = GcsUri.parse(message.destination)
