@@ -149,7 +149,11 @@ class _Stream:
                 self.retries += 1
                 if attempt >= self.max_attempts:
                     raise TransientError(f"read stream {self.stream}: {exc}") from exc
-                delay = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2)
+                # A dropped stream (UNAVAILABLE) is resumed at once, quota refusals back off.
+                first = (
+                    1.0 if isinstance(exc, gexc.ResourceExhausted | gexc.TooManyRequests) else 0.05
+                )
+                delay = min(30.0, first * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
                 log.warning(
                     "read stream interrupted at offset %d (%s); retrying in %.1fs",
                     self.offset,

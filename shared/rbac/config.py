@@ -1,0 +1,189 @@
+"""The reconciler's configuration (YAML), validated with errors that name the bad field.
+
+```yaml
+airflow:
+  url: https://composer-env.example.com
+  auth: {type: basic, username: reconciler, password_env: AIRFLOW_PASSWORD}  # or bearer/google
+admin_groups: [airflow-admins@example.com]
+base_role: Viewer            # project roles = its permissions minus the global DAG ones
+projects:
+  pricing:
+    role: project-pricing
+    groups: [pricing-team@example.com]
+    dags: {prefixes: [pricing_], tags: [pricing]}
+allow_list: [reconciler@example.iam.gserviceaccount.com, breakglass@example.com]
+max_revocations: 25
+```
+
+Secrets are never in the file: a password or token is read from the environment variable the
+config names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared.errors import InvalidRequest
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_ROLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")
+_ENV = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.fullmatch(value):
+        raise ValueError(f"not an email address: {value!r}")
+    return value.lower()
+
+
+def _role(value: str) -> str:
+    if not _ROLE.fullmatch(value):
+        raise ValueError(f"not a valid role name: {value!r}")
+    return value
+
+
+def _env(value: str) -> str:
+    if not _ENV.fullmatch(value):
+        raise ValueError(f"not an environment variable name: {value!r}")
+    return value
+
+
+Email = Annotated[str, AfterValidator(_email)]
+RoleName = Annotated[str, AfterValidator(_role)]
+EnvName = Annotated[str, AfterValidator(_env)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AirflowAuth(_Model):
+    """How to authenticate: basic (Airflow 2) / token from /auth/token (Airflow 3), a bearer
+    token from the environment, or a Google identity (Cloud Composer)."""
+
+    type: Literal["basic", "bearer", "google"] = "basic"
+    username: str | None = None
+    password_env: EnvName | None = None
+    token_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> AirflowAuth:
+        if self.type == "basic" and not (self.username and self.password_env):
+            raise ValueError("basic auth needs 'username' and 'password_env'")
+        if self.type == "bearer" and not self.token_env:
+            raise ValueError("bearer auth needs 'token_env'")
+        return self
+
+    def password(self) -> str:
+        return _secret(self.password_env)
+
+    def token(self) -> str:
+        return _secret(self.token_env)
+
+
+def _secret(name: str | None) -> str:
+    value = os.environ.get(name or "")
+    if not value:
+        raise InvalidRequest(f"environment variable {name} (named in the RBAC config) is not set")
+    return value
+
+
+class AirflowTarget(_Model):
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    auth: AirflowAuth
+
+
+class DagSelector(_Model):
+    """Which DAGs belong to a project: by id prefix and/or by tag (a DAG matching any)."""
+
+    prefixes: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    tags: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    ids: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something(self) -> DagSelector:
+        if not (self.prefixes or self.tags or self.ids):
+            raise ValueError("select DAGs by at least one of 'prefixes', 'tags' or 'ids'")
+        return self
+
+    def matches(self, dag_id: str, tags: set[str]) -> bool:
+        return (
+            dag_id in self.ids
+            or any(dag_id.startswith(p) for p in self.prefixes)
+            or bool(tags & set(self.tags))
+        )
+
+
+class Project(_Model):
+    role: RoleName
+    groups: list[Email] = Field(min_length=1)
+    dags: DagSelector
+
+
+class RbacConfig(_Model):
+    airflow: AirflowTarget
+    admin_groups: list[Email] = Field(default_factory=list)
+    admin_role: RoleName = "Admin"
+    base_role: RoleName = "Viewer"
+    projects: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")], Project]
+    allow_list: list[Email] = Field(default_factory=list)
+    max_revocations: int = Field(default=25, ge=0)
+
+    @model_validator(mode="after")
+    def _distinct_roles(self) -> RbacConfig:
+        seen: dict[str, str] = {}
+        for name, project in self.projects.items():
+            if project.role in (self.admin_role, self.base_role):
+                raise ValueError(f"projects.{name}.role: {project.role!r} is a built-in role")
+            if project.role in seen:
+                other = seen[project.role]
+                raise ValueError(f"projects.{name}.role: {project.role!r} is also {other}'s role")
+            seen[project.role] = name
+        return self
+
+    @property
+    def managed_roles(self) -> set[str]:
+        """Roles the reconciler grants and revokes; any other role is left alone."""
+        return {p.role for p in self.projects.values()} | (
+            {self.admin_role} if self.admin_groups else set()
+        )
+
+    def groups(self) -> list[str]:
+        """Every group the desired state depends on, in a stable order."""
+        found = list(self.admin_groups)
+        for project in self.projects.values():
+            found += [g for g in project.groups if g not in found]
+        return list(dict.fromkeys(found))
+
+
+def _where(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not str(p).startswith("function-after")) or "<config>"
+
+
+def parse_config(data: object, source: str = "<config>") -> RbacConfig:
+    """Validate a decoded config; the error names the file and the first bad field."""
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"{source}: expected a mapping at the top level")
+    try:
+        return RbacConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidRequest(f"{source}: {_where(first['loc'])}: {first['msg']}") from None
+
+
+def load_config(path: str | Path) -> RbacConfig:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise InvalidRequest(f"{path}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise InvalidRequest(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, str(path))
