@@ -1,0 +1,234 @@
+"""A small client for Airflow's role and user API: Airflow 2.10 (``/api/v1``) and Airflow 3
+with the FAB auth manager (``/auth/fab/v1``, DAGs on ``/api/v2``), detected at first use.
+
+Differences handled here so the reconciler does not see them: Airflow 3 wants a JWT from
+``/auth/token``; 2.10's ``PATCH /roles`` only adds permissions (a removal is delete, recreate,
+re-assign the users, checked by reading the role back); ``POST /roles`` answers ``{}``;
+``PATCH /users`` needs the full body; lists page at 100. Reads and writes are counted.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import requests
+
+from shared.errors import PermanentError, TransientError
+from shared.log import get_logger
+
+log = get_logger("shared.rbac.airflow")
+PAGE = 100
+Perm = tuple[str, str]  # (action, resource)
+
+
+@dataclass
+class User:
+    username: str
+    email: str
+    roles: set[str]
+    first_name: str = ""
+    last_name: str = ""
+
+
+@dataclass
+class Calls:
+    reads: int = 0
+    writes: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class AirflowError(PermanentError):
+    """Airflow refused a call; the message names the call and Airflow's reason."""
+
+
+class AirflowClient:
+    """Roles, users, permissions and DAGs of one Airflow, over its REST API."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        session: requests.Session | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.session = session or requests.Session()
+        self.timeout_s = timeout_s
+        self._username, self._password, self._token = username, password, token
+        self.calls = Calls()
+        self.version: int | None = None
+
+    # ------------------------------------------------------------------ transport
+
+    def _detect(self) -> None:
+        if self.version is not None:
+            return
+        probe = self.session.get(f"{self.url}/auth/fab/v1/roles", params={"limit": 1}, timeout=10)
+        # Airflow 3 answers (401 without a token); Airflow 2 has no such path (404).
+        self.version = 3 if probe.status_code != 404 else 2
+        self.fab = f"{self.url}/auth/fab/v1" if self.version == 3 else f"{self.url}/api/v1"
+        self.dags_api = f"{self.url}/api/v2" if self.version == 3 else f"{self.url}/api/v1"
+        if self._token:
+            self.session.headers["Authorization"] = f"Bearer {self._token}"
+        elif self.version == 3 and self._username:
+            got = self.session.post(
+                f"{self.url}/auth/token",
+                json={"username": self._username, "password": self._password},
+                timeout=self.timeout_s,
+            )
+            if got.status_code >= 300:
+                raise AirflowError(f"POST /auth/token: {got.status_code} (check the credentials)")
+            self.session.headers["Authorization"] = f"Bearer {got.json()['access_token']}"
+        elif self._username:
+            self.session.auth = (self._username, self._password or "")
+
+    def _call(self, method: str, url: str, kind: str, **kwargs) -> dict:
+        self._detect()
+        write = method != "GET"
+        if write:
+            self.calls.writes += 1
+        else:
+            self.calls.reads += 1
+        self.calls.by_kind[kind] = self.calls.by_kind.get(kind, 0) + 1
+        try:
+            response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
+        except requests.RequestException as exc:
+            raise TransientError(f"{method} {url}: {type(exc).__name__}") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(f"{method} {url}: {response.status_code}")
+        if response.status_code >= 300:
+            try:
+                detail = response.json().get("detail") or response.text
+            except ValueError:
+                detail = response.text
+            raise AirflowError(
+                f"{method} {url.removeprefix(self.url)}: {response.status_code} {detail}"
+            )
+        return response.json() if response.content and response.content.strip() else {}
+
+    def _pages(self, url: str, key: str, kind: str, params: dict | None = None) -> Iterator[dict]:
+        offset = 0
+        while True:
+            page = self._call(
+                "GET", url, kind, params={**(params or {}), "limit": PAGE, "offset": offset}
+            )
+            items = page.get(key, [])
+            yield from items
+            offset += len(items)
+            if not items or offset >= page.get("total_entries", 0):
+                return
+
+    # ------------------------------------------------------------------ reads
+
+    def roles(self) -> dict[str, set[Perm]]:
+        self._detect()
+        return {
+            r["name"]: {(a["action"]["name"], a["resource"]["name"]) for a in r.get("actions", [])}
+            for r in self._pages(f"{self.fab}/roles", "roles", "list_roles")
+        }
+
+    def permissions(self) -> set[Perm]:
+        """Every (action, resource) pair that exists, so roles only reference real ones."""
+        self._detect()
+        return {
+            (a["name"], r["name"])
+            for a in self._pages(f"{self.fab}/permissions", "actions", "list_permissions")
+            for r in a.get("resources", [])
+        }
+
+    def users(self) -> list[User]:
+        self._detect()
+        return [
+            User(
+                username=u["username"],
+                email=(u.get("email") or "").lower(),
+                roles={r["name"] for r in u.get("roles") or []},
+                first_name=u.get("first_name") or "",
+                last_name=u.get("last_name") or "",
+            )
+            for u in self._pages(f"{self.fab}/users", "users", "list_users")
+        ]
+
+    def dags(self) -> dict[str, set[str]]:
+        """dag_id -> tags of every DAG Airflow knows."""
+        self._detect()
+        return {
+            d["dag_id"]: {t["name"] for t in d.get("tags") or []}
+            for d in self._pages(f"{self.dags_api}/dags", "dags", "list_dags")
+        }
+
+    # ------------------------------------------------------------------ writes
+
+    @staticmethod
+    def _actions(perms: set[Perm]) -> list[dict]:
+        return [{"action": {"name": a}, "resource": {"name": r}} for a, r in sorted(perms)]
+
+    def create_role(self, name: str, perms: set[Perm]) -> None:
+        self._call(
+            "POST",
+            f"{self.fab}/roles",
+            "create_role",
+            json={"name": name, "actions": self._actions(perms)},
+        )
+
+    def delete_role(self, name: str) -> None:
+        self._call("DELETE", f"{self.fab}/roles/{quote(name, safe='')}", "delete_role")
+
+    def role(self, name: str) -> set[Perm]:
+        found = self._call("GET", f"{self.fab}/roles/{quote(name, safe='')}", "get_role")
+        return {(a["action"]["name"], a["resource"]["name"]) for a in found.get("actions", [])}
+
+    def set_role(self, name: str, perms: set[Perm], users: list[User]) -> None:
+        """Make role ``name`` hold exactly ``perms``; ``users`` are its current holders."""
+        self._call(
+            "PATCH",
+            f"{self.fab}/roles/{quote(name, safe='')}",
+            "patch_role",
+            params={"update_mask": "actions"},
+            json={"name": name, "actions": self._actions(perms)},
+        )
+        if self.role(name) == perms:
+            return
+        # Airflow 2.10 only adds on PATCH: recreate the role and give it back to its users.
+        self.delete_role(name)
+        self.create_role(name, perms)
+        for user in users:
+            self.set_user_roles(user, user.roles)
+
+    def create_user(self, email: str, roles: set[str]) -> None:
+        local = email.split("@")[0]
+        self._call(
+            "POST",
+            f"{self.fab}/users",
+            "create_user",
+            json={
+                "username": email,
+                "email": email,
+                "first_name": local,
+                "last_name": "-",
+                "roles": [{"name": r} for r in sorted(roles)],
+                # Sign-in is through Google on Composer; this password is never used or shown.
+                "password": secrets.token_urlsafe(24),
+            },
+        )
+
+    def set_user_roles(self, user: User, roles: set[str]) -> None:
+        self._call(
+            "PATCH",
+            f"{self.fab}/users/{quote(user.username, safe='')}",
+            "patch_user",
+            params={"update_mask": "roles"},
+            json={
+                "username": user.username,
+                "email": user.email,
+                "first_name": user.first_name or user.username,
+                "last_name": user.last_name or "-",
+                "roles": [{"name": r} for r in sorted(roles)],
+            },
+        )

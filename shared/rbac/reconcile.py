@@ -1,0 +1,227 @@
+"""Reconcile: desired state from groups and config, a pure diff against Airflow, then apply.
+
+``desired_state`` and ``plan`` are pure (no I/O); ``apply`` makes the calls. Safety rules live
+in ``plan``: the allow-list is never changed; if any group could not be read, nothing is
+revoked (additions from the groups that were read still go ahead: they are right whatever
+the unread groups hold); above the revocation cap nothing is applied at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.errors import InvalidRequest, PermanentError
+from shared.log import get_logger
+from shared.rbac.airflow import AirflowClient, Perm, User
+from shared.rbac.config import RbacConfig
+from shared.rbac.groups import Membership
+
+log = get_logger("shared.rbac")
+
+GLOBAL_DAG_RESOURCES = {"DAGs", "DAG Runs"}
+DAG_ACTIONS = ("can_read", "can_edit", "can_delete")
+DAG_RUN_ACTIONS = ("can_read", "can_create", "can_delete", "menu_access")
+
+
+class RevocationCapExceeded(PermanentError):
+    """More revocations than the config allows in one run: nothing was applied."""
+
+
+@dataclass(frozen=True)
+class Desired:
+    roles: dict[str, frozenset[Perm]]
+    # email -> {managed role: why}
+    users: dict[str, dict[str, str]]
+    project_dags: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str  # create_role | set_role | create_user | set_user_roles
+    target: str
+    add: frozenset = frozenset()
+    remove: frozenset = frozenset()
+    why: str = ""
+
+    @property
+    def revocations(self) -> int:
+        return len(self.remove) if self.kind == "set_user_roles" else 0
+
+
+@dataclass
+class Plan:
+    changes: list[Change]
+    held_back: list[Change] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def revocations(self) -> int:
+        return sum(c.revocations for c in self.changes)
+
+
+def project_permissions(base: set[Perm], dags: list[str], existing: set[Perm]) -> frozenset[Perm]:
+    """The base role without global DAG access, plus per-DAG access to ``dags``."""
+    kept = {(a, r) for a, r in base if r not in GLOBAL_DAG_RESOURCES or a == "menu_access"}
+    for dag in dags:
+        kept |= {(a, f"DAG:{dag}") for a in DAG_ACTIONS}
+        kept |= {(a, f"DAG Run:{dag}") for a in DAG_RUN_ACTIONS}
+    return frozenset(p for p in kept if p in existing)
+
+
+def desired_state(
+    config: RbacConfig,
+    membership: Membership,
+    dags: dict[str, set[str]],
+    base: set[Perm],
+    existing: set[Perm],
+) -> Desired:
+    """What Airflow should look like; an unknown DAG id named in the config is an error."""
+    roles: dict[str, frozenset[Perm]] = {}
+    users: dict[str, dict[str, str]] = {}
+    project_dags: dict[str, list[str]] = {}
+    for name, project in config.projects.items():
+        missing = [d for d in project.dags.ids if d not in dags]
+        if missing:
+            raise InvalidRequest(
+                f"projects.{name}.dags.ids: DAG {missing[0]!r} does not exist in Airflow"
+            )
+        selected = sorted(d for d, tags in dags.items() if project.dags.matches(d, tags))
+        project_dags[name] = selected
+        roles[project.role] = project_permissions(base, selected, existing)
+        for group in project.groups:
+            for email in membership.members.get(group, set()):
+                users.setdefault(email, {}).setdefault(project.role, f"member of {group}")
+    for group in config.admin_groups:
+        for email in membership.members.get(group, set()):
+            users.setdefault(email, {})[config.admin_role] = f"member of admin group {group}"
+    return Desired(roles, users, project_dags)
+
+
+def plan(
+    config: RbacConfig,
+    desired: Desired,
+    actual_roles: dict[str, set[Perm]],
+    actual_users: list[User],
+    membership: Membership,
+) -> Plan:
+    """The changes that make Airflow match ``desired``, with the safety rules applied."""
+    managed = config.managed_roles
+    allow = set(config.allow_list)
+    changes: list[Change] = []
+    for role, perms in sorted(desired.roles.items()):
+        have = actual_roles.get(role)
+        if have is None:
+            changes.append(Change("create_role", role, add=perms, why="project role"))
+        elif have != perms:
+            changes.append(
+                Change(
+                    "set_role",
+                    role,
+                    add=frozenset(perms - have),
+                    remove=frozenset(have - perms),
+                    why="project DAGs or base role changed",
+                )
+            )
+    by_email = {u.email: u for u in actual_users if u.email}
+    untouched = lambda u: u.email in allow or u.username.lower() in allow  # noqa: E731
+    for email, want in sorted(desired.users.items()):
+        if email in allow:
+            continue
+        user = by_email.get(email)
+        if user is None:
+            why = "; ".join(f"{r}: {w}" for r, w in sorted(want.items()))
+            changes.append(Change("create_user", email, add=frozenset(want), why=why))
+            continue
+        new = (user.roles - managed) | set(want)
+        if new != user.roles:
+            add, remove = new - user.roles, user.roles - new
+            why = "; ".join(
+                [f"{r}: {want[r]}" for r in sorted(add)]
+                + [f"{r}: no longer in its groups" for r in sorted(remove)]
+            )
+            changes.append(
+                Change("set_user_roles", user.username, frozenset(add), frozenset(remove), why)
+            )
+    for user in actual_users:
+        if user.email in desired.users or untouched(user):
+            continue
+        remove = user.roles & managed
+        if remove:
+            changes.append(
+                Change(
+                    "set_user_roles",
+                    user.username,
+                    remove=frozenset(remove),
+                    why="in none of the configured groups",
+                )
+            )
+    result = Plan(changes)
+    if not membership.complete:
+        # Unknown membership: a removal might be wrong. Keep the additions, hold the removals.
+        kept, held = [], []
+        for change in changes:
+            if change.remove:
+                held.append(change)
+                if change.add:
+                    kept.append(Change(change.kind, change.target, change.add, why=change.why))
+            else:
+                kept.append(change)
+        result = Plan(kept, held)
+        result.notes.append(
+            "groups not read: "
+            + ", ".join(sorted(membership.failed))
+            + f"; {len(held)} change(s) with revocations held back, additions applied"
+        )
+    if result.revocations > config.max_revocations:
+        raise RevocationCapExceeded(
+            f"{result.revocations} revocations planned, above max_revocations="
+            f"{config.max_revocations}; nothing applied (raise the cap if this is intended)"
+        )
+    return result
+
+
+def apply(
+    changes: list[Change],
+    client: AirflowClient,
+    actual_roles: dict[str, set[Perm]],
+    actual_users: list[User],
+    desired: Desired,
+    *,
+    dry_run: bool = False,
+) -> int:
+    """Make the calls for ``changes`` (none with ``dry_run``); one log line per change."""
+    users = {u.username: u for u in actual_users}
+    for change in changes:
+        log.info(
+            "%s%s %s: +%s -%s (%s)",
+            "[dry run] " if dry_run else "",
+            change.kind,
+            change.target,
+            sorted(map(str, change.add)) if change.kind.endswith("user_roles") else len(change.add),
+            sorted(map(str, change.remove))
+            if change.kind.endswith("user_roles")
+            else len(change.remove),
+            change.why,
+            extra={
+                "change": change.kind,
+                "target": change.target,
+                "why": change.why,
+                "dry_run": dry_run,
+            },
+        )
+        if dry_run:
+            continue
+        if change.kind == "create_role":
+            client.create_role(change.target, set(desired.roles[change.target]))
+        elif change.kind == "set_role":
+            holders = [u for u in actual_users if change.target in u.roles]
+            perms = (actual_roles[change.target] | change.add) - change.remove
+            client.set_role(change.target, perms, holders)
+        elif change.kind == "create_user":
+            client.create_user(change.target, set(change.add))
+        elif change.kind == "set_user_roles":
+            user = users[change.target]
+            roles = (user.roles | change.add) - change.remove
+            client.set_user_roles(user, roles)
+            user.roles = roles
+    return len(changes)
