@@ -5,16 +5,19 @@ Deployed from this folder with ``shared/`` beside it; each entry point is its ow
 
 from __future__ import annotations
 
+import os
+
 import functions_framework
 from cloudevents.http import CloudEvent
 
 from shared import clients, log, topology
+from shared.errors import PermanentError
 from shared.fetch.chunks import create_chunk as materialise_chunk
 from shared.fetch.finalize import finalize, mark_published
 from shared.fetch.plan import plan_fetch as make_plan
 from shared.fetch.plan import run_id_for
 from shared.fetch.worker import fetch_chunk as read_chunk
-from shared.messages import ChunkDone, ChunkReady, ChunkSpec, FetchRequest
+from shared.messages import ChunkDone, ChunkReady, ChunkSpec, FetchRequest, RbacTrigger
 from shared.pubsub import Delivery, handle, publish_all
 from shared.settings import Settings
 
@@ -135,6 +138,37 @@ def _finalize_fetch(done: ChunkDone, delivery: Delivery) -> None:
 def plan_fetch(event: CloudEvent) -> None:
     """``fetch-requests`` -> plan (recorded once) -> ``fetch-chunk-ready`` or ``fetch-chunks``."""
     handle(event, topology.FETCH_REQUESTS, FetchRequest, _plan_fetch, "plan_fetch")
+
+
+def _sync_rbac(trigger: RbacTrigger, delivery: Delivery) -> None:
+    from shared.rbac.groups import GroupsReader, cloud_identity_service
+    from shared.rbac.sync import GcsDigest, airflow_client, load_config_from, sync
+
+    settings = Settings.from_env()
+    location = os.environ.get("RETAIL_RBAC_CONFIG")
+    if not location:
+        raise PermanentError("RETAIL_RBAC_CONFIG is not set: no RBAC config to reconcile")
+    gcs = clients.storage_client(settings)
+    config = load_config_from(location, gcs)
+    result = sync(
+        config,
+        groups=GroupsReader(cloud_identity_service()),
+        airflow=airflow_client(config),
+        digests=GcsDigest(gcs.bucket(settings.data_bucket)),
+        force=trigger.force,
+    )
+    logger.info(
+        "rbac sync (%s): %d changes",
+        trigger.reason,
+        len(result.changes),
+        extra={"function": "sync_rbac", "changes": len(result.changes)},
+    )
+
+
+@functions_framework.cloud_event
+def sync_rbac(event: CloudEvent) -> None:
+    """``rbac-sync`` (Scheduler tick or group-change audit event) -> one full reconcile."""
+    handle(event, topology.RBAC_SYNC, RbacTrigger, _sync_rbac, "sync_rbac")
 
 
 @functions_framework.cloud_event

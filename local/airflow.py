@@ -132,6 +132,9 @@ def _env(af: Airflow) -> dict[str, str]:
             "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
         )
         env["AIRFLOW__API_AUTH__JWT_SECRET"] = (af.home / "secret").read_text().strip()
+        # The FAB auth manager caches a signed-in user (roles included) for [fab] cache_ttl
+        # seconds (30 by default): a revocation bites after that. Locally, at once.
+        env["AIRFLOW__FAB__CACHE_TTL"] = "0"
     return env
 
 

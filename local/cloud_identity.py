@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import threading
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ def _error(code: int, status: str, message: str):
 def create_app(groups: dict[str, list[str]] | None = None) -> Flask:
     """The app, holding its state in memory (one process, guarded by a lock)."""
     app = Flask(__name__)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     lock = threading.Lock()
     state: dict = {"groups": {}, "faults": [], "calls": 0}
 

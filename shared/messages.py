@@ -185,7 +185,18 @@ class FetchComplete(Contract):
     train: list[TrainingJob] = Field(default_factory=list)
 
 
-M = TypeVar("M", bound=Contract)
+class RbacTrigger(BaseModel):
+    """``rbac-sync``: anything asks for a full reconcile. A Scheduler tick sends
+    ``{"reason": "tick"}`` (``"force": true`` skips the unchanged-state shortcut); a Workspace
+    audit-log entry routed by the log sink arrives as it is, and its fields are ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    reason: str = Field(default="event", max_length=100)
+    force: bool = False
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from google.cloud import pubsub_v1
+from pydantic import BaseModel
 
 from shared.errors import MalformedMessage, PermanentError
 from shared.log import get_logger
 from shared.messages import Contract, dump, parse
 
 log = get_logger("shared.pubsub")
-M = TypeVar("M", bound=Contract)
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)

@@ -69,9 +69,12 @@ class AirflowClient:
     def _detect(self) -> None:
         if self.version is not None:
             return
-        probe = self.session.get(f"{self.url}/auth/fab/v1/roles", params={"limit": 1}, timeout=10)
-        # Airflow 3 answers (401 without a token); Airflow 2 has no such path (404).
-        self.version = 3 if probe.status_code != 404 else 2
+        # Airflow 3 serves its public health check under /api/v2; Airflow 2 has no /api/v2.
+        try:
+            probe = self.session.get(f"{self.url}/api/v2/monitor/health", timeout=10)
+        except requests.RequestException as exc:
+            raise TransientError(f"Airflow at {self.url}: {type(exc).__name__}") from None
+        self.version = 3 if probe.status_code == 200 else 2
         self.fab = f"{self.url}/auth/fab/v1" if self.version == 3 else f"{self.url}/api/v1"
         self.dags_api = f"{self.url}/api/v2" if self.version == 3 else f"{self.url}/api/v1"
         if self._token:
@@ -133,14 +136,14 @@ class AirflowClient:
             for r in self._pages(f"{self.fab}/roles", "roles", "list_roles")
         }
 
-    def permissions(self) -> set[Perm]:
-        """Every (action, resource) pair that exists, so roles only reference real ones."""
+    def permissions(self) -> set[Perm] | None:
+        """Every (action, resource) pair that exists, or None where Airflow lists only actions
+        (2.10); roles then reference per-DAG resources only of DAGs that exist."""
         self._detect()
-        return {
-            (a["name"], r["name"])
-            for a in self._pages(f"{self.fab}/permissions", "actions", "list_permissions")
-            for r in a.get("resources", [])
-        }
+        actions = list(self._pages(f"{self.fab}/permissions", "actions", "list_permissions"))
+        if not any("resources" in a for a in actions):
+            return None
+        return {(a["name"], r["name"]) for a in actions for r in a.get("resources", [])}
 
     def users(self) -> list[User]:
         self._detect()

@@ -59,13 +59,16 @@ class Plan:
         return sum(c.revocations for c in self.changes)
 
 
-def project_permissions(base: set[Perm], dags: list[str], existing: set[Perm]) -> frozenset[Perm]:
-    """The base role without global DAG access, plus per-DAG access to ``dags``."""
+def project_permissions(
+    base: set[Perm], dags: list[str], existing: set[Perm] | None
+) -> frozenset[Perm]:
+    """The base role without global DAG access, plus per-DAG access to ``dags`` (DAGs that
+    exist); with ``existing`` known, only pairs Airflow has."""
     kept = {(a, r) for a, r in base if r not in GLOBAL_DAG_RESOURCES or a == "menu_access"}
     for dag in dags:
         kept |= {(a, f"DAG:{dag}") for a in DAG_ACTIONS}
         kept |= {(a, f"DAG Run:{dag}") for a in DAG_RUN_ACTIONS}
-    return frozenset(p for p in kept if p in existing)
+    return frozenset(p for p in kept if existing is None or p in existing)
 
 
 def desired_state(
@@ -73,7 +76,7 @@ def desired_state(
     membership: Membership,
     dags: dict[str, set[str]],
     base: set[Perm],
-    existing: set[Perm],
+    existing: set[Perm] | None,
 ) -> Desired:
     """What Airflow should look like; an unknown DAG id named in the config is an error."""
     roles: dict[str, frozenset[Perm]] = {}
