@@ -166,6 +166,96 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rbac_sync(args: argparse.Namespace) -> int:
+    from shared.rbac.groups import GroupsReader, cloud_identity_service
+    from shared.rbac.sync import airflow_client, load_config_from, sync
+
+    settings = None
+    if args.config.startswith("gs://"):
+        settings = Settings.from_env()
+    config = load_config_from(args.config, clients.storage_client(settings) if settings else None)
+    result = sync(
+        config,
+        groups=GroupsReader(cloud_identity_service()),
+        airflow=airflow_client(config),
+        dry_run=args.dry_run,
+    )
+    rows = [
+        (
+            c.kind,
+            c.target,
+            ", ".join(sorted(map(_perm, c.add))),
+            ", ".join(sorted(map(_perm, c.remove))),
+            c.why,
+        )
+        for c in result.changes
+    ]
+    _table(("change", "target", "add", "remove", "why"), rows)
+    for note in result.notes:
+        print(f"note: {note}")
+    verb = "planned (dry run)" if args.dry_run else "applied"
+    print(
+        f"{len(result.changes)} change(s) {verb}, {len(result.held_back)} held back; "
+        f"{result.group_calls} Groups API calls, {result.airflow_reads} Airflow reads, "
+        f"{result.airflow_writes} Airflow writes"
+    )
+    return 0
+
+
+def _perm(value: object) -> str:
+    if isinstance(value, tuple):
+        action, resource = value
+        return f"{action} on {resource}"
+    return str(value)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int = 60) -> None:
+    cut = [tuple(c if len(c) <= width else c[: width - 1] + "…" for c in row) for row in rows]
+    sizes = [max([len(h), *(len(r[i]) for r in cut)]) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(n) for h, n in zip(header, sizes, strict=True)))
+    for row in cut:
+        print("  ".join(c.ljust(n) for c, n in zip(row, sizes, strict=True)))
+
+
+def _cmd_rbac_role(args: argparse.Namespace) -> int:
+    """The old tool's single-role mode: ROLE gets the DAGs whose id starts with the prefix."""
+    import os
+
+    from shared.rbac.airflow import AirflowClient
+    from shared.rbac.reconcile import project_permissions
+
+    if args.user:
+        password = os.environ.get(args.password_env, "")
+        if not password:
+            raise ValueError(f"--user needs the password in ${args.password_env}")
+        client = AirflowClient(args.url, username=args.user, password=password)
+    else:
+        token = args.token or os.environ.get("AIRFLOW_TOKEN", "")
+        if token == "-":
+            token = sys.stdin.readline().strip()
+        if not token:
+            raise ValueError("give -t TOKEN ('-t -' reads stdin; or $AIRFLOW_TOKEN) or --user")
+        client = AirflowClient(args.url, token=token)
+    roles = client.roles()
+    if args.base_role not in roles:
+        raise ValueError(f"Airflow has no role {args.base_role!r} to start from")
+    dags = sorted(d for d in client.dags() if d.startswith(args.dag_prefix))
+    perms = set(project_permissions(roles[args.base_role], dags, client.permissions()))
+    if args.role not in roles:
+        client.create_role(args.role, perms)
+        action = "created"
+    elif roles[args.role] != perms:
+        holders = [u for u in client.users() if args.role in u.roles]
+        client.set_role(args.role, perms, holders)
+        action = "updated"
+    else:
+        action = "already up to date"
+    print(f"role {args.role} {action}: {len(dags)} DAG(s) with prefix {args.dag_prefix!r}")
+    for dag in dags:
+        print(f"  {dag}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retail", description="Retail data platform CLI")
     sub = parser.add_subparsers(dest="group", required=True)
@@ -197,6 +287,23 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--timeout", type=float, default=3600)
     fetch.add_argument("--quiet", action="store_true")
     fetch.set_defaults(run=_cmd_fetch)
+
+    rbac = sub.add_parser("rbac", help="Airflow roles from Google Groups").add_subparsers(
+        dest="command", required=True
+    )
+    rsync = rbac.add_parser("sync", help="reconcile Airflow with the groups in a config")
+    rsync.add_argument("--config", required=True, help="rbac.yaml (a path or gs:// URI)")
+    rsync.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    rsync.set_defaults(run=_cmd_rbac_sync)
+    role = rbac.add_parser("role", help="one role for the DAGs with a prefix (the old tool)")
+    role.add_argument("-u", "--url", required=True, help="Airflow base URL")
+    role.add_argument("-r", "--role", required=True)
+    role.add_argument("-t", "--token", help="bearer token ('-' reads it from stdin)")
+    role.add_argument("-d", "--dag-prefix", required=True)
+    role.add_argument("--user", help="basic auth user instead of a token")
+    role.add_argument("--password-env", default="AIRFLOW_PASSWORD", help="holds --user's password")
+    role.add_argument("--base-role", default="Viewer")
+    role.set_defaults(run=_cmd_rbac_role)
     return parser
 
 

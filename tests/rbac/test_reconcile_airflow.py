@@ -197,3 +197,42 @@ def test_an_unknown_dag_in_the_config_is_named(airflow, identity, run):
     projects["pricing"]["dags"]["ids"] = ["pricing_montly"]
     with pytest.raises(InvalidRequest, match="'pricing_montly' does not exist"):
         run(make_config(airflow, projects=projects))
+
+
+def test_cli_sync_dry_run_prints_the_plan_and_changes_nothing(
+    airflow, identity, run, tmp_path, capsys
+):
+    import yaml
+
+    from shared.cli import main
+
+    identity.set_groups({**GROUPS, "promo@corp.example": ["zoe@corp.example"]})
+    config = make_config(airflow).model_dump(mode="json")
+    path = tmp_path / "rbac.yaml"
+    path.write_text(yaml.safe_dump(config))
+    before = {u.email: u.roles for u in _admin(airflow).users()}
+    assert main(["rbac", "sync", "--config", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "create_user  zoe@corp.example" in out and "planned (dry run)" in out
+    assert "0 Airflow writes" in out
+    assert {u.email: u.roles for u in _admin(airflow).users()} == before
+    assert airflow.admin_password not in out
+
+
+def test_cli_single_role_mode_like_the_old_tool(airflow, capsys, monkeypatch):
+    from shared.cli import main
+
+    monkeypatch.setenv("AIRFLOW_PASSWORD", airflow.admin_password)
+    argv = ["rbac", "role", "-u", airflow.url, "-r", "team-promo", "-d", "promo_"]
+    assert main([*argv, "--user", "admin"]) == 0
+    assert "role team-promo created: 2 DAG(s)" in capsys.readouterr().out
+    perms = _admin(airflow).roles()["team-promo"]
+    assert {r for _, r in perms if r.startswith(("DAG:", "DAG Run:"))} == {
+        "DAG:promo_uplift",
+        "DAG:promo_calendar",
+        "DAG Run:promo_uplift",
+        "DAG Run:promo_calendar",
+    }
+    assert ("can_read", "DAGs") not in perms and ("can_read", "DAG Code") in perms
+    assert main([*argv, "--user", "admin"]) == 0
+    assert "already up to date" in capsys.readouterr().out
