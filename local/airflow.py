@@ -161,7 +161,11 @@ def _healthy(af: Airflow) -> bool:
 
 
 def up(
-    version: str, port: int, home: Path | None = None, say: Callable[[str], object] = print
+    version: str,
+    port: int,
+    home: Path | None = None,
+    say: Callable[[str], object] = print,
+    dags: dict[str, list[str]] | None = None,
 ) -> Airflow:
     """Install (once), initialise (once) and start Airflow; returns when its API answers."""
     install(version, say)
@@ -172,7 +176,7 @@ def up(
     if not (af.home / "secret").exists():
         (af.home / "secret").write_text(secrets.token_hex(24))
         (af.home / "admin-password").write_text(secrets.token_urlsafe(16))
-    (af.home / "dags" / "retail_dags.py").write_text(DAG_FILE.format(dags=DAGS))
+    (af.home / "dags" / "retail_dags.py").write_text(DAG_FILE.format(dags=dags or DAGS))
     if not (af.home / ".initialised").exists():
         _airflow(af, "db", "migrate")
         _airflow(

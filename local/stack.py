@@ -48,6 +48,7 @@ class StackConfig:
     functions_base_port: int
     min_backoff_s: int
     max_ack_deadline_s: int = 600
+    identity_port: int = 8095
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
@@ -68,6 +69,7 @@ class StackConfig:
             bq_read_port=port("RETAIL_BQ_READ_PORT", 9061),
             gcs_port=port("RETAIL_GCS_PORT", 4443),
             functions_base_port=port("RETAIL_FUNCTIONS_BASE_PORT", 8101),
+            identity_port=port("RETAIL_CLOUD_IDENTITY_PORT", 8095),
             # Production backs off 10 s to 600 s; locally a retry should be seen within seconds.
             min_backoff_s=int(env.get("RETAIL_PUBSUB_MIN_BACKOFF_S", "1")),
             # A push that never answers (its instance died) is redelivered after the ack
@@ -94,6 +96,7 @@ class StackConfig:
             # The Storage Read API goes through local/storage_proxy.py, which honours offsets.
             "BIGQUERY_STORAGE_EMULATOR_HOST": f"{HOST}:{self.bq_read_port}",
             "RETAIL_DATA_BUCKET": f"{self.project}-data",
+            "CLOUD_IDENTITY_EMULATOR_HOST": f"http://{HOST}:{self.identity_port}",
         }
 
     def function_port(self, entry_point: str) -> int:
@@ -289,6 +292,21 @@ EMULATORS: tuple[Component, ...] = (
         ],
         lambda cfg: [cfg.bq_read_port],
         lambda cfg: _port_open(cfg.bq_read_port),
+        env=lambda cfg: {"PYTHONPATH": str(REPO)},
+    ),
+    Component(
+        "cloud-identity",
+        lambda cfg: [
+            sys.executable,
+            "-m",
+            "local.cloud_identity",
+            "--port",
+            str(cfg.identity_port),
+            "--seed",
+            str(REPO / "local" / "rbac" / "groups.yaml"),
+        ],
+        lambda cfg: [cfg.identity_port],
+        lambda cfg: _http_ok(f"http://{HOST}:{cfg.identity_port}/healthz"),
         env=lambda cfg: {"PYTHONPATH": str(REPO)},
     ),
 )

@@ -174,7 +174,9 @@ def parse_config(data: object, source: str = "<config>") -> RbacConfig:
         return RbacConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise InvalidRequest(f"{source}: {_where(first['loc'])}: {first['msg']}") from None
+        where = f"{_where(first['loc'])}: " if first["loc"] else ""
+        reason = first["msg"].removeprefix("Value error, ")
+        raise InvalidRequest(f"{source}: {where}{reason}") from None
 
 
 def load_config(path: str | Path) -> RbacConfig:

@@ -1,0 +1,50 @@
+"""Reading groups through the official discovery client against the local Cloud Identity server."""
+
+from shared.rbac.groups import GroupsReader, cloud_identity_service
+
+
+def reader():
+    return GroupsReader(cloud_identity_service(), retries=0)
+
+
+def test_nested_groups_resolve_breadth_first_through_cycles_and_pages(identity):
+    many = [f"user{i:03d}@corp.example" for i in range(450)]  # three pages of 200
+    identity.set_groups(
+        {
+            "top@corp.example": [
+                "A@Corp.Example",
+                "mid@corp.example",
+                "sa@p.iam.gserviceaccount.com",
+            ],
+            "mid@corp.example": ["b@corp.example", "leaf@corp.example", "top@corp.example"],
+            "leaf@corp.example": many,
+        }
+    )
+    r = reader()
+    found = r.read(["top@corp.example", "mid@corp.example"])
+    assert found.complete
+    assert found.members["top@corp.example"] == {
+        "a@corp.example",
+        "b@corp.example",
+        "sa@p.iam.gserviceaccount.com",
+        *many,
+    }
+    assert found.members["mid@corp.example"] == found.members["top@corp.example"]
+    # each group looked up and listed once per run (leaf: three pages)
+    assert found.calls == 3 + 1 + 1 + 3
+
+
+def test_a_group_that_fails_or_is_missing_is_reported_not_guessed(identity):
+    identity.set_groups(
+        {
+            "top@corp.example": ["a@corp.example", "mid@corp.example"],
+            "mid@corp.example": ["b@corp.example"],
+            "other@corp.example": ["c@corp.example"],
+        }
+    )
+    identity.fail("mid@corp.example")
+    found = reader().read(["top@corp.example", "other@corp.example", "ghost@corp.example"])
+    assert not found.complete
+    assert set(found.failed) == {"top@corp.example", "ghost@corp.example"}
+    assert "500" in found.failed["top@corp.example"]
+    assert found.members == {"other@corp.example": {"c@corp.example"}}
