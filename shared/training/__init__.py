@@ -1,0 +1,1 @@
+"""Training jobs: pricing (elasticity, revenue-maximising price) and promotion revenue."""

@@ -1,0 +1,102 @@
+"""Model artifacts encrypted at rest: AES-128-CBC + HMAC-SHA256, encrypt-then-MAC (Fernet),
+behind a small versioned header naming the key, with rotation.
+
+    RETAIL-ARTIFACT/1 key=<key id>\\n<Fernet token>
+
+Keys come as ``id:urlsafe-base64-32-bytes`` pairs, newest first, from
+``RETAIL_ARTIFACT_KEYS`` (comma-separated) or ``RETAIL_ARTIFACT_KEYS_FILE`` locally, and from
+Secret Manager in the cloud (one secret, same format, its latest version). Encryption uses the
+newest key; decryption the key the header names (any known key, during a rotation). A
+tampered, truncated or unknown-key artifact is refused with :class:`ArtifactError`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from shared.errors import PermanentError
+
+MAGIC = b"RETAIL-ARTIFACT/1"
+_HEADER = re.compile(rb"RETAIL-ARTIFACT/(\d+) key=([A-Za-z0-9_.-]{1,64})\n")
+
+
+class ArtifactError(PermanentError):
+    """An artifact cannot be trusted or read; the message says why (never the key)."""
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """Key id -> Fernet key, and which id is the newest (used to encrypt)."""
+
+    keys: Mapping[str, bytes]
+    newest: str
+
+    @classmethod
+    def parse(cls, text: str) -> Keyring:
+        pairs = [p.strip() for p in text.replace("\n", ",").split(",") if p.strip()]
+        keys: dict[str, bytes] = {}
+        for pair in pairs:
+            kid, sep, key = pair.partition(":")
+            if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", kid):
+                raise ArtifactError("artifact keys must be 'id:key' pairs with a plain id")
+            try:
+                Fernet(key.encode())
+            except ValueError:
+                raise ArtifactError(f"artifact key {kid!r} is not a Fernet key") from None
+            keys[kid] = key.encode()
+        if not keys:
+            raise ArtifactError("no artifact keys configured")
+        return cls(keys, next(iter(keys)))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Keyring:
+        env = os.environ if env is None else env
+        if env.get("RETAIL_ARTIFACT_KEYS"):
+            return cls.parse(env["RETAIL_ARTIFACT_KEYS"])
+        if env.get("RETAIL_ARTIFACT_KEYS_FILE"):
+            return cls.parse(Path(env["RETAIL_ARTIFACT_KEYS_FILE"]).read_text())
+        if env.get("RETAIL_ARTIFACT_KEYS_SECRET"):
+            from google.cloud import secretmanager
+
+            client = secretmanager.SecretManagerServiceClient()
+            name = f"{env['RETAIL_ARTIFACT_KEYS_SECRET']}/versions/latest"
+            return cls.parse(client.access_secret_version(name=name).payload.data.decode())
+        raise ArtifactError(
+            "no artifact keys: set RETAIL_ARTIFACT_KEYS, RETAIL_ARTIFACT_KEYS_FILE or "
+            "RETAIL_ARTIFACT_KEYS_SECRET"
+        )
+
+    @staticmethod
+    def new_key() -> str:
+        return Fernet.generate_key().decode()
+
+
+def encrypt(data: bytes, keyring: Keyring) -> bytes:
+    """The artifact bytes: header naming the newest key, then the Fernet token."""
+    token = Fernet(keyring.keys[keyring.newest]).encrypt(data)
+    return MAGIC + b" key=" + keyring.newest.encode() + b"\n" + token
+
+
+def decrypt(blob: bytes, keyring: Keyring) -> bytes:
+    """The plaintext of an artifact, or :class:`ArtifactError` saying what is wrong."""
+    match = _HEADER.match(blob)
+    if not match:
+        raise ArtifactError("not an encrypted artifact (missing or damaged header)")
+    if match.group(1) != b"1":
+        raise ArtifactError(f"artifact format version {match.group(1).decode()} is not supported")
+    kid = match.group(2).decode()
+    key = keyring.keys.get(kid)
+    if key is None:
+        raise ArtifactError(f"artifact was encrypted with key {kid!r}, which is not configured")
+    try:
+        return Fernet(key).decrypt(blob[match.end() :])
+    except InvalidToken:
+        raise ArtifactError(
+            f"artifact failed authentication with key {kid!r}: tampered, truncated or wrong key"
+        ) from None

@@ -1,0 +1,217 @@
+"""Price elasticity per product and the revenue-maximising price in a corridor.
+
+Demand model, fitted per product on product x store x week cells:
+
+    log(units) = e * log(price) + b_promo * promo + b_feature * feature + b_display * display
+                 + seasonality (two yearly harmonics) + store effect + noise
+
+Store effects are removed by demeaning within store (the "within" estimator), so elasticity is
+identified by price changes over time inside a store, not by which stores are expensive.
+Standard errors are heteroskedasticity-robust (HC1). A product whose log price barely moves
+inside stores (std < ``min_price_variation``) is flagged, not given a number.
+
+With a constant elasticity ``e``, revenue ``p * q(p)`` moves like ``p ** (1 + e)``: it falls with
+price when demand is elastic (e < -1), so the revenue-maximising price in the corridor is its
+lower end, and its upper end when inelastic. Where the unit cost ``c`` is known, the
+margin-maximising price ``c * e / (1 + e)`` (for e < -1) is reported too, clipped to the corridor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class PriceResult:
+    product_id: int
+    status: str  # ok | insufficient_price_variation | too_few_observations | no_sales
+    n_cells: int
+    elasticity: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    std_error: float | None = None
+    r2: float | None = None
+    price_variation: float | None = None
+    current_price: float | None = None
+    recommended_price: float | None = None
+    expected_revenue_change: float | None = None
+    margin_price: float | None = None
+    returns_rows: int = 0
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+def weekly_cells(table: pa.Table) -> dict[str, np.ndarray]:
+    """Aggregate transactions to product x store x week (unit-weighted average price)."""
+    days = pc.cast(table["date"], pa.int32()).to_numpy()
+    week = (days - days.min()) // 7
+    product = table["product_id"].to_numpy()
+    store = table["store_id"].to_numpy()
+    units = table["units"].to_numpy().astype(np.float64)
+    revenue = table["revenue"].to_numpy()
+    promo = table["promo_id"].is_valid().to_numpy(zero_copy_only=False).astype(np.float64)
+    feature = table["feature"].fill_null(False).to_numpy(zero_copy_only=False).astype(np.float64)
+    display = table["display"].fill_null(False).to_numpy(zero_copy_only=False).astype(np.float64)
+    keys = np.stack([product, store, week], axis=1)
+    cells, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    n = len(cells)
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.bincount(inverse, weights=values, minlength=n)
+
+    count = np.bincount(inverse, minlength=n).astype(np.float64)
+    day_of_year = np.bincount(inverse, weights=(days % 364).astype(np.float64), minlength=n)
+    return {
+        "product_id": cells[:, 0],
+        "store_id": cells[:, 1],
+        "week": cells[:, 2],
+        "units": total(units),
+        "revenue": total(revenue),
+        "promo": total(promo) / count,
+        "feature": total(feature) / count,
+        "display": total(display) / count,
+        "day_of_year": day_of_year / count,
+    }
+
+
+def _within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``values`` minus their mean within each group (columns of a 2-D array too)."""
+    _, idx = np.unique(groups, return_inverse=True)
+    idx = idx.ravel()
+    counts = np.bincount(idx).astype(np.float64)
+    if values.ndim == 1:
+        return values - (np.bincount(idx, weights=values) / counts)[idx]
+    means = np.stack(
+        [np.bincount(idx, weights=values[:, j]) / counts for j in range(values.shape[1])], axis=1
+    )
+    return values - means[idx]
+
+
+def fit_product(
+    cells: dict[str, np.ndarray],
+    product_id: int,
+    *,
+    unit_cost: float | None = None,
+    corridor: float = 0.10,
+    min_cells: int = 30,
+    min_price_variation: float = 0.02,
+    returns_rows: int = 0,
+) -> PriceResult:
+    """Elasticity and price recommendation of one product from its weekly cells."""
+    units, revenue = cells["units"], cells["revenue"]
+    sold = units > 0
+    if not sold.any():
+        return PriceResult(product_id, "no_sales", 0, returns_rows=returns_rows)
+    units, revenue = units[sold], revenue[sold]
+    price = revenue / units
+    store = cells["store_id"][sold]
+    n = len(units)
+    current = float(np.median(price[cells["week"][sold] == cells["week"][sold].max()]))
+    log_price = np.log(price)
+    variation = float(np.std(_within(log_price, store)))
+    base = {"n_cells": n, "price_variation": variation, "current_price": current}
+    if n < min_cells:
+        return PriceResult(product_id, "too_few_observations", returns_rows=returns_rows, **base)
+    if variation < min_price_variation:
+        return PriceResult(
+            product_id, "insufficient_price_variation", returns_rows=returns_rows, **base
+        )
+    angle = 2 * math.pi * cells["day_of_year"][sold] / 364
+    x = np.column_stack(
+        [
+            log_price,
+            cells["promo"][sold],
+            cells["feature"][sold],
+            cells["display"][sold],
+            np.sin(angle),
+            np.cos(angle),
+            np.sin(2 * angle),
+            np.cos(2 * angle),
+        ]
+    )
+    keep = np.std(x, axis=0) > 1e-12
+    keep[0] = True
+    x = _within(x[:, keep], store)
+    y = _within(np.log(units), store)
+    stores = len(np.unique(store))
+    dof = n - x.shape[1] - stores
+    if dof < 5:
+        return PriceResult(product_id, "too_few_observations", returns_rows=returns_rows, **base)
+    xtx_inv = np.linalg.pinv(x.T @ x)
+    beta = xtx_inv @ x.T @ y
+    resid = y - x @ beta
+    meat = (x * resid[:, None] ** 2).T @ x
+    cov = xtx_inv @ meat @ xtx_inv * n / dof  # HC1
+    e = float(beta[0])
+    se = float(math.sqrt(max(cov[0, 0], 0.0)))
+    r2 = float(1 - resid @ resid / max(y @ y, 1e-12))
+    low, high = current * (1 - corridor), current * (1 + corridor)
+    recommended = low if e < -1 else high if e > -1 else current
+    change = (recommended / current) ** (1 + e) - 1
+    margin = None
+    if unit_cost and e < -1:
+        margin = float(min(max(unit_cost * e / (1 + e), low), high))
+    return PriceResult(
+        product_id,
+        "ok",
+        elasticity=e,
+        ci_low=e - Z95 * se,
+        ci_high=e + Z95 * se,
+        std_error=se,
+        r2=r2,
+        recommended_price=round(recommended, 2),
+        expected_revenue_change=change,
+        margin_price=None if margin is None else round(margin, 2),
+        returns_rows=returns_rows,
+        **base,
+    )
+
+
+def fit_products(
+    table: pa.Table, unit_costs: dict[int, float] | None = None, **options: float
+) -> list[PriceResult]:
+    """Fit every product in ``table`` (one shard's transactions), in product order.
+
+    Rows with negative units (returns) are counted per product and left out of the fit.
+    """
+    units = table["units"].to_numpy()
+    returns = units < 0
+    returns_by_product: dict[int, int] = {}
+    if returns.any():
+        ids, counts = np.unique(table["product_id"].to_numpy()[returns], return_counts=True)
+        returns_by_product = dict(zip(ids.tolist(), counts.tolist(), strict=True))
+        table = table.filter(pa.array(~returns))
+    if table.num_rows == 0:
+        return [
+            PriceResult(p, "no_sales", 0, returns_rows=n) for p, n in returns_by_product.items()
+        ]
+    cells = weekly_cells(table)
+    order = np.argsort(cells["product_id"], kind="stable")
+    cells = {k: v[order] for k, v in cells.items()}
+    products, starts = np.unique(cells["product_id"], return_index=True)
+    bounds = [*starts[1:], len(cells["product_id"])]
+    results = []
+    for product, start, end in zip(products, starts, bounds, strict=True):
+        part = {k: v[start:end] for k, v in cells.items()}
+        results.append(
+            fit_product(
+                part,
+                int(product),
+                unit_cost=(unit_costs or {}).get(int(product)),
+                returns_rows=returns_by_product.pop(int(product), 0),
+                **options,
+            )
+        )
+    results += [
+        PriceResult(p, "no_sales", 0, returns_rows=n) for p, n in returns_by_product.items()
+    ]
+    return results
