@@ -12,6 +12,7 @@ import time
 
 from shared import clients, log
 from shared.errors import PlatformError
+from shared.pubsub import publish_all
 from shared.settings import Settings, SettingsError
 
 
@@ -106,6 +107,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from shared.messages import FetchRequest, dump
 
     settings = Settings.from_env()
+    if args.resume:
+        return _resume(args.resume, settings)
     run_id = args.run_id or new_run_id("cli")
     request = FetchRequest(
         run_id=run_id,
@@ -256,6 +259,22 @@ def _cmd_rbac_role(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resume(destination: str, settings: Settings) -> int:
+    """Announce again every unfinished chunk of the run at ``destination``."""
+    from shared import topology
+    from shared.fetch.resume import pending
+    from shared.messages import ChunkDone, ChunkSpec
+
+    messages = pending(clients.storage_client(settings), destination)
+    topics = {ChunkSpec: topology.FETCH_CHUNKS, ChunkDone: topology.FETCH_CHUNK_DONE}
+    publisher = clients.publisher_client(settings)
+    for message in messages:
+        topic = topics.get(type(message), topology.FETCH_CHUNK_READY)
+        publish_all(publisher, settings.project, topic, [message])
+    print(f"{len(messages)} unfinished chunk(s) of {destination} announced again")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retail", description="Retail data platform CLI")
     sub = parser.add_subparsers(dest="group", required=True)
@@ -283,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--where", action="append", default=[], help="filter, e.g. 'units > 0' (repeat to AND)"
     )
     fetch.add_argument("--run-id")
+    fetch.add_argument(
+        "--resume", metavar="DEST", help="announce again the unfinished chunks of the run at DEST"
+    )
     fetch.add_argument("--in-process", action="store_true", help="no Pub/Sub: run here")
     fetch.add_argument("--timeout", type=float, default=3600)
     fetch.add_argument("--quiet", action="store_true")

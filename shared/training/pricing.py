@@ -1,14 +1,16 @@
 """Price elasticity per product and the revenue-maximising price in a corridor.
 
-Demand model, fitted per product on product x store x week cells:
+Demand model, fitted per product on product x store x week cells by Poisson pseudo-maximum
+likelihood (consistent for a log-linear mean; OLS on log(units) is biased where counts are
+small):
 
-    log(units) = e * log(price) + b_promo * promo + b_feature * feature + b_display * display
-                 + seasonality (two yearly harmonics) + store effect + noise
+    E[units] = exp(e * log(price) + b_promo * promo + b_feature * feature
+                   + b_display * display + seasonality (two yearly harmonics) + store effect)
 
-Store effects are removed by demeaning within store (the "within" estimator), so elasticity is
-identified by price changes over time inside a store, not by which stores are expensive.
-Standard errors are heteroskedasticity-robust (HC1). A product whose log price barely moves
-inside stores (std < ``min_price_variation``) is flagged, not given a number.
+Store effects (dummies) mean elasticity is identified by price changes over time inside a
+store, not by which stores are expensive. Standard errors are sandwich estimates clustered by
+week (a week's promotions and price steps are shared by its stores). A product whose log price
+barely moves inside stores (std < ``min_price_variation``) is flagged, not given a number.
 
 With a constant elasticity ``e``, revenue ``p * q(p)`` moves like ``p ** (1 + e)``: it falls with
 price when demand is elastic (e < -1), so the revenue-maximising price in the corridor is its
@@ -50,7 +52,7 @@ class PriceResult:
 
 
 def weekly_cells(table: pa.Table) -> dict[str, np.ndarray]:
-    """Aggregate transactions to product x store x week (unit-weighted average price)."""
+    """Aggregate transactions to product x store x week x on-promotion (unit-weighted price)."""
     days = pc.cast(table["date"], pa.int32()).to_numpy()
     week = (days - days.min()) // 7
     product = table["product_id"].to_numpy()
@@ -60,7 +62,8 @@ def weekly_cells(table: pa.Table) -> dict[str, np.ndarray]:
     promo = table["promo_id"].is_valid().to_numpy(zero_copy_only=False).astype(np.float64)
     feature = table["feature"].fill_null(False).to_numpy(zero_copy_only=False).astype(np.float64)
     display = table["display"].fill_null(False).to_numpy(zero_copy_only=False).astype(np.float64)
-    keys = np.stack([product, store, week], axis=1)
+    # Promotion days and regular days of a week are separate cells: each has one price.
+    keys = np.stack([product, store, week, promo.astype(np.int64)], axis=1)
     cells, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.ravel()
     n = len(cells)
@@ -94,6 +97,25 @@ def _within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
         [np.bincount(idx, weights=values[:, j]) / counts for j in range(values.shape[1])], axis=1
     )
     return values - means[idx]
+
+
+def _poisson_fit(
+    x: np.ndarray, y: np.ndarray, iterations: int = 50
+) -> tuple[np.ndarray, np.ndarray]:
+    """Poisson pseudo-maximum likelihood by IRLS: consistent for a log-linear mean, and unlike
+    OLS on log(units) not biased where counts are small (E[log y] != log E[y])."""
+    beta = np.linalg.lstsq(x, np.log(np.maximum(y, 0.5)), rcond=None)[0]
+    for _ in range(iterations):
+        eta = np.clip(x @ beta, -30, 30)
+        mu = np.exp(eta)
+        z = eta + (y - mu) / mu
+        xw = x * mu[:, None]
+        new = np.linalg.lstsq(xw.T @ x, xw.T @ z, rcond=None)[0]
+        if np.max(np.abs(new - beta)) < 1e-8:
+            beta = new
+            break
+        beta = new
+    return beta, np.exp(np.clip(x @ beta, -30, 30))
 
 
 def fit_product(
@@ -140,20 +162,30 @@ def fit_product(
     )
     keep = np.std(x, axis=0) > 1e-12
     keep[0] = True
-    x = _within(x[:, keep], store)
-    y = _within(np.log(units), store)
-    stores = len(np.unique(store))
-    dof = n - x.shape[1] - stores
+    stores, store_idx = np.unique(store, return_inverse=True)
+    dummies = np.zeros((n, len(stores)))
+    dummies[np.arange(n), store_idx.ravel()] = 1.0
+    x = np.column_stack([x[:, keep], dummies])
+    dof = n - x.shape[1]
     if dof < 5:
         return PriceResult(product_id, "too_few_observations", returns_rows=returns_rows, **base)
-    xtx_inv = np.linalg.pinv(x.T @ x)
-    beta = xtx_inv @ x.T @ y
-    resid = y - x @ beta
-    meat = (x * resid[:, None] ** 2).T @ x
-    cov = xtx_inv @ meat @ xtx_inv * n / dof  # HC1
+    beta, mu = _poisson_fit(x, units)
+    resid = units - mu
+    bread = np.linalg.pinv((x * mu[:, None]).T @ x)
+    # Cluster-robust by week: promotions and price steps are chain- or region-wide, so the
+    # errors of one week's stores move together.
+    _, week_idx = np.unique(cells["week"][sold], return_inverse=True)
+    week_idx = week_idx.ravel()
+    scores = np.stack(
+        [np.bincount(week_idx, weights=x[:, j] * resid) for j in range(x.shape[1])], axis=1
+    )
+    clusters = scores.shape[0]
+    cov = bread @ (scores.T @ scores) @ bread * clusters / max(clusters - 1, 1)
     e = float(beta[0])
     se = float(math.sqrt(max(cov[0, 0], 0.0)))
-    r2 = float(1 - resid @ resid / max(y @ y, 1e-12))
+    y = np.log(units)
+    fitted = np.log(mu)
+    r2 = float(1 - np.sum((y - fitted) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-12))
     low, high = current * (1 - corridor), current * (1 + corridor)
     recommended = low if e < -1 else high if e > -1 else current
     change = (recommended / current) ** (1 + e) - 1

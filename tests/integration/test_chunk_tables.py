@@ -177,3 +177,37 @@ def test_rows_with_null_index_values_are_neither_lost_nor_doubled(stack, setting
     expected = query_checksum(settings, f"SELECT * FROM `{table}`")
     assert checksum_table(dataset.to_table()) == expected
     assert expected[0] == retail["rows"]["transactions"]
+
+
+def test_resume_announces_only_unfinished_chunks_and_completes_the_run(stack, settings, retail):
+    from shared.cli import main
+    from shared.fetch.resume import pending
+
+    # Plan a chunk_tables run but deliver nothing: as if every chunk message was lost.
+    run_id = f"r-{uuid.uuid4().hex[:8]}"
+    request = FetchRequest(
+        run_id=run_id,
+        table=f"{settings.project}.retail.transactions",
+        strategy="chunk_tables",
+        index_columns=["store_id"],
+        destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
+        parallelism=3,
+    )
+    from shared.fetch.plan import plan_fetch
+
+    plan_fetch(
+        request,
+        run_id,
+        billing_project=settings.project,
+        max_streams=settings.max_streams,
+        temp_dataset=settings.temp_dataset,
+        bq=clients.bigquery_client(settings),
+        read_client=clients.bigquery_read_client(settings),
+        gcs=clients.storage_client(settings),
+    )
+    assert len(pending(clients.storage_client(settings), request.destination)) == 3
+    assert main(["fetch", "--resume", request.destination]) == 0
+    manifest = wait_manifest(settings, request)
+    assert manifest is not None
+    assert fetched_checksum(settings, manifest) == source_checksum(settings, request.table)
+    assert pending(clients.storage_client(settings), request.destination) == []

@@ -163,13 +163,13 @@ def test_worker_killed_mid_chunk_still_gives_exact_rows(stack, settings, retail)
     os.killpg(running_pgid(stack, comp), signal.SIGKILL)
     killed_before_done = manifest_of(settings, request.destination)[0] is None
     up(stack, say=lambda _m: None)  # a new instance, as Cloud Functions would start
-    manifest = wait_manifest(settings, request, timeout_s=60)
+    manifest = wait_manifest(settings, request, timeout_s=45)
     if manifest is None:
-        # On a loaded machine, deliveries pushed while no instance ran can exhaust their
-        # attempts; they wait on the dead-letter topic, and redriving them finishes the run.
-        from local.stack import redrive
+        # The emulator can drop a push whose connection the kill reset; the operator's
+        # resume (deterministic parts make it safe) finishes the run.
+        from shared.cli import main
 
-        redrive(stack)
+        assert main(["fetch", "--resume", request.destination]) == 0
         manifest = wait_manifest(settings, request)
     assert manifest is not None
     assert killed_before_done
