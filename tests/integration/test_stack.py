@@ -40,6 +40,7 @@ def own_stack(tmp_path):
             "RETAIL_BQ_READ_PORT": "29061",
             "RETAIL_GCS_PORT": "24443",
             "RETAIL_FUNCTIONS_BASE_PORT": "28101",
+            "RETAIL_CLOUD_IDENTITY_PORT": "28095",
         }
     )
     yield cfg
@@ -76,6 +77,7 @@ def test_missing_pubsub_emulator_is_named_and_nothing_starts(tmp_path):
         "RETAIL_BQ_READ_PORT": "39061",
         "RETAIL_GCS_PORT": "34443",
         "RETAIL_FUNCTIONS_BASE_PORT": "38101",
+        "RETAIL_CLOUD_IDENTITY_PORT": "38095",
     }
     result = subprocess.run(
         [sys.executable, "-m", "local", "up"],
@@ -105,6 +107,7 @@ def test_busy_port_is_reported_and_nothing_is_left_running(tmp_path):
             "RETAIL_BQ_REST_PORT": str(port),
             "RETAIL_BQ_GRPC_PORT": "49060",
             "RETAIL_BQ_READ_PORT": "49061",
+            "RETAIL_CLOUD_IDENTITY_PORT": "48095",
         }
         result = subprocess.run(
             [sys.executable, "-m", "local", "up"],

@@ -1,0 +1,1 @@
+"""Cloud Run job entry points (thin: read the task environment, call ``shared.training``)."""

@@ -1,0 +1,193 @@
+"""The pricing job as Cloud Run tasks: each task fits its shard of products on a process pool
+and writes one deterministic shard file; a final merge loads the results into BigQuery (the
+run's rows replaced, never appended twice) and writes the encrypted model artifact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery, storage
+
+from shared.identifiers import GcsUri, TableRef
+from shared.log import get_logger
+from shared.synthetic.load import bq_schema
+from shared.training.artifacts import Keyring, encrypt
+from shared.training.dataset import BadInput, Shard, load_manifest, read_shard
+from shared.training.pricing import PriceResult, fit_products
+
+log = get_logger("shared.training.pricing_job")
+COLUMNS = ["date", "store_id", "product_id", "units", "revenue", "promo_id", "feature", "display"]
+RESULT_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("product_id", pa.int64()),
+        ("status", pa.string()),
+        ("n_cells", pa.int64()),
+        ("elasticity", pa.float64()),
+        ("ci_low", pa.float64()),
+        ("ci_high", pa.float64()),
+        ("std_error", pa.float64()),
+        ("r2", pa.float64()),
+        ("price_variation", pa.float64()),
+        ("current_price", pa.float64()),
+        ("recommended_price", pa.float64()),
+        ("expected_revenue_change", pa.float64()),
+        ("margin_price", pa.float64()),
+        ("returns_rows", pa.int64()),
+    ]
+)
+
+
+def shard_name(shard: Shard) -> str:
+    return f"shard-{shard.index:05d}-of-{shard.count:05d}.parquet"
+
+
+def _fit_group(table: pa.Table) -> list[PriceResult]:
+    return fit_products(table)
+
+
+def fit_in_pool(table: pa.Table, workers: int) -> list[PriceResult]:
+    """Fit every product of ``table``, products split across ``workers`` processes."""
+    if table.num_rows == 0:
+        return []
+    products = np.unique(table["product_id"].to_numpy())
+    if workers <= 1 or len(products) < 2:
+        return fit_products(table)
+    groups = np.array_split(products, min(workers, len(products)))
+    tables = [table.filter(pc.is_in(table["product_id"], pa.array(g))) for g in groups]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(_fit_group, tables))
+    return sorted((r for part in parts for r in part), key=lambda r: r.product_id)
+
+
+def run_task(
+    manifest_uri: str,
+    run_id: str,
+    shard: Shard,
+    output: str,
+    *,
+    gcs: storage.Client,
+    filesystem: object,
+    workers: int | None = None,
+) -> str:
+    """One task: read the shard, fit, write ``<output>/<shard file>``; returns its URI."""
+    manifest = load_manifest(gcs, manifest_uri)
+    table = read_shard(manifest, shard, filesystem, columns=COLUMNS)
+    results = fit_in_pool(table, workers or os.cpu_count() or 1)
+    rows = [{"run_id": run_id, **r.row()} for r in results]
+    out = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+    buffer = io.BytesIO()
+    pq.write_table(out, buffer)
+    dest = GcsUri.parse(output).child(shard_name(shard))
+    gcs.bucket(dest.bucket).blob(dest.path).upload_from_string(buffer.getvalue())
+    log.info(
+        "pricing shard %d/%d: %d products",
+        shard.index,
+        shard.count,
+        len(results),
+        extra={"run_id": run_id, "task_index": shard.index, "products": len(results)},
+    )
+    return str(dest)
+
+
+def merge(
+    run_id: str,
+    output: str,
+    task_count: int,
+    *,
+    gcs: storage.Client,
+    bq: bigquery.Client,
+    results_table: str,
+    artifact_uri: str,
+    keyring: Keyring,
+) -> pa.Table:
+    """Collect every shard (all must be there), replace the run's rows, write the artifact."""
+    dest = GcsUri.parse(output)
+    tables = []
+    for i in range(task_count):
+        blob = gcs.bucket(dest.bucket).get_blob(dest.child(shard_name(Shard(i, task_count))).path)
+        if blob is None:
+            raise BadInput(f"pricing run {run_id}: shard {i} of {task_count} is missing")
+        tables.append(pq.read_table(io.BytesIO(blob.download_as_bytes())))
+    results = pa.concat_tables(tables).sort_by("product_id")
+    run_date = dt.datetime.now(dt.UTC).date()
+    merged = results.append_column("run_date", pa.array([run_date] * results.num_rows))
+    merged_uri = dest.child("_merged.parquet")
+    buffer = io.BytesIO()
+    pq.write_table(merged, buffer)
+    gcs.bucket(merged_uri.bucket).blob(merged_uri.path).upload_from_string(buffer.getvalue())
+    ref = TableRef.parse(results_table)
+    schema = bq_schema(merged.schema)
+    table = bigquery.Table(str(ref), schema=schema)
+    table.time_partitioning = bigquery.TimePartitioning(field="run_date")
+    bq.create_table(table, exists_ok=True)
+    # Replace the run's rows: a rerun of the merge (or of any task) never duplicates them.
+    bq.query(
+        f"DELETE FROM {ref.sql} WHERE run_id = @run",
+        job_config=bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter("run", "STRING", run_id)]
+        ),
+    ).result()
+    bq.load_table_from_uri(
+        str(merged_uri),
+        str(ref),
+        job_config=bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            schema=schema,
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+        ),
+    ).result()
+    artifact = {
+        "kind": "pricing",
+        "run_id": run_id,
+        "products": results.to_pylist(),
+    }
+    target = GcsUri.parse(artifact_uri)
+    gcs.bucket(target.bucket).blob(target.path).upload_from_string(
+        encrypt(json.dumps(artifact).encode(), keyring)
+    )
+    return results
+
+
+def merge_when_complete(
+    run_id: str,
+    output: str,
+    task_count: int,
+    *,
+    gcs: storage.Client,
+    **merge_kwargs: object,
+) -> bool:
+    """Called by every task after its shard: the task that sees all shards merges.
+
+    The set of shard versions is claimed create-only (``_merges/<digest>``), so two tasks that
+    finish together do not both merge the same shards; a rerun task writes a new version of
+    its shard, hence a new digest, and its merge replaces the run's rows again.
+    """
+    dest = GcsUri.parse(output)
+    bucket = gcs.bucket(dest.bucket)
+    versions = []
+    for i in range(task_count):
+        blob = bucket.get_blob(dest.child(shard_name(Shard(i, task_count))).path)
+        if blob is None:
+            return False
+        versions.append(f"{blob.name}:{blob.generation}")
+    digest = hashlib.sha256("\n".join(versions).encode()).hexdigest()[:16]
+    try:
+        bucket.blob(dest.child(f"_merges/{digest}").path).upload_from_string(
+            b"", if_generation_match=0
+        )
+    except gexc.PreconditionFailed:
+        return False
+    merge(run_id, output, task_count, gcs=gcs, **merge_kwargs)
+    return True

@@ -1,0 +1,168 @@
+"""The pricing job on the local stack: shards on two tasks, merge to BigQuery, encrypted
+artifact, idempotent reruns, and bad input refused before anything is written."""
+
+import json
+import uuid
+
+import pytest
+
+from shared import clients
+from shared.fetch.library import gcs_filesystem, run_in_process
+from shared.messages import FetchRequest
+from shared.training.artifacts import ArtifactError, Keyring, decrypt
+from shared.training.dataset import BadInput, Shard
+from shared.training.pricing_job import merge, run_task
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def manifest_uri(stack, settings, retail):
+    run_id = f"t-{uuid.uuid4().hex[:8]}"
+    request = FetchRequest(
+        run_id=run_id,
+        table=f"{settings.project}.retail.transactions",
+        destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
+        parallelism=3,
+    )
+    return run_in_process(request, settings)["uri"]
+
+
+def run_all(settings, manifest_uri, run_id, output, tasks=2):
+    gcs = clients.storage_client(settings)
+    fs = gcs_filesystem(settings)
+    for i in range(tasks):
+        run_task(manifest_uri, run_id, Shard(i, tasks), output, gcs=gcs, filesystem=fs, workers=2)
+
+
+def test_two_tasks_and_a_merge_give_one_row_per_product_and_reruns_do_not_duplicate(
+    settings, retail, manifest_uri
+):
+    run_id = f"p-{uuid.uuid4().hex[:6]}"
+    output = f"gs://{settings.data_bucket}/training/pricing/{run_id}"
+    artifact = f"gs://{settings.data_bucket}/artifacts/pricing/{run_id}.bin"
+    keyring = Keyring.parse(f"k1:{Keyring.new_key()}")
+    gcs, bq = clients.storage_client(settings), clients.bigquery_client(settings)
+    table = f"{settings.project}.retail.pricing_results"
+    bq.create_dataset(f"{settings.project}.retail", exists_ok=True)
+
+    run_all(settings, manifest_uri, run_id, output)
+    kwargs = dict(gcs=gcs, bq=bq, results_table=table, artifact_uri=artifact, keyring=keyring)
+    first = merge(run_id, output, 2, **kwargs)
+    run_task(  # task 1 killed and rerun, then the merge again
+        manifest_uri,
+        run_id,
+        Shard(1, 2),
+        output,
+        gcs=gcs,
+        filesystem=gcs_filesystem(settings),
+        workers=1,
+    )
+    merge(run_id, output, 2, **kwargs)
+
+    products = retail["rows"]["products"]
+    count_sql = (
+        f"SELECT COUNT(*) AS n, COUNT(DISTINCT product_id) AS d FROM `{table}` "
+        f"WHERE run_id = '{run_id}'"
+    )
+    row = next(iter(bq.query(count_sql).result()))
+    assert (row["n"], row["d"]) == (products, products)
+    assert first.num_rows == products
+    statuses = set(first["status"].to_pylist())
+    assert statuses <= {"ok", "insufficient_price_variation", "too_few_observations", "no_sales"}
+    assert "ok" in statuses
+
+    bucket, _, path = artifact.removeprefix("gs://").partition("/")
+    blob = gcs.bucket(bucket).blob(path).download_as_bytes()
+    assert b"elasticity" not in blob
+    model = json.loads(decrypt(blob, keyring))
+    assert model["run_id"] == run_id and len(model["products"]) == products
+    with pytest.raises(ArtifactError):
+        decrypt(blob, Keyring.parse(f"k1:{Keyring.new_key()}"))
+
+
+def test_merge_refuses_a_missing_shard(settings, manifest_uri):
+    run_id = f"p-{uuid.uuid4().hex[:6]}"
+    output = f"gs://{settings.data_bucket}/training/pricing/{run_id}"
+    gcs = clients.storage_client(settings)
+    run_task(
+        manifest_uri, run_id, Shard(0, 2), output, gcs=gcs, filesystem=gcs_filesystem(settings)
+    )
+    with pytest.raises(BadInput, match="shard 1 of 2 is missing"):
+        merge(
+            run_id,
+            output,
+            2,
+            gcs=gcs,
+            bq=clients.bigquery_client(settings),
+            results_table=f"{settings.project}.retail.pricing_results",
+            artifact_uri=f"gs://{settings.data_bucket}/artifacts/x.bin",
+            keyring=Keyring.parse(f"k1:{Keyring.new_key()}"),
+        )
+
+
+def _break(settings, manifest_uri, how):
+    gcs = clients.storage_client(settings)
+    bucket_name, _, path = manifest_uri.removeprefix("gs://").partition("/")
+    bucket = gcs.bucket(bucket_name)
+    manifest = json.loads(bucket.blob(path).download_as_bytes())
+    copy = f"fetch/broken-{uuid.uuid4().hex[:6]}"
+    if how == "missing":
+        return f"gs://{bucket_name}/{copy}/_manifest.json"
+    if how == "incomplete":
+        bucket.blob(f"{copy}/_plan.json").upload_from_string("{}")
+        return f"gs://{bucket_name}/{copy}/_manifest.json"
+    manifest["parts"].append(
+        {**manifest["parts"][0], "uri": f"gs://{bucket_name}/{copy}/gone.parquet"}
+    )
+    bucket.blob(f"{copy}/_manifest.json").upload_from_string(json.dumps(manifest))
+    return f"gs://{bucket_name}/{copy}/_manifest.json"
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        ("missing", "no manifest at"),
+        ("incomplete", "is not complete"),
+        ("missing_part", "gone.parquet, which does not exist"),
+    ],
+)
+def test_bad_input_fails_clearly_and_writes_nothing(settings, manifest_uri, how, reason):
+    bad = _break(settings, manifest_uri, how)
+    output = f"gs://{settings.data_bucket}/training/pricing/bad-{uuid.uuid4().hex[:6]}"
+    gcs = clients.storage_client(settings)
+    with pytest.raises(BadInput, match=reason):
+        run_task(bad, "bad", Shard(0, 1), output, gcs=gcs, filesystem=gcs_filesystem(settings))
+    prefix = output.removeprefix(f"gs://{settings.data_bucket}/")
+    assert not list(gcs.list_blobs(settings.data_bucket, prefix=prefix))
+
+
+def test_the_job_entry_point_as_two_cloud_run_tasks(settings, retail, manifest_uri, monkeypatch):
+    """Both tasks run jobs/pricing.py with Cloud Run's variables; the last one merges."""
+    import subprocess
+    import sys
+
+    from local.stack import REPO
+
+    run_id = f"j-{uuid.uuid4().hex[:6]}"
+    env = {
+        **dict(__import__("os").environ),
+        "RETAIL_MANIFEST_URI": manifest_uri,
+        "RETAIL_RUN_ID": run_id,
+        "RETAIL_RESULTS_DATASET": "retail",
+        "RETAIL_ARTIFACT_KEYS": f"k1:{Keyring.new_key()}",
+        "CLOUD_RUN_TASK_COUNT": "2",
+        "PYTHONPATH": str(REPO),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "jobs.pricing"],
+            env={**env, "CLOUD_RUN_TASK_INDEX": str(i), "CLOUD_RUN_TASK_ATTEMPT": "0"},
+            cwd=REPO,
+        )
+        for i in range(2)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    bq = clients.bigquery_client(settings)
+    sql = f"SELECT COUNT(*) AS n FROM `{settings.project}.retail.pricing` WHERE run_id = '{run_id}'"
+    assert next(iter(bq.query(sql).result()))["n"] == retail["rows"]["products"]
