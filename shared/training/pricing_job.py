@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 
@@ -53,21 +54,39 @@ def shard_name(shard: Shard) -> str:
     return f"shard-{shard.index:05d}-of-{shard.count:05d}.parquet"
 
 
-def _fit_group(table: pa.Table) -> list[PriceResult]:
-    return fit_products(table)
+# The shard's table, inherited by forked workers instead of being pickled to each of them.
+_SHARD: pa.Table | None = None
+
+
+def _fit_group(products: np.ndarray) -> list[PriceResult]:
+    assert _SHARD is not None
+    return fit_products(_SHARD.filter(pc.is_in(_SHARD["product_id"], pa.array(products))))
 
 
 def fit_in_pool(table: pa.Table, workers: int) -> list[PriceResult]:
     """Fit every product of ``table``, products split across ``workers`` processes."""
     if table.num_rows == 0:
         return []
-    products = np.unique(table["product_id"].to_numpy())
+    products, rows = np.unique(table["product_id"].to_numpy(), return_counts=True)
     if workers <= 1 or len(products) < 2:
         return fit_products(table)
-    groups = np.array_split(products, min(workers, len(products)))
-    tables = [table.filter(pc.is_in(table["product_id"], pa.array(g))) for g in groups]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        parts = list(pool.map(_fit_group, tables))
+    # Balance by rows, not product count: a few products hold most of the sales.
+    workers = min(workers, len(products))
+    load = np.zeros(workers)
+    assigned: list[list[int]] = [[] for _ in range(workers)]
+    for i in np.argsort(-rows, kind="stable"):
+        target = int(np.argmin(load))
+        assigned[target].append(int(products[i]))
+        load[target] += rows[i]
+    groups = [np.array(g) for g in assigned]
+    global _SHARD
+    _SHARD = table
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            parts = list(pool.map(_fit_group, groups))
+    finally:
+        _SHARD = None
     return sorted((r for part in parts for r in part), key=lambda r: r.product_id)
 
 
