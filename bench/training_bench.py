@@ -57,6 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'fit, 1 worker (s)':<44}{timings[1]:>10.2f}")
     print(f"{'fit, 2 workers (s)':<44}{timings[2]:>10.2f}")
     print(f"{'process-pool speedup':<44}{timings[1] / timings[2]:>9.2f}x  >= 1.7x")
+
+    from shared.training.promotions import evaluate, promotion_rows
+
+    scores = evaluate(promotion_rows(table, world.promotions))
+    better = 1 - scores["model_wape"] / scores["naive_wape"]
+    total = scores["train_promotions"] + scores["holdout_promotions"]
+    holdout = f"{scores['holdout_promotions']:.0f} of {total:.0f}"
+    print(f"{'promotions in the time-based holdout':<44}{holdout:>10}")
+    for name in ("wape", "mape"):
+        model, naive = scores[f"model_{name}"], scores[f"naive_{name}"]
+        label = f"promotion model {name.upper()} / naive"
+        print(f"{label:<44}{model:>10.3f} / {naive:.3f}")
+    print(f"{'WAPE better than naive by':<44}{better:>10.1%}  >= 30%")
     return 0
 
 
