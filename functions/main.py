@@ -17,7 +17,14 @@ from shared.fetch.finalize import finalize, mark_published
 from shared.fetch.plan import plan_fetch as make_plan
 from shared.fetch.plan import run_id_for
 from shared.fetch.worker import fetch_chunk as read_chunk
-from shared.messages import ChunkDone, ChunkReady, ChunkSpec, FetchRequest, RbacTrigger
+from shared.messages import (
+    ChunkDone,
+    ChunkReady,
+    ChunkSpec,
+    FetchComplete,
+    FetchRequest,
+    RbacTrigger,
+)
 from shared.pubsub import Delivery, handle, publish_all
 from shared.settings import Settings
 
@@ -163,6 +170,30 @@ def _sync_rbac(trigger: RbacTrigger, delivery: Delivery) -> None:
         len(result.changes),
         extra={"function": "sync_rbac", "changes": len(result.changes)},
     )
+
+
+def _launch_training(done: FetchComplete, delivery: Delivery) -> None:
+    from shared.training.launch import launch
+
+    settings = Settings.from_env()
+    for job in done.train:
+        launch(
+            job,
+            done.run_id,
+            done.manifest_uri,
+            jobs_client=clients.jobs_client(settings),
+            gcs=clients.storage_client(settings),
+            marker_prefix=f"gs://{settings.data_bucket}/training",
+            project=settings.project,
+            region=settings.region,
+            prefix=settings.prefix,
+        )
+
+
+@functions_framework.cloud_event
+def launch_training(event: CloudEvent) -> None:
+    """``fetch-complete`` -> a Cloud Run job execution per training job the request asked for."""
+    handle(event, topology.FETCH_COMPLETE, FetchComplete, _launch_training, "launch_training")
 
 
 @functions_framework.cloud_event

@@ -49,6 +49,7 @@ class StackConfig:
     min_backoff_s: int
     max_ack_deadline_s: int = 600
     identity_port: int = 8095
+    cloud_run_port: int = 8096
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
@@ -70,6 +71,7 @@ class StackConfig:
             gcs_port=port("RETAIL_GCS_PORT", 4443),
             functions_base_port=port("RETAIL_FUNCTIONS_BASE_PORT", 8101),
             identity_port=port("RETAIL_CLOUD_IDENTITY_PORT", 8095),
+            cloud_run_port=port("RETAIL_CLOUD_RUN_PORT", 8096),
             # Production backs off 10 s to 600 s; locally a retry should be seen within seconds.
             min_backoff_s=int(env.get("RETAIL_PUBSUB_MIN_BACKOFF_S", "1")),
             # A push that never answers (its instance died) is redelivered after the ack
@@ -97,6 +99,8 @@ class StackConfig:
             "BIGQUERY_STORAGE_EMULATOR_HOST": f"{HOST}:{self.bq_read_port}",
             "RETAIL_DATA_BUCKET": f"{self.project}-data",
             "CLOUD_IDENTITY_EMULATOR_HOST": f"http://{HOST}:{self.identity_port}",
+            "CLOUD_RUN_EMULATOR_HOST": f"{HOST}:{self.cloud_run_port}",
+            "RETAIL_ARTIFACT_KEYS_FILE": str(self.state_dir / "artifact-keys"),
         }
 
     def function_port(self, entry_point: str) -> int:
@@ -308,6 +312,21 @@ EMULATORS: tuple[Component, ...] = (
         lambda cfg: [cfg.identity_port],
         lambda cfg: _http_ok(f"http://{HOST}:{cfg.identity_port}/healthz"),
         env=lambda cfg: {"PYTHONPATH": str(REPO)},
+    ),
+    Component(
+        "cloud-run",
+        lambda cfg: [
+            sys.executable,
+            "-m",
+            "local.cloud_run",
+            "--port",
+            str(cfg.cloud_run_port),
+            "--state",
+            str(cfg.state_dir / "cloud-run"),
+        ],
+        lambda cfg: [cfg.cloud_run_port],
+        lambda cfg: _port_open(cfg.cloud_run_port),
+        env=lambda cfg: {**cfg.client_env(), "PYTHONPATH": str(REPO)},
     ),
 )
 
@@ -524,7 +543,9 @@ def _ensure_resources(cfg: StackConfig, say: Callable[[str], None]) -> None:
     if storage.lookup_bucket(settings.data_bucket) is None:
         storage.create_bucket(settings.data_bucket)
     temp_dataset = temp_dataset_id(settings.project, settings.temp_dataset)
-    clients.bigquery_client(settings).create_dataset(temp_dataset, exists_ok=True)
+    bq = clients.bigquery_client(settings)
+    bq.create_dataset(temp_dataset, exists_ok=True)
+    bq.create_dataset(f"{settings.project}.results", exists_ok=True)  # training results
     say(
         f"  {'topology':<24} {len(topology.TOPICS)} topics, "
         f"{len(topology.SUBSCRIPTIONS)} push subscriptions, bucket gs://{settings.data_bucket}, "
@@ -606,6 +627,12 @@ def dead_letters(cfg: StackConfig, limit: int = 1000) -> Counter[str]:
 def up(cfg: StackConfig, say: Callable[[str], None] = print) -> None:
     """Start whatever is not running yet; safe to call again."""
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    keys = cfg.state_dir / "artifact-keys"
+    if not keys.exists():  # the local stand-in for the Secret Manager secret
+        from cryptography.fernet import Fernet
+
+        keys.write_text(f"local-1:{Fernet.generate_key().decode()}\n")
+        keys.chmod(0o600)
     _start_all(cfg, list(EMULATORS), say)
     _ensure_resources(cfg, say)
     _start_all(cfg, [c for c in components() if c not in EMULATORS], say)

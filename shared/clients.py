@@ -76,3 +76,15 @@ def publisher_client(settings: Settings) -> pubsub_v1.PublisherClient:
 def subscriber_client(settings: Settings) -> pubsub_v1.SubscriberClient:
     """A Pub/Sub subscriber, also used to administer subscriptions."""
     return pubsub_v1.SubscriberClient(**_pubsub_kwargs(settings))
+
+
+@functools.cache
+def jobs_client(settings: Settings) -> object:
+    """A Cloud Run Admin API v2 jobs client (gRPC); locally, the local runner of jobs."""
+    from google.cloud import run_v2
+    from google.cloud.run_v2.services.jobs.transports import JobsGrpcTransport
+
+    if settings.cloud_run_emulator_host:
+        channel = grpc.insecure_channel(settings.cloud_run_emulator_host)
+        return run_v2.JobsClient(transport=JobsGrpcTransport(channel=channel))
+    return run_v2.JobsClient()

@@ -40,6 +40,9 @@ class Settings:
     storage_emulator_host: str | None = None
     bigquery_emulator_host: str | None = None
     bigquery_storage_emulator_host: str | None = None
+    cloud_run_emulator_host: str | None = None
+    region: str = "europe-west1"
+    prefix: str = ""
     # Fetch limits: streams per read session and the work budget of one function invocation
     # (Cloud Functions stop event-driven functions at 540 s; keep a margin to hand work on).
     max_streams: int = 16
@@ -78,6 +81,9 @@ class Settings:
             storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
             bigquery_emulator_host=env.get("BIGQUERY_EMULATOR_HOST") or None,
             bigquery_storage_emulator_host=env.get("BIGQUERY_STORAGE_EMULATOR_HOST") or None,
+            cloud_run_emulator_host=env.get("CLOUD_RUN_EMULATOR_HOST") or None,
+            region=env.get("RETAIL_REGION") or "europe-west1",
+            prefix=env.get("RETAIL_PREFIX") or "",
             max_streams=_int(env, "RETAIL_MAX_STREAMS", 16),
             time_budget_s=_int(env, "RETAIL_TIME_BUDGET_S", 480, minimum=0),
             part_max_rows=_int(env, "RETAIL_PART_MAX_ROWS", 1_000_000),

@@ -52,6 +52,7 @@ SUBSCRIPTIONS: tuple[PushSubscription, ...] = (
     # A chunk may take the whole 540 s function timeout; the ack deadline must outlast it.
     PushSubscription("fetch-chunk", FETCH_CHUNK_READY, "fetch_chunk", ack_deadline_s=600),
     PushSubscription("finalize-fetch", FETCH_CHUNK_DONE, "finalize_fetch", ack_deadline_s=120),
+    PushSubscription("launch-training", FETCH_COMPLETE, "launch_training", ack_deadline_s=120),
     # Scheduler ticks and group-change audit events (via a log sink) both ask for a reconcile.
     PushSubscription("sync-rbac", RBAC_SYNC, "sync_rbac", ack_deadline_s=300),
 )

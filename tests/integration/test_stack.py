@@ -41,6 +41,7 @@ def own_stack(tmp_path):
             "RETAIL_GCS_PORT": "24443",
             "RETAIL_FUNCTIONS_BASE_PORT": "28101",
             "RETAIL_CLOUD_IDENTITY_PORT": "28095",
+            "RETAIL_CLOUD_RUN_PORT": "28096",
         }
     )
     yield cfg
@@ -78,6 +79,7 @@ def test_missing_pubsub_emulator_is_named_and_nothing_starts(tmp_path):
         "RETAIL_GCS_PORT": "34443",
         "RETAIL_FUNCTIONS_BASE_PORT": "38101",
         "RETAIL_CLOUD_IDENTITY_PORT": "38095",
+        "RETAIL_CLOUD_RUN_PORT": "38096",
     }
     result = subprocess.run(
         [sys.executable, "-m", "local", "up"],
@@ -108,6 +110,7 @@ def test_busy_port_is_reported_and_nothing_is_left_running(tmp_path):
             "RETAIL_BQ_GRPC_PORT": "49060",
             "RETAIL_BQ_READ_PORT": "49061",
             "RETAIL_CLOUD_IDENTITY_PORT": "48095",
+            "RETAIL_CLOUD_RUN_PORT": "48096",
         }
         result = subprocess.run(
             [sys.executable, "-m", "local", "up"],

@@ -1,0 +1,149 @@
+"""A local Cloud Run jobs runner: the ``google.cloud.run.v2.Jobs/RunJob`` gRPC method, so the
+official ``google-cloud-run`` client code path runs, executing a job as local processes.
+
+    python -m local.cloud_run --port 8096 --state .local/stack/cloud-run
+
+Each task is ``python -m <module>`` with ``CLOUD_RUN_JOB``, ``CLOUD_RUN_EXECUTION``,
+``CLOUD_RUN_TASK_INDEX``, ``CLOUD_RUN_TASK_COUNT`` and ``CLOUD_RUN_TASK_ATTEMPT`` set, the
+request's environment overrides applied, tasks in parallel up to the job's parallelism, and a
+failed task retried up to the job's max retries. Job definitions mirror ``infra/`` (JOBS).
+Each execution's outcome is written to ``<state>/executions/<id>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from google.cloud.run_v2.types import RunJobRequest
+from google.longrunning import operations_pb2
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    module: str
+    task_count: int
+    parallelism: int
+    max_retries: int
+    timeout_s: int = 3600
+
+
+JOBS = {
+    "pricing": JobSpec("jobs.pricing", task_count=2, parallelism=2, max_retries=2),
+    "promotions": JobSpec("jobs.promotions", task_count=1, parallelism=1, max_retries=2),
+}
+
+
+class Runner:
+    def __init__(self, state: Path, base_env: dict[str, str]) -> None:
+        self.state = state
+        self.base_env = base_env
+        (state / "executions").mkdir(parents=True, exist_ok=True)
+
+    def run_job(
+        self, request: RunJobRequest, context: grpc.ServicerContext
+    ) -> operations_pb2.Operation:
+        job = request.name.rsplit("/", 1)[-1]
+        spec = next((s for name, s in JOBS.items() if job.endswith(name)), None)
+        if spec is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.name} not found")
+        execution = f"{job}-{uuid.uuid4().hex[:5]}"
+        env = dict(self.base_env)
+        count = spec.task_count
+        if request.overrides:
+            for override in request.overrides.container_overrides:
+                env.update({e.name: e.value for e in override.env})
+            count = request.overrides.task_count or count
+        threading.Thread(
+            target=self._execute, args=(job, execution, spec, count, env), daemon=True
+        ).start()
+        parent = request.name.split("/jobs/")[0]
+        return operations_pb2.Operation(name=f"{parent}/operations/{execution}", done=False)
+
+    def _task(self, job: str, execution: str, spec: JobSpec, index: int, count: int, env: dict):
+        for attempt in range(spec.max_retries + 1):
+            task_env = {
+                **env,
+                "CLOUD_RUN_JOB": job,
+                "CLOUD_RUN_EXECUTION": execution,
+                "CLOUD_RUN_TASK_INDEX": str(index),
+                "CLOUD_RUN_TASK_COUNT": str(count),
+                "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
+            }
+            log = self.state / "executions" / f"{execution}-task{index}-attempt{attempt}.log"
+            with log.open("wb") as out:
+                try:
+                    code = subprocess.run(
+                        [sys.executable, "-m", spec.module],
+                        env=task_env,
+                        cwd=REPO,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        timeout=spec.timeout_s,
+                    ).returncode
+                except subprocess.TimeoutExpired:
+                    code = -1
+            if code == 0:
+                return {"index": index, "attempts": attempt + 1, "succeeded": True}
+        return {"index": index, "attempts": spec.max_retries + 1, "succeeded": False}
+
+    def _execute(self, job: str, execution: str, spec: JobSpec, count: int, env: dict) -> None:
+        started = time.time()
+        with futures.ThreadPoolExecutor(spec.parallelism) as pool:
+            tasks = list(
+                pool.map(lambda i: self._task(job, execution, spec, i, count, env), range(count))
+            )
+        record = {
+            "job": job,
+            "execution": execution,
+            "run_id": env.get("RETAIL_RUN_ID"),
+            "tasks": tasks,
+            "succeeded": all(t["succeeded"] for t in tasks),
+            "seconds": round(time.time() - started, 2),
+        }
+        path = self.state / "executions" / f"{execution}.json"
+        path.write_text(json.dumps(record, indent=1))
+
+
+def serve(port: int, state: Path, base_env: dict[str, str] | None = None) -> grpc.Server:
+    runner = Runner(state, base_env if base_env is not None else dict(os.environ))
+    handler = grpc.method_handlers_generic_handler(
+        "google.cloud.run.v2.Jobs",
+        {
+            "RunJob": grpc.unary_unary_rpc_method_handler(
+                runner.run_job,
+                request_deserializer=RunJobRequest.deserialize,
+                response_serializer=operations_pb2.Operation.SerializeToString,
+            )
+        },
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=8096)
+    parser.add_argument("--state", type=Path, default=REPO / ".local" / "stack" / "cloud-run")
+    args = parser.parse_args(argv)
+    serve(args.port, args.state).wait_for_termination()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

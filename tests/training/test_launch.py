@@ -1,0 +1,85 @@
+"""Training starts from fetch-complete: launch_training calls the Cloud Run API (the local
+runner behind the official client), the pricing tasks run in parallel and write results."""
+
+import json
+import uuid
+
+import pytest
+
+from shared import clients, topology
+from shared.messages import FetchRequest, dump
+from shared.training.launch import launch
+
+from ..integration.helpers import wait_for
+
+pytestmark = pytest.mark.stack
+
+
+def execution(stack, run_id, job="pricing"):
+    for path in (stack.state_dir / "cloud-run" / "executions").glob(f"{job}-*.json"):
+        record = json.loads(path.read_text())
+        if record["run_id"] == run_id:
+            return record
+    return None
+
+
+def test_a_fetch_asking_for_training_ends_in_pricing_results(stack, settings, retail):
+    run_id = f"tr-{uuid.uuid4().hex[:6]}"
+    request = FetchRequest(
+        run_id=run_id,
+        table=f"{settings.project}.retail.transactions",
+        destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
+        parallelism=3,
+        train=["pricing"],
+    )
+    publisher = clients.publisher_client(settings)
+    topic = publisher.topic_path(settings.project, topology.FETCH_REQUESTS)
+    publisher.publish(topic, dump(request)).result()
+    record = wait_for(lambda: execution(stack, run_id), timeout_s=240)
+    assert record is not None, "no pricing execution finished"
+    assert record["succeeded"] and [t["index"] for t in record["tasks"]] == [0, 1]
+    bq = clients.bigquery_client(settings)
+    sql = (
+        f"SELECT COUNT(*) AS n FROM `{settings.project}.results.pricing` WHERE run_id = '{run_id}'"
+    )
+    assert next(iter(bq.query(sql).result()))["n"] == retail["rows"]["products"]
+
+    # fetch-complete delivered again: no second execution
+    manifest = f"{request.destination}/_manifest.json"
+    again = launch(
+        "pricing",
+        run_id,
+        manifest,
+        jobs_client=clients.jobs_client(settings),
+        gcs=clients.storage_client(settings),
+        marker_prefix=f"gs://{settings.data_bucket}/training",
+        project=settings.project,
+        region=settings.region,
+    )
+    assert again is None
+
+
+def test_a_failing_task_is_retried_then_the_execution_fails(stack, settings):
+    run_id = f"bad-{uuid.uuid4().hex[:6]}"
+    name = launch(
+        "pricing",
+        run_id,
+        f"gs://{settings.data_bucket}/fetch/nothing-here/_manifest.json",
+        jobs_client=clients.jobs_client(settings),
+        gcs=clients.storage_client(settings),
+        marker_prefix=f"gs://{settings.data_bucket}/training",
+        project=settings.project,
+        region=settings.region,
+    )
+    assert (
+        name.endswith("/operations/" + name.rsplit("/", 1)[-1]) and "/operations/pricing-" in name
+    )
+    record = wait_for(lambda: execution(stack, run_id), timeout_s=120)
+    assert record is not None and record["succeeded"] is False
+    assert [t["attempts"] for t in record["tasks"]] == [3, 3]  # max_retries 2
+    log = next(
+        (stack.state_dir / "cloud-run" / "executions").glob(
+            f"{record['execution']}-task0-attempt2.log"
+        )
+    )
+    assert "no manifest at" in log.read_text()
