@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--report", help="also write the run report (HTML) to this path")
     args = parser.parse_args(argv)
     from shared.synthetic.generate import Shape, build_world, transactions
     from shared.training.pricing_job import fit_in_pool
@@ -70,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         label = f"promotion model {name.upper()} / naive"
         print(f"{label:<44}{model:>10.3f} / {naive:.3f}")
     print(f"{'WAPE better than naive by':<44}{better:>10.1%}  >= 30%")
+    if args.report:
+        from pathlib import Path
+
+        from shared.training.report import render
+
+        Path(args.report).write_text(render("bench", [r.row() for r in results], scores))
+        print(f"report: {args.report}")
     return 0
 
 

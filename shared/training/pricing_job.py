@@ -26,6 +26,7 @@ from shared.synthetic.load import bq_schema
 from shared.training.artifacts import Keyring, encrypt
 from shared.training.dataset import BadInput, Shard, load_manifest, read_shard
 from shared.training.pricing import PriceResult, fit_products
+from shared.training.report import render
 
 log = get_logger("shared.training.pricing_job")
 COLUMNS = ["date", "store_id", "product_id", "units", "revenue", "promo_id", "feature", "display"]
@@ -176,6 +177,9 @@ def merge(
     gcs.bucket(target.bucket).blob(target.path).upload_from_string(
         encrypt(json.dumps(artifact).encode(), keyring)
     )
+    page = render(run_id, results.to_pylist(), None)
+    report = dest.child("report.html")
+    gcs.bucket(report.bucket).blob(report.path).upload_from_string(page, content_type="text/html")
     return results
 
 

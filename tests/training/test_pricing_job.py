@@ -79,6 +79,9 @@ def test_two_tasks_and_a_merge_give_one_row_per_product_and_reruns_do_not_duplic
     assert model["run_id"] == run_id and len(model["products"]) == products
     with pytest.raises(ArtifactError):
         decrypt(blob, Keyring.parse(f"k1:{Keyring.new_key()}"))
+    out_bucket, _, out_path = output.removeprefix("gs://").partition("/")
+    page = gcs.bucket(out_bucket).blob(f"{out_path}/report.html").download_as_text()
+    assert page.startswith("<!doctype html>") and run_id in page and "<svg" in page
 
 
 def test_merge_refuses_a_missing_shard(settings, manifest_uri):
