@@ -230,23 +230,12 @@ def ours_chunk_tables(settings, streams: int) -> dict:
 def one_worker(settings, streams: int) -> dict:
     """One fetch_chunk call on one stream, as one function instance runs it (for peak RSS)."""
     from shared import clients
-    from shared.fetch.plan import plan_fetch
+    from shared.fetch.library import plan_for
     from shared.fetch.worker import fetch_chunk
 
     request = _bench_request(settings, streams)
     gcs, read = clients.storage_client(settings), clients.bigquery_read_client(settings)
-    plan = plan_fetch(
-        request,
-        request.run_id,
-        billing_project=settings.project,
-        max_streams=settings.max_streams,
-        temp_dataset=settings.temp_dataset,
-        bq=clients.bigquery_client(settings),
-        read_client=read,
-        gcs=gcs,
-        part_target_mb=settings.part_target_mb,
-        part_max_rows=settings.part_max_rows,
-    )
+    plan = plan_for(request, request.run_id, settings)
     t0 = time.perf_counter()
     outcome = fetch_chunk(
         plan.chunks[0],

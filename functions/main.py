@@ -14,7 +14,7 @@ from shared import clients, log, topology
 from shared.errors import PermanentError
 from shared.fetch.chunks import create_chunk as materialise_chunk
 from shared.fetch.finalize import finalize, mark_published
-from shared.fetch.plan import plan_fetch as make_plan
+from shared.fetch.library import plan_for
 from shared.fetch.plan import run_id_for
 from shared.fetch.worker import fetch_chunk as read_chunk
 from shared.messages import (
@@ -35,18 +35,7 @@ logger = log.get_logger("functions")
 def _plan_fetch(request: FetchRequest, delivery: Delivery) -> None:
     settings = Settings.from_env()
     run_id = run_id_for(request, delivery.message_id)
-    plan = make_plan(
-        request,
-        run_id,
-        billing_project=settings.project,
-        max_streams=settings.max_streams,
-        temp_dataset=settings.temp_dataset,
-        bq=clients.bigquery_client(settings),
-        read_client=clients.bigquery_read_client(settings),
-        gcs=clients.storage_client(settings),
-        part_target_mb=settings.part_target_mb,
-        part_max_rows=settings.part_max_rows,
-    )
+    plan = plan_for(request, run_id, settings)
     topic = topology.FETCH_CHUNKS if plan.strategy == "chunk_tables" else topology.FETCH_CHUNK_READY
     publish_all(clients.publisher_client(settings), settings.project, topic, plan.chunks)
     logger.info(

@@ -20,7 +20,7 @@ import pyarrow.fs as pafs
 from shared import clients
 from shared.fetch.chunks import create_chunk
 from shared.fetch.finalize import finalize
-from shared.fetch.plan import plan_fetch
+from shared.fetch.plan import Plan, plan_fetch
 from shared.fetch.worker import fetch_chunk
 from shared.messages import ChunkDone, ChunkReady, ChunkSpec, FetchRequest, Predicate
 from shared.settings import Settings
@@ -29,6 +29,22 @@ from shared.settings import Settings
 def new_run_id(prefix: str = "lib") -> str:
     """A fresh, sortable run id."""
     return f"{prefix}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def plan_for(request: FetchRequest, run_id: str, settings: Settings) -> Plan:
+    """``plan_fetch`` with the limits and (cached) clients of ``settings``."""
+    return plan_fetch(
+        request,
+        run_id,
+        billing_project=settings.project,
+        max_streams=settings.max_streams,
+        temp_dataset=settings.temp_dataset,
+        bq=clients.bigquery_client(settings),
+        read_client=clients.bigquery_read_client(settings),
+        gcs=clients.storage_client(settings),
+        part_target_mb=settings.part_target_mb,
+        part_max_rows=settings.part_max_rows,
+    )
 
 
 def run_in_process(
@@ -43,18 +59,7 @@ def run_in_process(
     gcs = clients.storage_client(settings)
     bq = clients.bigquery_client(settings)
     read_client = clients.bigquery_read_client(settings)
-    plan = plan_fetch(
-        request,
-        run_id,
-        billing_project=settings.project,
-        max_streams=settings.max_streams,
-        temp_dataset=settings.temp_dataset,
-        bq=bq,
-        read_client=read_client,
-        gcs=gcs,
-        part_target_mb=settings.part_target_mb,
-        part_max_rows=settings.part_max_rows,
-    )
+    plan = plan_for(request, run_id, settings)
 
     def step(message: ChunkSpec | ChunkReady) -> ChunkSpec | ChunkReady | ChunkDone:
         """One stage of one chunk, as the functions would run it; returns the next message."""

@@ -193,18 +193,9 @@ def test_resume_announces_only_unfinished_chunks_and_completes_the_run(stack, se
         destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
         parallelism=3,
     )
-    from shared.fetch.plan import plan_fetch
+    from shared.fetch.library import plan_for
 
-    plan_fetch(
-        request,
-        run_id,
-        billing_project=settings.project,
-        max_streams=settings.max_streams,
-        temp_dataset=settings.temp_dataset,
-        bq=clients.bigquery_client(settings),
-        read_client=clients.bigquery_read_client(settings),
-        gcs=clients.storage_client(settings),
-    )
+    plan_for(request, run_id, settings)
     assert len(pending(clients.storage_client(settings), request.destination)) == 3
     assert main(["fetch", "--resume", request.destination]) == 0
     manifest = wait_manifest(settings, request)
