@@ -13,6 +13,7 @@ import argparse
 import os
 import time
 from collections import Counter
+from pathlib import Path
 
 # One BLAS thread per process, set before numpy loads: the speedup measured is the pool's.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -27,7 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--report", help="also write the run report (HTML) to this path")
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        default=4,
+        help="also simulate 1 and N Cloud Run tasks on Parquet parts (peak RSS per task)",
+    )
+    parser.add_argument("--one-task", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one_task:
+        return _one_task(*args.one_task)
     from shared.synthetic.generate import Shape, build_world, transactions
     from shared.training.pricing_job import fit_in_pool
 
@@ -71,14 +81,78 @@ def main(argv: list[str] | None = None) -> int:
         label = f"promotion model {name.upper()} / naive"
         print(f"{label:<44}{model:>10.3f} / {naive:.3f}")
     print(f"{'WAPE better than naive by':<44}{better:>10.1%}  >= 30%")
+    if args.tasks > 1:
+        _simulate_tasks(table, args.tasks)
     if args.report:
-        from pathlib import Path
-
         from shared.training.report import render
 
         Path(args.report).write_text(render("bench", [r.row() for r in results], scores))
         print(f"report: {args.report}")
     return 0
+
+
+def _one_task(parts_dir: str, index: str, count: str) -> int:
+    """One simulated Cloud Run task: read its shard of the parts, fit on 2 workers."""
+    import json
+    import resource
+
+    import pyarrow.fs as pafs
+
+    from shared.training.dataset import Shard, read_shard
+    from shared.training.pricing_job import COLUMNS, fit_in_pool
+
+    manifest = {"parts": [{"uri": str(p)} for p in sorted(Path(parts_dir).glob("*.parquet"))]}
+    t0 = time.perf_counter()
+    shard = read_shard(manifest, Shard(int(index), int(count)), pafs.LocalFileSystem(), COLUMNS)
+    results = fit_in_pool(shard, 2)
+    print(
+        json.dumps(
+            {
+                "rows": shard.num_rows,
+                "products": len(results),
+                "seconds": time.perf_counter() - t0,
+                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+    return 0
+
+
+def _simulate_tasks(table: pa.Table, tasks: int) -> None:
+    """1 task vs ``tasks`` tasks over the same Parquet parts, each task in its own process."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, start in enumerate(range(0, table.num_rows, 200_000)):
+            pq.write_table(table.slice(start, 200_000), f"{tmp}/part-{i:05d}.parquet")
+        print(f"\n{'tasks':>6}{'task':>6}{'rows':>12}{'products':>10}{'wall s':>8}{'peak MB':>9}")
+        for count in (1, tasks):
+            for index in range(count):
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.training_bench",
+                        "--one-task",
+                        tmp,
+                        str(index),
+                        str(count),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                print(
+                    f"{count:>6}{index:>6}{r['rows']:>12,}{r['products']:>10}"
+                    f"{r['seconds']:>8.2f}{r['peak_mb']:>9.0f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

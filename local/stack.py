@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import glob
 import json
 import os
@@ -22,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -494,9 +495,31 @@ def _start_all(cfg: StackConfig, comps: list[Component], say: Callable[[str], No
 # --------------------------------------------------------------------------- resources
 
 
+@contextlib.contextmanager
+def _pointed_at(cfg: StackConfig) -> Iterator[None]:
+    """The official clients read some endpoints from the environment: point it at this
+    stack while the block runs, then put the caller's environment back."""
+    saved = dict(os.environ)
+    os.environ.update(cfg.client_env())
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _with_stack_env(func: Callable) -> Callable:
+    @functools.wraps(func)
+    def wrapper(cfg: StackConfig, *args: object, **kwargs: object) -> object:
+        with _pointed_at(cfg):
+            return func(cfg, *args, **kwargs)
+
+    return wrapper
+
+
+@_with_stack_env
 def _ensure_resources(cfg: StackConfig, say: Callable[[str], None]) -> None:
     """Topics, buckets and push subscriptions from the one topology in ``shared.topology``."""
-    os.environ.update(cfg.client_env())
     from google.api_core import exceptions as gexc
     from google.cloud import pubsub_v1
 
@@ -553,12 +576,12 @@ def _ensure_resources(cfg: StackConfig, say: Callable[[str], None]) -> None:
     )
 
 
+@_with_stack_env
 def redrive(cfg: StackConfig) -> Counter[str]:
     """Publish every dead-lettered message again to the topic it came from; returns counts.
 
     For after the cause is fixed (a bucket created, a service back): nothing is lost meanwhile.
     """
-    os.environ.update(cfg.client_env())
     from shared import clients, topology
     from shared.settings import Settings
 
@@ -590,12 +613,12 @@ def redrive(cfg: StackConfig) -> Counter[str]:
             counts[topic] += 1
 
 
+@_with_stack_env
 def dead_letters(cfg: StackConfig, limit: int = 1000) -> Counter[str]:
     """Messages waiting on the dead-letter subscription, by the subscription that gave up.
 
     They are pulled and at once handed back (ack deadline 0), so looking does not consume them.
     """
-    os.environ.update(cfg.client_env())
     from shared import clients, topology
     from shared.settings import Settings
 
