@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -55,13 +54,22 @@ def _schema(settings) -> pa.Schema:
     return pa.ipc.read_schema(pa.py_buffer(session.arrow_schema.serialized_schema))
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries that over from the
+    parent across fork and exec, so every contender would report at least the runner's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _result(table: pa.Table | None, rows: int, nbytes: int, checksum: str, seconds: float) -> dict:
     return {
         "rows": rows,
         "bytes": nbytes,
         "checksum": checksum,
         "seconds": seconds,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -188,7 +196,7 @@ def _ours_result(settings, manifest: dict, seconds: float) -> dict:
     from shared.fetch.checksum import checksum_batches
     from shared.fetch.library import dataset_from_manifest
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     dataset = dataset_from_manifest(manifest, settings)
     rows, checksum = checksum_batches(dataset.to_batches(), dataset.schema.names)
     nbytes = sum(b.nbytes for b in dataset.to_batches(columns=dataset.schema.names[:0] or None))

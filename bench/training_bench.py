@@ -94,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 def _one_task(parts_dir: str, index: str, count: str) -> int:
     """One simulated Cloud Run task: read its shard of the parts, fit on 2 workers."""
     import json
-    import resource
 
     import pyarrow.fs as pafs
 
+    from bench.fetch_bench import peak_rss_mb
     from shared.training.dataset import Shard, read_shard
     from shared.training.pricing_job import COLUMNS, fit_in_pool
 
@@ -111,7 +111,8 @@ def _one_task(parts_dir: str, index: str, count: str) -> int:
                 "rows": shard.num_rows,
                 "products": len(results),
                 "seconds": time.perf_counter() - t0,
-                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent.
+                "peak_mb": peak_rss_mb(),
             }
         )
     )
