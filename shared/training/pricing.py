@@ -63,7 +63,9 @@ def weekly_cells(table: pa.Table) -> dict[str, np.ndarray]:
     feature = table["feature"].fill_null(False).to_numpy(zero_copy_only=False).astype(np.float64)
     display = table["display"].fill_null(False).to_numpy(zero_copy_only=False).astype(np.float64)
     # Promotion days and regular days of a week are separate cells: each has one price.
-    keys = np.stack([product, store, week, promo.astype(np.int64)], axis=1)
+    # Days at another price (a mid-week change) are a cell of their own too.
+    cents = np.round(revenue / np.maximum(units, 1) * 100).astype(np.int64)
+    keys = np.stack([product, store, week, promo.astype(np.int64), cents], axis=1)
     cells, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.ravel()
     n = len(cells)
