@@ -5,6 +5,7 @@ Deployed from this folder with ``shared/`` beside it; each entry point is its ow
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 
 import functions_framework
@@ -24,6 +25,7 @@ from shared.messages import (
     FetchComplete,
     FetchRequest,
     RbacTrigger,
+    TrainingTick,
 )
 from shared.pubsub import Delivery, handle, publish_all
 from shared.settings import Settings
@@ -177,6 +179,36 @@ def _launch_training(done: FetchComplete, delivery: Delivery) -> None:
             region=settings.region,
             prefix=settings.prefix,
         )
+
+
+def _schedule_training(tick: TrainingTick, delivery: Delivery) -> None:
+    settings = Settings.from_env()
+    day = tick.date or dt.datetime.now(dt.UTC).date()
+    run_id = f"{tick.job}-{day:%Y%m%d}"
+    request = FetchRequest(
+        run_id=run_id,
+        table=tick.table,
+        columns=tick.columns,
+        destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
+        parallelism=tick.parallelism,
+        train=[tick.job],
+    )
+    publish_all(
+        clients.publisher_client(settings), settings.project, topology.FETCH_REQUESTS, [request]
+    )
+    logger.info(
+        "scheduled %s: fetch %s as run %s",
+        tick.job,
+        tick.table,
+        run_id,
+        extra={"run_id": run_id, "function": "schedule_training", "job": tick.job},
+    )
+
+
+@functions_framework.cloud_event
+def schedule_training(event: CloudEvent) -> None:
+    """``training-schedule`` (Scheduler) -> a fetch request that ends in the training job."""
+    handle(event, topology.TRAINING_SCHEDULE, TrainingTick, _schedule_training, "schedule_training")
 
 
 @functions_framework.cloud_event

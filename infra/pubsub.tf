@@ -20,6 +20,7 @@ locals {
     "fetch-chunk"    = { topic = "fetch-chunk-ready", entry_point = "fetch_chunk", ack_deadline_s = 600 }
     "finalize-fetch" = { topic = "fetch-chunk-done", entry_point = "finalize_fetch", ack_deadline_s = 120 }
     "launch-training" = { topic = "fetch-complete", entry_point = "launch_training", ack_deadline_s = 120 }
+    "schedule-training" = { topic = "training-schedule", entry_point = "schedule_training", ack_deadline_s = 60 }
     "sync-rbac"      = { topic = "rbac-sync", entry_point = "sync_rbac", ack_deadline_s = 300 }
   }
 }

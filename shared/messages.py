@@ -185,6 +185,20 @@ class FetchComplete(Contract):
     train: list[TrainingJob] = Field(default_factory=list)
 
 
+class TrainingTick(Contract):
+    """``training-schedule``: a Scheduler tick asking for a training job on fresh data.
+
+    The tick becomes a fetch request with ``train=[job]`` and a run id of job and date, so a
+    tick delivered twice plans one run (the plan is create-only).
+    """
+
+    job: TrainingJob
+    table: Table
+    columns: list[Column] | None = Field(default=None, min_length=1)
+    parallelism: int = Field(default=8, ge=1, le=1000)
+    date: dt.date | None = None
+
+
 class RbacTrigger(BaseModel):
     """``rbac-sync``: anything asks for a full reconcile. A Scheduler tick sends
     ``{"reason": "tick"}`` (``"force": true`` skips the unchanged-state shortcut); a Workspace

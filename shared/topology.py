@@ -53,6 +53,10 @@ SUBSCRIPTIONS: tuple[PushSubscription, ...] = (
     PushSubscription("fetch-chunk", FETCH_CHUNK_READY, "fetch_chunk", ack_deadline_s=600),
     PushSubscription("finalize-fetch", FETCH_CHUNK_DONE, "finalize_fetch", ack_deadline_s=120),
     PushSubscription("launch-training", FETCH_COMPLETE, "launch_training", ack_deadline_s=120),
+    # Monthly pricing and Saturday-night promotion ticks: fresh data first, then training.
+    PushSubscription(
+        "schedule-training", TRAINING_SCHEDULE, "schedule_training", ack_deadline_s=60
+    ),
     # Scheduler ticks and group-change audit events (via a log sink) both ask for a reconcile.
     PushSubscription("sync-rbac", RBAC_SYNC, "sync_rbac", ack_deadline_s=300),
 )

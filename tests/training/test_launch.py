@@ -83,3 +83,38 @@ def test_a_failing_task_is_retried_then_the_execution_fails(stack, settings):
         )
     )
     assert "no manifest at" in log.read_text()
+
+
+def test_a_scheduler_tick_becomes_one_fetch_request_that_asks_for_training(stack, settings):
+    import base64
+    from pathlib import Path
+
+    from functions_framework import create_app
+
+    from shared.messages import parse
+
+    from ..integration.helpers import Tap
+
+    source = str(Path(__file__).parents[2] / "functions" / "main.py")
+    client = create_app("schedule_training", source, "cloudevent").test_client()
+    tap = Tap(settings, topology.FETCH_REQUESTS)
+    try:
+        tick = {
+            "job": "promotions",
+            "table": "retail-local.retail.transactions",
+            "date": "2026-11-28",
+        }
+        sub = "projects/p/subscriptions/schedule-training"
+        data = base64.b64encode(json.dumps(tick).encode()).decode()
+        body = {"message": {"data": data, "messageId": "1"}, "subscription": sub}
+        assert client.post("/", json=body).status_code == 200
+        bad = {
+            "message": {"data": base64.b64encode(b'{"job": "nope"}').decode(), "messageId": "2"},
+            "subscription": sub,
+        }
+        assert client.post("/", json=bad).status_code == 200  # acknowledged, logged
+        [published] = [parse(FetchRequest, m, "fetch-requests") for m in tap.drain()]
+    finally:
+        tap.close()
+    assert published.run_id == "promotions-20261128" and published.train == ["promotions"]
+    assert published.destination.endswith("/fetch/promotions-20261128")
