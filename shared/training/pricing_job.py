@@ -177,6 +177,9 @@ def merge(
     gcs.bucket(target.bucket).blob(target.path).upload_from_string(
         encrypt(json.dumps(artifact).encode(), keyring)
     )
+    # The serving API polls this pointer and swaps to the new model when it changes.
+    pointer = target.path.rsplit("/", 1)[0] + "/LATEST"
+    gcs.bucket(target.bucket).blob(pointer).upload_from_string(str(target))
     page = render(run_id, results.to_pylist(), None)
     report = dest.child("report.html")
     gcs.bucket(report.bucket).blob(report.path).upload_from_string(page, content_type="text/html")

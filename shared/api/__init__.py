@@ -1,0 +1,1 @@
+"""The prediction and analytics API (Flask, Cloud Run service)."""
