@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[local,dev,training]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[local,dev,training,api]'
 	@touch $@
 
 demo: install  ## start the stack, load the data, run the pipeline round trip, stop the stack
@@ -27,7 +27,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install  ## the fetch benchmark: every contender on the same 5M-row table, both modes
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[local,dev,training,bench]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[local,dev,training,api,bench]'
 	$(BIN)/python -m bench.fetch_bench
 
 unit: install
