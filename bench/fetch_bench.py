@@ -224,15 +224,12 @@ def _bench_request(settings, streams: int, **fields):
 
 def ours_chunk_tables(settings, streams: int) -> dict:
     """Ours, chunk_tables strategy (quantile bounds on store_id, date), in-process."""
-    from shared.fetch.library import run_in_process
-
-    request = _bench_request(
-        settings, streams, strategy="chunk_tables", index_columns=["store_id", "date"]
+    return _timed_in_process(
+        settings,
+        _bench_request(
+            settings, streams, strategy="chunk_tables", index_columns=["store_id", "date"]
+        ),
     )
-    t0 = time.perf_counter()
-    manifest = run_in_process(request, settings)
-    seconds = time.perf_counter() - t0
-    return _ours_result(settings, _load_manifest(settings, manifest["uri"]), seconds)
 
 
 def one_worker(settings, streams: int) -> dict:
@@ -259,9 +256,12 @@ def one_worker(settings, streams: int) -> dict:
 
 def ours_in_process(settings, streams: int) -> dict:
     """Ours, streams strategy, in this process with a thread pool (fetch_table)."""
+    return _timed_in_process(settings, _bench_request(settings, streams))
+
+
+def _timed_in_process(settings, request) -> dict:
     from shared.fetch.library import run_in_process
 
-    request = _bench_request(settings, streams)
     t0 = time.perf_counter()
     manifest = run_in_process(request, settings)
     seconds = time.perf_counter() - t0

@@ -59,6 +59,16 @@ def handle(
 ) -> object | None:
     """Parse ``event`` as ``model`` and run ``process``; acknowledge permanent failures."""
     delivery: Delivery | None = None
+
+    def labels(exc: Exception, outcome: str) -> dict:
+        return {
+            "function": function,
+            "topic": topic,
+            "message_id": delivery.message_id if delivery else None,
+            "error_type": type(exc).__name__,
+            "outcome": outcome,
+        }
+
     try:
         delivery = delivery_from_event(event, topic)
         message = parse(model, delivery.data, topic)
@@ -71,13 +81,9 @@ def handle(
             topic,
             exc,
             extra={
-                "function": function,
-                "topic": topic,
-                "message_id": delivery.message_id if delivery else None,
-                "error_type": type(exc).__name__,
+                **labels(exc, "acknowledged"),
                 "field": getattr(exc, "field", None),
                 "run_id": getattr(getattr(exc, "message", None), "run_id", None),
-                "outcome": "acknowledged",
             },
         )
         return None
@@ -90,13 +96,7 @@ def handle(
             topic,
             type(exc).__name__,
             exc,
-            extra={
-                "function": function,
-                "topic": topic,
-                "message_id": delivery.message_id if delivery else None,
-                "error_type": type(exc).__name__,
-                "outcome": "retry",
-            },
+            extra=labels(exc, "retry"),
         )
         raise
 

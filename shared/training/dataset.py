@@ -36,9 +36,6 @@ class Shard:
         if not 0 <= self.index < self.count:
             raise BadInput(f"task index {self.index} is outside 0..{self.count - 1}")
 
-    def owns(self, product_id: int) -> bool:
-        return product_id % self.count == self.index
-
 
 def load_manifest(gcs: storage.Client, manifest_uri: str) -> dict:
     """The manifest, after checking the run completed and every part it lists exists."""

@@ -12,12 +12,13 @@ from shared.errors import InvalidRequest
 from shared.fetch.checksum import checksum_table
 from shared.fetch.chunks import temp_dataset_id
 from shared.fetch.library import fetch_table, run_in_process
-from shared.messages import ChunkDone, FetchRequest, dump
+from shared.messages import ChunkDone, dump
 
 from .helpers import function_logs, wait_for
 from .test_fetch_pipeline import (
     fetched_checksum,
     manifest_of,
+    new_request,
     publish_request,
     source_checksum,
     wait_manifest,
@@ -107,18 +108,12 @@ def test_view_needs_chunk_tables_and_then_works(stack, settings, retail):
     ],
 )
 def test_a_query_that_is_not_one_select_is_refused_and_nothing_runs(stack, settings, retail, query):
-    run_id = f"q-{uuid.uuid4().hex[:8]}"
-    request = FetchRequest(
-        run_id=run_id,
-        query=query,
-        strategy="chunk_tables",
-        destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
-    )
+    request = new_request(settings, "q", table=None, query=query, strategy="chunk_tables")
     with pytest.raises(InvalidRequest, match="query"):
         run_in_process(request, settings)
     assert manifest_of(settings, request.destination) == (None, None)
     gcs = clients.storage_client(settings)
-    assert not list(gcs.list_blobs(settings.data_bucket, prefix=f"fetch/{run_id}"))
+    assert not list(gcs.list_blobs(settings.data_bucket, prefix=f"fetch/{request.run_id}"))
     table = clients.bigquery_client(settings).get_table(f"{settings.project}.retail.transactions")
     assert table.num_rows == retail["rows"]["transactions"]
 
@@ -181,21 +176,15 @@ def test_rows_with_null_index_values_are_neither_lost_nor_doubled(stack, setting
 
 def test_resume_announces_only_unfinished_chunks_and_completes_the_run(stack, settings, retail):
     from shared.cli import main
-    from shared.fetch.resume import pending
 
     # Plan a chunk_tables run but deliver nothing: as if every chunk message was lost.
-    run_id = f"r-{uuid.uuid4().hex[:8]}"
-    request = FetchRequest(
-        run_id=run_id,
-        table=f"{settings.project}.retail.transactions",
-        strategy="chunk_tables",
-        index_columns=["store_id"],
-        destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
-        parallelism=3,
-    )
     from shared.fetch.library import plan_for
+    from shared.fetch.resume import pending
 
-    plan_for(request, run_id, settings)
+    request = new_request(
+        settings, "r", strategy="chunk_tables", index_columns=["store_id"], parallelism=3
+    )
+    plan_for(request, request.run_id, settings)
     assert len(pending(clients.storage_client(settings), request.destination)) == 3
     assert main(["fetch", "--resume", request.destination]) == 0
     manifest = wait_manifest(settings, request)

@@ -55,13 +55,18 @@ def fetched_checksum(settings, manifest):
     return checksum_batches(dataset.to_batches(), dataset.schema.names)
 
 
-def publish_request(settings, **fields):
-    run_id = f"f-{uuid.uuid4().hex[:8]}"
-    request = FetchRequest(
+def new_request(settings, prefix="f", **fields):
+    """A fetch request of the test retailer's transactions to a fresh destination."""
+    run_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    return FetchRequest(
         run_id=run_id,
         destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
         **{"table": f"{settings.project}.retail.transactions", "parallelism": 4, **fields},
     )
+
+
+def publish_request(settings, **fields):
+    request = new_request(settings, **fields)
     publisher = clients.publisher_client(settings)
     publisher.publish(
         publisher.topic_path(settings.project, topology.FETCH_REQUESTS), dump(request)
@@ -196,13 +201,7 @@ def test_in_process_fetch_survives_gcp_faults(stack, settings, retail, limits):
         proxied = Settings.from_env(
             {**stack.client_env(), **FUNCTION_ENV, "BIGQUERY_STORAGE_EMULATOR_HOST": proxy.address}
         )
-        run_id = f"x-{uuid.uuid4().hex[:8]}"
-        request = FetchRequest(
-            run_id=run_id,
-            table=f"{settings.project}.retail.transactions",
-            destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
-            parallelism=4,
-        )
+        request = new_request(settings, "x")
         manifest = run_in_process(request, proxied, workers=4)
     finally:
         server.stop(0)

@@ -7,10 +7,11 @@ import uuid
 import pytest
 
 from shared import clients, topology
-from shared.messages import FetchRequest, dump
+from shared.messages import FetchRequest
 from shared.training.launch import launch
 
 from ..integration.helpers import wait_for
+from ..integration.test_fetch_pipeline import publish_request
 
 pytestmark = pytest.mark.stack
 
@@ -24,17 +25,8 @@ def execution(stack, run_id, job="pricing"):
 
 
 def test_a_fetch_asking_for_training_ends_in_pricing_results(stack, settings, retail):
-    run_id = f"tr-{uuid.uuid4().hex[:6]}"
-    request = FetchRequest(
-        run_id=run_id,
-        table=f"{settings.project}.retail.transactions",
-        destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
-        parallelism=3,
-        train=["pricing"],
-    )
-    publisher = clients.publisher_client(settings)
-    topic = publisher.topic_path(settings.project, topology.FETCH_REQUESTS)
-    publisher.publish(topic, dump(request)).result()
+    request = publish_request(settings, parallelism=3, train=["pricing"])
+    run_id = request.run_id
     record = wait_for(lambda: execution(stack, run_id), timeout_s=240)
     assert record is not None, "no pricing execution finished"
     assert record["succeeded"] and [t["index"] for t in record["tasks"]] == [0, 1]

@@ -8,23 +8,18 @@ import pytest
 
 from shared import clients
 from shared.fetch.library import gcs_filesystem, run_in_process
-from shared.messages import FetchRequest
 from shared.training.artifacts import ArtifactError, Keyring, decrypt
 from shared.training.dataset import BadInput, Shard
 from shared.training.pricing_job import merge, run_task
+
+from ..integration.test_fetch_pipeline import new_request
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
 def manifest_uri(stack, settings, retail):
-    run_id = f"t-{uuid.uuid4().hex[:8]}"
-    request = FetchRequest(
-        run_id=run_id,
-        table=f"{settings.project}.retail.transactions",
-        destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
-        parallelism=3,
-    )
+    request = new_request(settings, "t", parallelism=3)
     return run_in_process(request, settings)["uri"]
 
 
