@@ -8,9 +8,10 @@ small):
                    + b_display * display + seasonality (two yearly harmonics) + store effect)
 
 Store effects (dummies) mean elasticity is identified by price changes over time inside a
-store, not by which stores are expensive. Standard errors are sandwich estimates clustered by
-week (a week's promotions and price steps are shared by its stores). A product whose log price
-barely moves inside stores (std < ``min_price_variation``) is flagged, not given a number.
+store, not by which stores are expensive. Standard errors are clustered by week (a week's
+promotions and price steps are shared by its stores) with the delete-one-week jackknife. A
+product whose log price barely moves inside stores (std < ``min_price_variation``) is flagged,
+not given a number.
 
 With a constant elasticity ``e``, revenue ``p * q(p)`` moves like ``p ** (1 + e)``: it falls with
 price when demand is elastic (e < -1), so the revenue-maximising price in the corridor is its
@@ -74,7 +75,7 @@ def weekly_cells(table: pa.Table) -> dict[str, np.ndarray]:
         return np.bincount(inverse, weights=values, minlength=n)
 
     count = np.bincount(inverse, minlength=n).astype(np.float64)
-    day_of_year = np.bincount(inverse, weights=(days % 364).astype(np.float64), minlength=n)
+    day = np.bincount(inverse, weights=days.astype(np.float64), minlength=n)
     return {
         "product_id": cells[:, 0],
         "store_id": cells[:, 1],
@@ -84,7 +85,7 @@ def weekly_cells(table: pa.Table) -> dict[str, np.ndarray]:
         "promo": total(promo) / count,
         "feature": total(feature) / count,
         "display": total(display) / count,
-        "day_of_year": day_of_year / count,
+        "day": day / count,
     }
 
 
@@ -120,6 +121,33 @@ def _poisson_fit(
     return beta, np.exp(np.clip(x @ beta, -30, 30))
 
 
+def _week_jackknife_se(x: np.ndarray, y: np.ndarray, mu: np.ndarray, week: np.ndarray) -> float:
+    """Standard error of the first coefficient, clustered by week, by the delete-one-week
+    jackknife (CR3, one Newton step from the full fit per left-out week).
+
+    Promotions and price steps are chain- or region-wide, so one week's stores share their
+    shocks; and the price variation that identifies the elasticity sits in a few weeks. The
+    usual clustered sandwich (CR1) is then too small: on the synthetic retailer its 95%
+    intervals held the true elasticity for 84% of products. The jackknife is the standard
+    small-number-of-clusters correction (Cameron & Miller 2015; MacKinnon, Nielsen & Webb 2023).
+    """
+    info = (x * mu[:, None]).T @ x
+    resid = y - mu
+    _, idx = np.unique(week, return_inverse=True)
+    idx = idx.ravel()
+    clusters = int(idx.max()) + 1
+    if clusters < 2:
+        return math.inf
+    shifts = np.empty((clusters, x.shape[1]))
+    for g in range(clusters):
+        rows = idx == g
+        xg = x[rows]
+        rest = info - (xg * mu[rows][:, None]).T @ xg
+        shifts[g] = np.linalg.pinv(rest) @ (xg.T @ resid[rows])
+    centred = shifts[:, 0] - shifts[:, 0].mean()
+    return float(math.sqrt((clusters - 1) / clusters * np.sum(centred**2)))
+
+
 def fit_product(
     cells: dict[str, np.ndarray],
     product_id: int,
@@ -149,7 +177,9 @@ def fit_product(
         return PriceResult(
             product_id, "insufficient_price_variation", returns_rows=returns_rows, **base
         )
-    angle = 2 * math.pi * cells["day_of_year"][sold] / 364
+    # Days since the epoch, not day of year: the harmonics are periodic, and a day-of-year
+    # mean over a week that crosses the new year would be mid-year.
+    angle = 2 * math.pi * cells["day"][sold] / 365.25
     x = np.column_stack(
         [
             log_price,
@@ -172,19 +202,8 @@ def fit_product(
     if dof < 5:
         return PriceResult(product_id, "too_few_observations", returns_rows=returns_rows, **base)
     beta, mu = _poisson_fit(x, units)
-    resid = units - mu
-    bread = np.linalg.pinv((x * mu[:, None]).T @ x)
-    # Cluster-robust by week: promotions and price steps are chain- or region-wide, so the
-    # errors of one week's stores move together.
-    _, week_idx = np.unique(cells["week"][sold], return_inverse=True)
-    week_idx = week_idx.ravel()
-    scores = np.stack(
-        [np.bincount(week_idx, weights=x[:, j] * resid) for j in range(x.shape[1])], axis=1
-    )
-    clusters = scores.shape[0]
-    cov = bread @ (scores.T @ scores) @ bread * clusters / max(clusters - 1, 1)
+    se = _week_jackknife_se(x, units, mu, cells["week"][sold])
     e = float(beta[0])
-    se = float(math.sqrt(max(cov[0, 0], 0.0)))
     y = np.log(units)
     fitted = np.log(mu)
     r2 = float(1 - np.sum((y - fitted) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-12))
