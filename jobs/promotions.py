@@ -1,26 +1,25 @@
 """Cloud Run job ``promotions``: build one row per past promotion from the fetched
-transactions, train the revenue model with a time-based holdout, write the encrypted model
-and its holdout scores.
+transactions, train the revenue model with a time-based holdout, publish the encrypted model,
+its scores and the realised-performance table (see ``shared/training/promotions_job.py``).
 
-Environment as for ``jobs.pricing``, plus ``RETAIL_PROMOTIONS_TABLE`` (default
-``<project>.retail.promotions``).
+Environment as for ``jobs.pricing``, plus ``RETAIL_PROMOTIONS_TABLE`` and
+``RETAIL_PRODUCTS_TABLE`` (defaults ``<project>.retail.promotions`` / ``.products``).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
 import sys
+
+from google.api_core import exceptions as gexc
 
 from shared import clients, log
 from shared.errors import PermanentError
 from shared.fetch.library import gcs_filesystem
-from shared.identifiers import GcsUri
 from shared.settings import Settings
-from shared.training.artifacts import Keyring, encrypt
+from shared.training import promotions_job
+from shared.training.artifacts import Keyring
 from shared.training.dataset import Shard, load_manifest, read_shard
-from shared.training.promotions import evaluate, promotion_rows, train
 
 
 def main() -> int:
@@ -30,34 +29,30 @@ def main() -> int:
         settings = Settings.from_env()
         run_id = os.environ["RETAIL_RUN_ID"]
         gcs = clients.storage_client(settings)
+        bq = clients.bigquery_client(settings)
         manifest = load_manifest(gcs, os.environ["RETAIL_MANIFEST_URI"])
         transactions = read_shard(manifest, Shard(0, 1), gcs_filesystem(settings))
-        table = os.environ.get("RETAIL_PROMOTIONS_TABLE", f"{settings.project}.retail.promotions")
-        promotions = (
-            clients.bigquery_client(settings)
-            .list_rows(table)
-            .to_arrow(create_bqstorage_client=False)
-        )
-        rows = promotion_rows(transactions, promotions)
-        if len(rows["revenue"]) < 20:
-            raise PermanentError(f"only {len(rows['revenue'])} promotions with a baseline")
-        scores = evaluate(rows)
-        model = train(rows)  # the holdout scored it; the served model learns from everything
-        keyring = Keyring.from_env()
-        base = GcsUri.parse(f"gs://{settings.data_bucket}/artifacts/promotions")
-        bucket = gcs.bucket(base.bucket)
-        bucket.blob(base.child(f"{run_id}.model").path).upload_from_string(
-            encrypt(pickle.dumps(model), keyring)
-        )
-        bucket.blob(base.child(f"{run_id}.scores.json").path).upload_from_string(
-            json.dumps({"run_id": run_id, **scores}, indent=1)
-        )
-        logger.info(
-            "promotion model %s: WAPE %.3f (naive %.3f)",
+        source = f"{settings.project}.retail"
+        promotions = bq.list_rows(
+            os.environ.get("RETAIL_PROMOTIONS_TABLE", f"{source}.promotions")
+        ).to_arrow(create_bqstorage_client=False)
+        try:
+            products = bq.list_rows(
+                os.environ.get("RETAIL_PRODUCTS_TABLE", f"{source}.products")
+            ).to_arrow(create_bqstorage_client=False)
+        except gexc.NotFound:
+            products = None  # analytics then has no category to filter on
+        dataset = os.environ.get("RETAIL_RESULTS_DATASET", "results")
+        promotions_job.run(
             run_id,
-            scores["model_wape"],
-            scores["naive_wape"],
-            extra={"run_id": run_id, **scores},
+            transactions,
+            promotions,
+            products,
+            gcs=gcs,
+            bq=bq,
+            artifacts=f"gs://{settings.data_bucket}/artifacts",
+            results_table=f"{settings.project}.{dataset}.promotion_performance",
+            keyring=Keyring.from_env(),
         )
     except (PermanentError, KeyError) as exc:
         logger.error("promotions job failed: %s", exc, extra={"error_type": type(exc).__name__})

@@ -180,7 +180,10 @@ def merge(
     # The serving API polls this pointer and swaps to the new model when it changes.
     pointer = target.path.rsplit("/", 1)[0] + "/LATEST"
     gcs.bucket(target.bucket).blob(pointer).upload_from_string(str(target))
-    page = render(run_id, results.to_pylist(), None)
+    # The report shows the newest promotion model's scores beside this run's prices.
+    from shared.training.promotions_job import latest_scores
+
+    page = render(run_id, results.to_pylist(), latest_scores(gcs, str(target).rsplit("/", 2)[0]))
     report = dest.child("report.html")
     gcs.bucket(report.bucket).blob(report.path).upload_from_string(page, content_type="text/html")
     return results

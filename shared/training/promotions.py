@@ -10,7 +10,8 @@ would make: the product's average past uplift.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +30,7 @@ FEATURES = [
     "product_mean_log_uplift",
 ]
 MECHANIC_CODES = {"tpr": 0, "multibuy": 1, "bogo": 2}  # unknown mechanics: 3
+EPOCH = dt.date(1970, 1, 1)
 
 
 def promotion_rows(transactions: pa.Table, promotions: pa.Table) -> dict[str, np.ndarray]:
@@ -106,11 +108,91 @@ def mape(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(np.abs(actual - predicted) / np.maximum(np.abs(actual), 1e-12)))
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """A product's recent regular sales: what a planned promotion is measured against."""
+
+    weekly_revenue_per_store: float
+    stores: int
+
+
+def product_baselines(transactions: pa.Table, weeks: int = 4) -> dict[int, Baseline]:
+    """Revenue per store-week off promotion in each product's last ``weeks`` weeks of data."""
+    days = pc.cast(transactions["date"], pa.int32()).to_numpy()
+    off = ~transactions["promo_id"].is_valid().to_numpy(zero_copy_only=False)
+    recent = off & (days > days.max() - 7 * weeks)
+    product = transactions["product_id"].to_numpy()[recent]
+    store = transactions["store_id"].to_numpy()[recent]
+    revenue = transactions["revenue"].to_numpy()[recent]
+    ids, inverse = np.unique(product, return_inverse=True)
+    totals = np.bincount(inverse, weights=revenue, minlength=len(ids))
+    pairs = np.unique(np.stack([inverse.ravel(), store], axis=1), axis=0)
+    stores = np.bincount(pairs[:, 0], minlength=len(ids))
+    return {
+        int(p): Baseline(float(t / weeks / n), int(n))
+        for p, t, n in zip(ids, totals, stores, strict=True)
+        if n > 0 and t > 0
+    }
+
+
+@dataclass(frozen=True)
+class PlannedPromotion:
+    product_id: int
+    mechanic: str
+    discount: float
+    start: dt.date
+    duration_days: int
+    feature: bool = False
+    display: bool = False
+    stores: int | None = None  # default: every store that sells the product
+
+
 @dataclass
 class PromotionModel:
     model: object
     product_uplift: dict[int, float]
     global_uplift: float
+    baselines: dict[int, Baseline] = field(default_factory=dict)
+    run_id: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def plan(self, plans: list[PlannedPromotion]) -> list[dict[str, float]]:
+        """Expected revenue, the baseline it replaces and the uplift, per planned promotion.
+
+        Raises ``KeyError`` naming the first product without a recent baseline.
+        """
+        rows: dict[str, list[float]] = {k: [] for k in ["product_id", "baseline", *FEATURES]}
+        for plan in plans:
+            base = self.baselines[plan.product_id]
+            stores = plan.stores or base.stores
+            baseline = base.weekly_revenue_per_store * stores * plan.duration_days / 7
+            angle = 2 * np.pi * ((plan.start - EPOCH).days % 364) / 364
+            values = {
+                "product_id": plan.product_id,
+                "baseline": baseline,
+                "discount": plan.discount,
+                "mechanic_code": MECHANIC_CODES.get(plan.mechanic, 3),
+                "duration_days": plan.duration_days,
+                "feature": float(plan.feature),
+                "display": float(plan.display),
+                "stores": stores,
+                "log_baseline": np.log(baseline),
+                "season_sin": np.sin(angle),
+                "season_cos": np.cos(angle),
+                "product_mean_log_uplift": 0.0,  # filled by features() from the prior
+            }
+            for k, v in values.items():
+                rows[k].append(float(v))
+        arrays = {k: np.asarray(v) for k, v in rows.items()}
+        revenue = self.predict_revenue(arrays) if plans else np.array([])
+        return [
+            {
+                "predicted_revenue": float(r),
+                "baseline_revenue": float(b),
+                "uplift": float(r / b),
+            }
+            for r, b in zip(revenue, arrays["baseline"], strict=True)
+        ]
 
     def features(self, rows: dict[str, np.ndarray]) -> np.ndarray:
         prior = np.array(

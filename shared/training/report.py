@@ -104,21 +104,25 @@ def render(run_id: str, pricing: list[dict], promotion_scores: dict | None, top:
             f"<td>{s['naive_mape']:.3f}</td></tr></table>"
             f"<p>{s['holdout_promotions']:.0f} promotions in the time-based holdout.</p>"
         )
+    pricing_section = ""
+    if pricing:
+        counts = f"{len(ok)} products with an elasticity estimate, {len(flagged)} flagged."
+        pricing_section = f"""<p>{counts}</p>
+<h2>Own-price elasticity</h2>
+{histogram_svg([p["elasticity"] for p in ok], label="estimated elasticity")}
+<h2>Revenue against price, largest products</h2>
+<p>Expected revenue relative to today's, with the recommended price inside the corridor.</p>
+{curves}
+<h2>Flagged products</h2>
+<table><tr><th>product</th><th>why</th></tr>{flags}</table>
+"""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Training run {html.escape(run_id)}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}
 svg{{border:1px solid #ddd;margin:4px}}td,th{{padding:2px 10px;text-align:left}}</style>
 </head><body>
 <h1>Training run {html.escape(run_id)}</h1>
-<p>{len(ok)} products with an elasticity estimate, {len(flagged)} flagged.</p>
-<h2>Own-price elasticity</h2>
-{histogram_svg([p["elasticity"] for p in ok], label="estimated elasticity")}
-<h2>Revenue against price, largest products</h2>
-<p>Expected revenue relative to today's, with the recommended price inside the corridor.</p>
-{curves}
-<h2>Promotion model accuracy</h2>
+{pricing_section}<h2>Promotion model accuracy</h2>
 {promo}
-<h2>Flagged products</h2>
-<table><tr><th>product</th><th>why</th></tr>{flags}</table>
 </body></html>
 """
