@@ -1,22 +1,31 @@
 """The prediction API (Flask application factory).
 
 Served by gunicorn on Cloud Run (auth: Cloud Run IAM; locally an optional API key in the
-``X-API-Key`` header). Every error is JSON: ``{"error": {"status", "reason", "field"}}``.
-This first part serves price recommendations; promotion predictions and analytics follow.
+``X-API-Key`` header). Every error is JSON: ``{"error": {"status", "reason", "field"}}``,
+where ``field`` names the offending input (``promotions[3].discount``) when there is one.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
-from typing import Any
+import json
+from typing import Annotated, Any, Literal
 
 from flask import Flask, jsonify, request
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from werkzeug.exceptions import HTTPException
 
+from shared.api.analytics import Filters, PromotionAnalytics
 from shared.api.models import ModelStore
+from shared.training.promotions import MECHANIC_CODES, PlannedPromotion
 
 MAX_PAGE = 500
 MAX_OFFSET = 10**9
+MAX_BATCH = 1000
+MAX_BODY_BYTES = 1 << 20
+MAX_DURATION_DAYS = 91
+MECHANICS = tuple(MECHANIC_CODES)
 PRICE_FIELDS = (
     "product_id",
     "status",
@@ -36,6 +45,52 @@ class ApiError(Exception):
         self.status, self.reason, self.field = status, reason, field
 
 
+def _whole(value: object) -> object:
+    """JSON has one number type: 7.0 is an integer to JSON Schema, so it is one here too."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeInt = Annotated[int, BeforeValidator(_whole)]
+
+
+class PromotionIn(BaseModel):
+    """A planned promotion, as the request states it (strict JSON types, no unknown fields)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    product_id: WholeInt = Field(ge=1)
+    mechanic: Literal["tpr", "multibuy", "bogo"]
+    discount: float = Field(gt=0, lt=1)
+    start_date: dt.date
+    duration_days: WholeInt = Field(ge=1, le=MAX_DURATION_DAYS)
+    feature: bool = False
+    display: bool = False
+    stores: WholeInt | None = Field(default=None, ge=1)
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    promotions: list[PromotionIn] = Field(min_length=1)
+
+
+def _field(loc: tuple) -> str | None:
+    """``("promotions", 3, "discount")`` -> ``promotions[3].discount``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or None
+
+
+def _validated(model: type[BaseModel], raw: bytes) -> BaseModel:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = _field(tuple(first["loc"]))
+        raise ApiError(400, f"{field or 'body'}: {first['msg']}", field) from None
+
+
 def _price(row: dict, run_id: str) -> dict:
     return {**{k: row.get(k) for k in PRICE_FIELDS}, "model_run_id": run_id}
 
@@ -53,9 +108,99 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
+def _query(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "schema": schema}
+
+
+def _promotion_schemas() -> dict[str, Any]:
+    number = {"type": "number"}
+    planned = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["product_id", "mechanic", "discount", "start_date", "duration_days"],
+        "properties": {
+            "product_id": {"type": "integer", "minimum": 1},
+            "mechanic": {"type": "string", "enum": list(MECHANICS)},
+            "discount": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            "start_date": {"type": "string", "format": "date"},
+            "duration_days": {"type": "integer", "minimum": 1, "maximum": MAX_DURATION_DAYS},
+            "feature": {"type": "boolean"},
+            "display": {"type": "boolean"},
+            "stores": {"type": ["integer", "null"], "minimum": 1},
+        },
+    }
+    prediction = {
+        "type": "object",
+        "required": [
+            "product_id",
+            "predicted_revenue",
+            "baseline_revenue",
+            "uplift",
+            "model_run_id",
+        ],
+        "properties": {
+            "product_id": {"type": "integer"},
+            "predicted_revenue": number,
+            "baseline_revenue": number,
+            "uplift": number,
+            "model_run_id": {"type": "string"},
+        },
+    }
+    text = {"type": ["string", "null"]}
+    return {
+        "PlannedPromotion": planned,
+        "PlannedPromotionBatch": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["promotions"],
+            "properties": {
+                "promotions": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH,
+                    "items": {"$ref": "#/components/schemas/PlannedPromotion"},
+                }
+            },
+        },
+        "Prediction": prediction,
+        "PredictionBatch": {
+            "type": "object",
+            "required": ["predictions", "model_run_id"],
+            "properties": {
+                "predictions": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Prediction"},
+                },
+                "model_run_id": {"type": "string"},
+            },
+        },
+        "PromotionPerformance": {
+            "type": "object",
+            "required": ["promo_id", "product_id", "start_date", "end_date", "revenue"],
+            "properties": {
+                "promo_id": {"type": "integer"},
+                "product_id": {"type": "integer"},
+                "category": text,
+                "region": text,
+                "mechanic": text,
+                "discount": number,
+                "start_date": {"type": "string", "format": "date"},
+                "end_date": {"type": "string", "format": "date"},
+                "stores": {"type": "integer"},
+                "feature": {"type": "boolean"},
+                "display": {"type": "boolean"},
+                "revenue": number,
+                "baseline_revenue": number,
+                "uplift": number,
+            },
+        },
+    }
+
+
 def openapi() -> dict[str, Any]:
     error = {"$ref": "#/components/schemas/Error"}
     price = {"$ref": "#/components/schemas/Price"}
+    performance = {"$ref": "#/components/schemas/PromotionPerformance"}
     number = {"type": ["number", "null"]}
     responses = {
         "400": {
@@ -110,6 +255,95 @@ def openapi() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/promotions:predict": {
+                "post": {
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        {"$ref": "#/components/schemas/PlannedPromotion"},
+                                        {"$ref": "#/components/schemas/PlannedPromotionBatch"},
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "the prediction (or one per promotion of a batch)",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [
+                                            {"$ref": "#/components/schemas/Prediction"},
+                                            {"$ref": "#/components/schemas/PredictionBatch"},
+                                        ]
+                                    }
+                                }
+                            },
+                        },
+                        "404": {
+                            "description": "a product without recent sales",
+                            "content": {"application/json": {"schema": error}},
+                        },
+                        "413": {
+                            "description": f"body over {MAX_BODY_BYTES} bytes or batch over "
+                            f"{MAX_BATCH} promotions",
+                            "content": {"application/json": {"schema": error}},
+                        },
+                        "503": {
+                            "description": "no promotion model yet",
+                            "content": {"application/json": {"schema": error}},
+                        },
+                        **responses,
+                    },
+                }
+            },
+            "/v1/promotions/analytics": {
+                "get": {
+                    "parameters": [
+                        _query(
+                            "product_id", {"type": "integer", "minimum": 1, "maximum": MAX_OFFSET}
+                        ),
+                        _query("category", {"type": "string", "minLength": 1, "maxLength": 64}),
+                        _query(
+                            "store_id", {"type": "integer", "minimum": 1, "maximum": MAX_OFFSET}
+                        ),
+                        _query("mechanic", {"type": "string", "enum": list(MECHANICS)}),
+                        _query("start", {"type": "string", "format": "date"}),
+                        _query("end", {"type": "string", "format": "date"}),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+                        _query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "a page of past promotions, newest first",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["items", "next_offset"],
+                                        "properties": {
+                                            "items": {
+                                                "type": "array",
+                                                "items": performance,
+                                            },
+                                            "next_offset": {"type": ["integer", "null"]},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "503": {
+                            "description": "analytics not configured",
+                            "content": {"application/json": {"schema": error}},
+                        },
+                        **responses,
+                    },
+                }
+            },
             "/v1/prices": {
                 "get": {
                     "parameters": [
@@ -152,6 +386,7 @@ def openapi() -> dict[str, Any]:
         },
         "components": {
             "schemas": {
+                **_promotion_schemas(),
                 "Error": {
                     "type": "object",
                     "required": ["error"],
@@ -188,8 +423,37 @@ def openapi() -> dict[str, Any]:
     }
 
 
-def create_app(store: ModelStore, *, api_key: str | None = None) -> Flask:
+def _str_arg(name: str, choices: tuple[str, ...] | None = None) -> str | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if choices is not None and raw not in choices:
+        raise ApiError(400, f"{name} must be one of {', '.join(choices)}", name)
+    if not 1 <= len(raw) <= 64:
+        raise ApiError(400, f"{name} must be 1 to 64 characters", name)
+    return raw
+
+
+def _date_arg(name: str) -> dt.date | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        if len(raw) != 10:  # fromisoformat also takes 20250101 and the like
+            raise ValueError(raw)
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a date (YYYY-MM-DD)", name) from None
+
+
+def create_app(
+    store: ModelStore,
+    *,
+    analytics: PromotionAnalytics | None = None,
+    api_key: str | None = None,
+) -> Flask:
     app = Flask("retail_api")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -225,8 +489,16 @@ def create_app(store: ModelStore, *, api_key: str | None = None) -> Flask:
 
     @app.get("/readyz")
     def readyz():
-        current = model()
-        return jsonify({"status": "ready", "pricing_run_id": current.run_id})
+        pricing, promotions = store.pricing, store.promotions
+        if pricing is None and promotions is None:
+            raise ApiError(503, "no model loaded yet")
+        return jsonify(
+            {
+                "status": "ready",
+                "pricing_run_id": pricing.run_id if pricing else None,
+                "promotions_run_id": promotions.run_id if promotions else None,
+            }
+        )
 
     @app.get("/openapi.json")
     def spec():
@@ -254,5 +526,65 @@ def create_app(store: ModelStore, *, api_key: str | None = None) -> Flask:
         ids = sorted(current.products)
         page = [_price(current.products[i], current.run_id) for i in ids[offset : offset + limit]]
         return jsonify({"items": page, "total": len(ids), "model_run_id": current.run_id})
+
+    @app.post("/v1/promotions:predict")
+    def predict_promotions():
+        raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"malformed JSON: {exc}") from None
+        batch = isinstance(body, dict) and "promotions" in body
+        if batch and isinstance(body["promotions"], list) and len(body["promotions"]) > MAX_BATCH:
+            raise ApiError(413, f"at most {MAX_BATCH} promotions per request", "promotions")
+        items = _validated(BatchIn, raw).promotions if batch else [_validated(PromotionIn, raw)]
+        loaded = store.promotions
+        if loaded is None:
+            raise ApiError(503, "no promotion model loaded yet")
+        for i, item in enumerate(items):
+            if item.product_id not in loaded.model.baselines:
+                field = f"promotions[{i}].product_id" if batch else "product_id"
+                raise ApiError(404, f"no recent sales of product {item.product_id}", field)
+        plans = [
+            PlannedPromotion(
+                product_id=item.product_id,
+                mechanic=item.mechanic,
+                discount=item.discount,
+                start=item.start_date,
+                duration_days=item.duration_days,
+                feature=item.feature,
+                display=item.display,
+                stores=item.stores,
+            )
+            for item in items
+        ]
+        answers = [
+            {"product_id": item.product_id, **answer, "model_run_id": loaded.run_id}
+            for item, answer in zip(items, loaded.model.plan(plans), strict=True)
+        ]
+        if not batch:
+            return jsonify(answers[0])
+        return jsonify({"predictions": answers, "model_run_id": loaded.run_id})
+
+    @app.get("/v1/promotions/analytics")
+    def promotion_analytics():
+        filters = Filters(
+            product_id=_int_arg("product_id", 0, 1, MAX_OFFSET) or None,
+            category=_str_arg("category"),
+            store_id=_int_arg("store_id", 0, 1, MAX_OFFSET) or None,
+            mechanic=_str_arg("mechanic", MECHANICS),
+            start=_date_arg("start"),
+            end=_date_arg("end"),
+        )
+        # end before start is an empty period (an empty page), not an error: the document
+        # cannot state the rule, and nothing about such a request is malformed.
+        limit = _int_arg("limit", 100, 1, MAX_PAGE)
+        offset = _int_arg("offset", 0, 0, MAX_OFFSET)
+        if analytics is None:
+            raise ApiError(503, "promotion analytics is not configured")
+        if filters.start and filters.end and filters.start > filters.end:
+            return jsonify({"items": [], "next_offset": None})
+        items, more = analytics.page(filters, limit, offset)
+        return jsonify({"items": items, "next_offset": offset + len(items) if more else None})
 
     return app

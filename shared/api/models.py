@@ -1,14 +1,18 @@
 """The models the API serves, loaded from encrypted artifacts and swapped without restart.
 
-A pointer object (``artifacts/pricing/LATEST``, written by the training merge) names the
-newest artifact. :class:`ModelStore` reads it at start and then every ``poll_s`` seconds; a new
+Each training job writes a pointer object naming its newest artifact:
+``<artifacts>/pricing/LATEST`` (the pricing merge) and ``<artifacts>/promotions/LATEST`` (the
+promotion job). :class:`ModelStore` reads both at start and then every ``poll_s`` seconds; a new
 artifact is downloaded, decrypted and indexed off to the side, then swapped in with one
-assignment, so a request sees either the old model or the new one, never half of each.
+assignment, so a request sees either the old model or the new one, never half of each. A
+pointer to an artifact that fails to decrypt (tampered, wrong key) leaves the current model
+serving.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import threading
 from dataclasses import dataclass, field
 
@@ -18,6 +22,7 @@ from google.cloud import storage
 from shared.identifiers import GcsUri
 from shared.log import get_logger
 from shared.training.artifacts import Keyring, decrypt
+from shared.training.promotions import PromotionModel
 
 log = get_logger("shared.api.models")
 
@@ -29,34 +34,80 @@ class PricingModel:
     products: dict[int, dict] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LoadedPromotionModel:
+    run_id: str
+    uri: str
+    model: PromotionModel
+
+
 class ModelStore:
     def __init__(
-        self, gcs: storage.Client, keyring: Keyring, pointer_uri: str, poll_s: float = 30.0
+        self, gcs: storage.Client, keyring: Keyring, artifacts_uri: str, poll_s: float = 30.0
     ) -> None:
         self.gcs, self.keyring, self.poll_s = gcs, keyring, poll_s
-        self.pointer = GcsUri.parse(pointer_uri)
+        self.artifacts = GcsUri.parse(artifacts_uri.rstrip("/"))
         self.pricing: PricingModel | None = None
+        self.promotions: LoadedPromotionModel | None = None
         self._stop = threading.Event()
 
-    def refresh(self) -> bool:
-        """Load the artifact the pointer names if it is new; True when the model changed."""
+    def _pointed(self, kind: str, current_uri: str | None) -> tuple[str, bytes] | None:
+        """(uri, decrypted bytes) of the artifact ``kind``'s pointer names, if it is new."""
+        pointer = self.artifacts.child(f"{kind}/LATEST")
         try:
-            uri = self.gcs.bucket(self.pointer.bucket).blob(self.pointer.path).download_as_text()
+            uri = self.gcs.bucket(pointer.bucket).blob(pointer.path).download_as_text().strip()
         except gexc.NotFound:
-            return False
-        uri = uri.strip()
-        if self.pricing is not None and self.pricing.uri == uri:
-            return False
+            return None
+        if uri == current_uri:
+            return None
         target = GcsUri.parse(uri)
         blob = self.gcs.bucket(target.bucket).blob(target.path).download_as_bytes()
-        data = json.loads(decrypt(blob, self.keyring))
-        model = PricingModel(
+        return uri, decrypt(blob, self.keyring)
+
+    def refresh(self) -> bool:
+        """Load whichever artifact is new; True when a model changed.
+
+        Each kind is tried even if the other fails; the first failure is raised afterwards.
+        """
+        changed, errors = False, []
+        for load in (self._refresh_pricing, self._refresh_promotions):
+            try:
+                changed = load() or changed
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return changed
+
+    def _refresh_pricing(self) -> bool:
+        current = self.pricing
+        found = self._pointed("pricing", current.uri if current else None)
+        if not found:
+            return False
+        uri, plain = found
+        data = json.loads(plain)
+        pricing = PricingModel(
             run_id=data["run_id"],
             uri=uri,
             products={int(p["product_id"]): p for p in data["products"]},
         )
-        self.pricing = model  # one assignment: requests see the old or the new model
-        log.info("serving pricing model %s", model.run_id, extra={"run_id": model.run_id})
+        self.pricing = pricing  # one assignment: requests see the old or the new model
+        log.info("serving pricing model %s", pricing.run_id, extra={"run_id": pricing.run_id})
+        return True
+
+    def _refresh_promotions(self) -> bool:
+        current = self.promotions
+        found = self._pointed("promotions", current.uri if current else None)
+        if not found:
+            return False
+        uri, plain = found
+        # Unpickling is safe only because the artifact was authenticated (HMAC) with our own
+        # key before a byte of it was read.
+        model = pickle.loads(plain)
+        if not isinstance(model, PromotionModel):
+            raise TypeError(f"{uri} is not a promotion model")
+        self.promotions = LoadedPromotionModel(model.run_id, uri, model)
+        log.info("serving promotion model %s", model.run_id, extra={"run_id": model.run_id})
         return True
 
     def _loop(self) -> None:
@@ -67,7 +118,10 @@ class ModelStore:
                 log.error("model refresh failed: %s", exc, extra={"error_type": type(exc).__name__})
 
     def start(self) -> ModelStore:
-        self.refresh()
+        try:
+            self.refresh()
+        except Exception as exc:  # not ready until a good artifact appears; /readyz says so
+            log.error("model load failed: %s", exc, extra={"error_type": type(exc).__name__})
         threading.Thread(target=self._loop, daemon=True, name="model-refresh").start()
         return self
 

@@ -1,8 +1,11 @@
 """The API as gunicorn (Cloud Run) serves it: ``gunicorn 'shared.api.wsgi:app'``.
 
 Environment: the usual ``Settings`` variables, artifact keys (``RETAIL_ARTIFACT_KEYS*``),
-``RETAIL_MODEL_POINTER`` (default ``gs://<data bucket>/artifacts/pricing/LATEST``),
-``RETAIL_MODEL_POLL_S`` (default 30) and, locally, ``RETAIL_API_KEY``.
+``RETAIL_ARTIFACTS`` (default ``gs://<data bucket>/artifacts``; the pointers are
+``pricing/LATEST`` and ``promotions/LATEST`` under it), ``RETAIL_MODEL_POLL_S`` (default 30),
+``RETAIL_RESULTS_DATASET`` (default ``results``: promotion analytics reads
+``promotion_performance`` there), ``RETAIL_STORES_TABLE`` (default
+``<project>.retail.stores``) and, locally, ``RETAIL_API_KEY``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import os
 
 from shared import clients, log
+from shared.api.analytics import PromotionAnalytics
 from shared.api.app import create_app
 from shared.api.models import ModelStore
 from shared.settings import Settings
@@ -20,8 +24,13 @@ _settings = Settings.from_env()
 store = ModelStore(
     clients.storage_client(_settings),
     Keyring.from_env(),
-    os.environ.get("RETAIL_MODEL_POINTER")
-    or f"gs://{_settings.data_bucket}/artifacts/pricing/LATEST",
+    os.environ.get("RETAIL_ARTIFACTS") or f"gs://{_settings.data_bucket}/artifacts",
     poll_s=float(os.environ.get("RETAIL_MODEL_POLL_S", "30")),
 ).start()
-app = create_app(store, api_key=os.environ.get("RETAIL_API_KEY") or None)
+_results = os.environ.get("RETAIL_RESULTS_DATASET", "results")
+analytics = PromotionAnalytics(
+    clients.bigquery_client(_settings),
+    f"{_settings.project}.{_results}.promotion_performance",
+    os.environ.get("RETAIL_STORES_TABLE") or f"{_settings.project}.retail.stores",
+)
+app = create_app(store, analytics=analytics, api_key=os.environ.get("RETAIL_API_KEY") or None)

@@ -1,0 +1,196 @@
+"""Planned-promotion predictions and realised-promotion analytics, and the whole API held to
+its OpenAPI document by schemathesis."""
+
+import datetime as dt
+import json
+import uuid
+
+import pytest
+
+from shared import clients
+from shared.api.analytics import PromotionAnalytics
+from shared.api.app import MAX_BATCH, create_app
+from shared.api.models import ModelStore
+
+from .conftest import KEYRING, publish_promotions
+from .test_prices import product, publish_model
+
+pytestmark = pytest.mark.stack
+HEADERS = {"X-API-Key": "local-key"}
+
+
+@pytest.fixture
+def served(stack, settings, analytics_tables):
+    prefix = f"artifacts/api-{uuid.uuid4().hex[:6]}"
+    store = ModelStore(
+        clients.storage_client(settings), KEYRING, f"gs://{settings.data_bucket}/{prefix}", 3600
+    )
+    perf_table, stores_table, _ = analytics_tables
+    analytics = PromotionAnalytics(clients.bigquery_client(settings), perf_table, stores_table)
+    app = create_app(store, analytics=analytics, api_key="local-key")
+    return prefix, store, app.test_client()
+
+
+def plan(product_id, **overrides):
+    return {
+        "product_id": product_id,
+        "mechanic": "tpr",
+        "discount": 0.25,
+        "start_date": "2025-03-03",
+        "duration_days": 7,
+        "feature": True,
+        **overrides,
+    }
+
+
+def predict(client, body):
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return client.post(
+        "/v1/promotions:predict", data=data, headers=HEADERS, content_type="application/json"
+    )
+
+
+def test_planned_promotions_get_revenue_and_uplift(settings, served, promotion_model):
+    prefix, store, client = served
+    assert predict(client, plan(1)).status_code == 503  # no promotion model yet
+    publish_promotions(settings, prefix, promotion_model, "promo-1")
+    assert store.refresh() is True
+    assert client.get("/readyz").json["promotions_run_id"] == "promo-1"
+
+    products = sorted(promotion_model.baselines)
+    one = predict(client, plan(products[0])).json
+    assert one["model_run_id"] == "promo-1" and one["product_id"] == products[0]
+    assert one["predicted_revenue"] == pytest.approx(one["baseline_revenue"] * one["uplift"])
+    assert one["uplift"] > 1.1  # a featured 25% price cut sells more than a normal week
+
+    batch = predict(
+        client,
+        {
+            "promotions": [
+                plan(products[0]),
+                plan(products[1], duration_days=14, stores=2),
+                plan(products[2], mechanic="bogo", discount=0.5, display=True),
+            ]
+        },
+    ).json
+    assert [p["product_id"] for p in batch["predictions"]] == products[:3]
+    assert batch["predictions"][0] == one
+    # two stores for two weeks: baseline = weekly revenue per store x 2 x 2
+    per_store = promotion_model.baselines[products[1]].weekly_revenue_per_store
+    assert batch["predictions"][1]["baseline_revenue"] == pytest.approx(per_store * 4)
+
+
+def test_bad_promotion_requests_name_the_field(settings, served, promotion_model):
+    prefix, store, client = served
+    publish_promotions(settings, prefix, promotion_model, "promo-1")
+    store.refresh()
+    known = min(promotion_model.baselines)
+    missing = plan(known)
+    del missing["mechanic"]
+    cases = [
+        (missing, 400, "mechanic"),
+        (plan(known, discount="0.2"), 400, "discount"),
+        (plan(known, discount=-0.1), 400, "discount"),
+        (plan(known, discount=1.0), 400, "discount"),
+        (plan(known, duration_days=0), 400, "duration_days"),
+        (plan(known, start_date="03/03/2025"), 400, "start_date"),
+        (plan(known, mechanic="raffle"), 400, "mechanic"),
+        (plan(known, colour="red"), 400, "colour"),
+        (plan(99_999), 404, "product_id"),
+        ({"promotions": [plan(known), plan(known, feature="yes")]}, 400, "promotions[1].feature"),
+        ({"promotions": [plan(known), plan(99_999)]}, 404, "promotions[1].product_id"),
+        ({"promotions": []}, 400, "promotions"),
+        ({"promotions": [plan(known)] * (MAX_BATCH + 1)}, 413, "promotions"),
+        (b'{"product_id": 1, "mechanic": "tpr"', 400, None),
+        (b"\xff\xfe", 400, None),
+        (b"[1, 2]", 400, None),
+        (b'{"a": "' + b"x" * (2 << 20) + b'"}', 413, None),
+    ]
+    for body, status, field in cases:
+        response = predict(client, body)
+        error = response.json["error"]
+        assert (response.status_code, error["field"]) == (status, field), (body, error)
+        assert error["status"] == status and error["reason"]
+
+
+def test_analytics_filters_and_pages_past_promotions(served, analytics_tables, world):
+    _, _, client = served
+    _, _, perf = analytics_tables
+    w, _ = world
+    rows = perf.to_pylist()
+
+    def ids(query):
+        response = client.get(f"/v1/promotions/analytics?{query}", headers=HEADERS)
+        assert response.status_code == 200, response.json
+        return [item["promo_id"] for item in response.json["items"]], response.json
+
+    def expected(keep):
+        chosen = [r for r in rows if keep(r)]
+        chosen.sort(key=lambda r: (-r["start_date"].toordinal(), r["promo_id"]))
+        return [r["promo_id"] for r in chosen]
+
+    everything = expected(lambda r: True)
+    got, body = ids("limit=500")
+    assert got == everything[:500]
+    # pages of 7 put back together give the same list, and the last page says so
+    pages, offset = [], 0
+    while offset is not None and offset < 40:
+        page, body = ids(f"limit=7&offset={offset}")
+        pages += page
+        offset = body["next_offset"]
+    assert pages == everything[: len(pages)] and len(pages) >= 35
+
+    product = rows[0]["product_id"]
+    assert ids(f"product_id={product}")[0] == expected(lambda r: r["product_id"] == product)
+    assert ids("mechanic=bogo")[0] == expected(lambda r: r["mechanic"] == "bogo")
+    category = rows[0]["category"]
+    assert ids(f"category={category}")[0] == expected(lambda r: r["category"] == category)
+    region = dict(
+        zip(w.stores["store_id"].to_pylist(), w.stores["region"].to_pylist(), strict=True)
+    )
+    assert ids("store_id=3&limit=500")[0] == expected(lambda r: r["region"] in ("all", region[3]))
+    start, end = dt.date(2024, 3, 1), dt.date(2024, 3, 31)
+    assert ids("start=2024-03-01&end=2024-03-31")[0] == expected(
+        lambda r: r["end_date"] >= start and r["start_date"] <= end
+    )
+    assert ids("product_id=99999")[0] == []
+    assert ids("start=2024-03-02&end=2024-03-01")[0] == []  # an empty period
+
+    for query, field in [
+        ("mechanic=raffle", "mechanic"),
+        ("start=2024-13-01", "start"),
+        ("limit=501", "limit"),
+        ("store_id=x", "store_id"),
+    ]:
+        response = client.get(f"/v1/promotions/analytics?{query}", headers=HEADERS)
+        assert (response.status_code, response.json["error"]["field"]) == (400, field), query
+
+
+def test_no_request_breaks_the_contract(settings, served, promotion_model):
+    """Generated requests (valid and not) for every operation: no 5xx, and every response
+    matches /openapi.json (status code, content type, body schema)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
+
+    prefix, store, client = served
+    publish_model(settings, prefix, "run-a", [product(i) for i in range(1, 30)])
+    publish_promotions(settings, prefix, promotion_model, "promo-1")
+    store.refresh()
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", client.application)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    # The document covers every route the app serves (besides itself).
+    routes = {
+        r.rule.replace("<", "{").replace(">", "}")
+        for r in schema.app.url_map.iter_rules()
+        if r.endpoint not in ("static", "spec")
+    }
+    assert {op.path for op in operations} == routes
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @hsettings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+        def check(case):
+            case.call_and_validate(headers=HEADERS)
+
+        check()
