@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test lint unit bench up down status clean
+.PHONY: install demo test lint unit bench bench-api up down status clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,9 @@ lint: install
 bench: install  ## the fetch benchmark: every contender on the same 5M-row table, both modes
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[local,dev,training,api,bench]'
 	$(BIN)/python -m bench.fetch_bench
+
+bench-api: install  ## the API load benchmark: Flask dev server vs gunicorn, and a model swap under load
+	$(BIN)/python -m bench.api_load
 
 unit: install
 	$(BIN)/pytest tests/unit tests/functions

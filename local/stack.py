@@ -51,6 +51,7 @@ class StackConfig:
     max_ack_deadline_s: int = 600
     identity_port: int = 8095
     cloud_run_port: int = 8096
+    api_port: int = 8097
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
@@ -73,6 +74,7 @@ class StackConfig:
             functions_base_port=port("RETAIL_FUNCTIONS_BASE_PORT", 8101),
             identity_port=port("RETAIL_CLOUD_IDENTITY_PORT", 8095),
             cloud_run_port=port("RETAIL_CLOUD_RUN_PORT", 8096),
+            api_port=port("RETAIL_API_PORT", 8097),
             # Production backs off 10 s to 600 s; locally a retry should be seen within seconds.
             min_backoff_s=int(env.get("RETAIL_PUBSUB_MIN_BACKOFF_S", "1")),
             # A push that never answers (its instance died) is redelivered after the ack
@@ -102,6 +104,7 @@ class StackConfig:
             "CLOUD_IDENTITY_EMULATOR_HOST": f"http://{HOST}:{self.identity_port}",
             "CLOUD_RUN_EMULATOR_HOST": f"{HOST}:{self.cloud_run_port}",
             "RETAIL_ARTIFACT_KEYS_FILE": str(self.state_dir / "artifact-keys"),
+            "RETAIL_API_URL": f"http://{HOST}:{self.api_port}",
         }
 
     def function_port(self, entry_point: str) -> int:
@@ -173,13 +176,13 @@ def _pubsub_argv(cfg: StackConfig) -> list[str]:
     return [java, "-jar", jars[-1], f"--host={HOST}", f"--port={cfg.pubsub_port}"]
 
 
-def _venv_bin(name: str, hint: str) -> str:
+def _venv_bin(name: str, hint: str, extra: str = "local") -> str:
     path = Path(sys.executable).parent / name
     if path.exists():
         return str(path)
     found = shutil.which(name)
     if not found:
-        raise StackError(f"{hint}: '{name}' is not installed; run: pip install -e '.[local]'")
+        raise StackError(f"{hint}: '{name}' is not installed; run: pip install -e '.[{extra}]'")
     return found
 
 
@@ -328,6 +331,28 @@ EMULATORS: tuple[Component, ...] = (
         lambda cfg: [cfg.cloud_run_port],
         lambda cfg: _port_open(cfg.cloud_run_port),
         env=lambda cfg: {**cfg.client_env(), "PYTHONPATH": str(REPO)},
+    ),
+    Component(
+        "api",
+        lambda cfg: [
+            _venv_bin("gunicorn", "prediction API", extra="api"),
+            "--bind",
+            f"{HOST}:{cfg.api_port}",
+            # As on Cloud Run: threads serve while the model store polls in the background.
+            "--worker-class",
+            "gthread",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--log-level",
+            "warning",
+            "shared.api.wsgi:app",
+        ],
+        lambda cfg: [cfg.api_port],
+        lambda cfg: _http_ok(f"http://{HOST}:{cfg.api_port}/healthz"),
+        # Locally a new model is served within seconds of its training run.
+        env=lambda cfg: {**cfg.client_env(), "PYTHONPATH": str(REPO), "RETAIL_MODEL_POLL_S": "2"},
     ),
 )
 

@@ -21,6 +21,7 @@ TEST_STACK_ENV = {
     "RETAIL_FUNCTIONS_BASE_PORT": "18101",
     "RETAIL_CLOUD_IDENTITY_PORT": "18095",
     "RETAIL_CLOUD_RUN_PORT": "18096",
+    "RETAIL_API_PORT": "18097",
     # Test chunks take well under a second per call; a killed call is redelivered after this.
     "RETAIL_PUBSUB_MAX_ACK_DEADLINE_S": "15",
 }

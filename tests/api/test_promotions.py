@@ -194,3 +194,64 @@ def test_no_request_breaks_the_contract(settings, served, promotion_model):
             case.call_and_validate(headers=HEADERS)
 
         check()
+
+
+def test_a_model_swap_under_load_loses_no_request(settings, served, promotion_model):
+    """Four clients predict without pause while a new run is published; the store swaps it
+    in from its poll loop. Every answer is a 200, from the old run and then the new."""
+    import threading
+    import time
+    import urllib.error
+    import urllib.request
+
+    from werkzeug.serving import make_server
+
+    prefix, store, client = served
+    publish_promotions(settings, prefix, promotion_model, "promo-1")
+    store.refresh()
+    store.poll_s = 0.2
+    server = make_server("127.0.0.1", 0, client.application, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    store.start()
+    url = f"http://127.0.0.1:{server.server_port}/v1/promotions:predict"
+    body = json.dumps(plan(min(promotion_model.baselines))).encode()
+    statuses, runs, stop = [], [], threading.Event()
+
+    def hammer():
+        headers = {**HEADERS, "Content-Type": "application/json"}
+        while not stop.is_set():
+            try:
+                request = urllib.request.Request(url, data=body, headers=headers)
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    runs.append(json.loads(response.read())["model_run_id"])
+                    statuses.append(response.status)
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+            except OSError:
+                statuses.append(-1)
+
+    def wait_until(condition, seconds=30.0):
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert condition(), "timed out"
+
+    hammers = [threading.Thread(target=hammer) for _ in range(4)]
+    try:
+        for h in hammers:
+            h.start()
+        wait_until(lambda: len(statuses) >= 50)
+        publish_promotions(settings, prefix, promotion_model, "promo-2")
+        wait_until(lambda: "promo-2" in runs)
+        count = len(statuses)
+        wait_until(lambda: len(statuses) >= count + 50)
+    finally:
+        stop.set()
+        for h in hammers:
+            h.join()
+        store.stop()
+        server.shutdown()
+    assert set(statuses) == {200}
+    first_new = runs.index("promo-2")
+    # Requests already in flight at the swap may still answer from the old run; none after.
+    assert set(runs[:first_new]) == {"promo-1"} and set(runs[first_new + 4 :]) == {"promo-2"}

@@ -42,6 +42,7 @@ def own_stack(tmp_path):
             "RETAIL_FUNCTIONS_BASE_PORT": "28101",
             "RETAIL_CLOUD_IDENTITY_PORT": "28095",
             "RETAIL_CLOUD_RUN_PORT": "28096",
+            "RETAIL_API_PORT": "28097",
         }
     )
     yield cfg
@@ -80,6 +81,7 @@ def test_missing_pubsub_emulator_is_named_and_nothing_starts(tmp_path):
         "RETAIL_FUNCTIONS_BASE_PORT": "38101",
         "RETAIL_CLOUD_IDENTITY_PORT": "38095",
         "RETAIL_CLOUD_RUN_PORT": "38096",
+        "RETAIL_API_PORT": "38097",
     }
     result = subprocess.run(
         [sys.executable, "-m", "local", "up"],
@@ -111,6 +113,7 @@ def test_busy_port_is_reported_and_nothing_is_left_running(tmp_path):
             "RETAIL_BQ_READ_PORT": "49061",
             "RETAIL_CLOUD_IDENTITY_PORT": "48095",
             "RETAIL_CLOUD_RUN_PORT": "48096",
+            "RETAIL_API_PORT": "48097",
         }
         result = subprocess.run(
             [sys.executable, "-m", "local", "up"],

@@ -15,3 +15,16 @@ def test_model_beats_the_naive_uplift_on_later_promotions():
     assert np.all(rows["baseline"] > 0) and len(rows["revenue"]) > 300
     scores = evaluate(rows)
     assert scores["model_wape"] < 0.8 * scores["naive_wape"], scores
+
+
+def test_compiled_trees_predict_what_sklearn_predicts_on_unseen_rows():
+    from shared.training.promotions import CompiledTrees, train
+
+    world = build_world(Shape(n_stores=10, n_products=60, n_days=364), 11)
+    rows = promotion_rows(pa.Table.from_batches(list(transactions(world))), world.promotions)
+    fitted, unseen = split_by_time(rows)
+    model = train(fitted)
+    assert isinstance(model.fast, CompiledTrees)
+    x = model.features(unseen)
+    x[::7, 0] = np.nan  # a missing value takes the side sklearn learned for it
+    np.testing.assert_allclose(model.fast.predict(x), model.model.predict(x), atol=1e-9)
