@@ -22,9 +22,10 @@ demo: install  ## start the stack, load the data, run the pipeline round trip, s
 test: install lint  ## the whole suite: unit, function and integration tests on the local stack
 	$(BIN)/pytest
 
-lint: install
+lint: install  ## style and types
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: install  ## the fetch benchmark: every contender on the same 5M-row table, both modes
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[local,dev,training,api,bench]'

@@ -84,23 +84,20 @@ def _fetch_chunk(message: ChunkReady, delivery: Delivery) -> None:
         part_rows=settings.part_max_rows,
         time_budget_s=settings.time_budget_s,
     )
-    topic, out = (
-        (topology.FETCH_CHUNK_DONE, outcome.done)
-        if outcome.done
-        else (topology.FETCH_CHUNK_READY, outcome.handoff)
-    )
+    out = outcome.following
+    topic = topology.FETCH_CHUNK_DONE if isinstance(out, ChunkDone) else topology.FETCH_CHUNK_READY
     publish_all(clients.publisher_client(settings), settings.project, topic, [out])
     logger.info(
         "chunk %d of %s: %s",
         message.chunk,
         message.run_id,
-        "done" if outcome.done else f"handed on at offset {out.offset}",
+        "done" if isinstance(out, ChunkDone) else f"handed on at offset {out.offset}",
         extra={
             "run_id": message.run_id,
             "chunk": message.chunk,
             "function": "fetch_chunk",
-            "rows": outcome.done.rows if outcome.done else None,
-            "offset": None if outcome.done else out.offset,
+            "rows": out.rows if isinstance(out, ChunkDone) else None,
+            "offset": None if isinstance(out, ChunkDone) else out.offset,
         },
     )
 

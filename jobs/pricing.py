@@ -42,7 +42,7 @@ def main() -> int:
             gcs=gcs,
             bq=clients.bigquery_client(settings),
             results_table=f"{settings.project}.{dataset}.pricing",
-            artifact_uri=f"gs://{settings.data_bucket}/artifacts/pricing/{run_id}.model",
+            artifact_uri=f"{settings.artifacts}/pricing/{run_id}.model",
             keyring=Keyring.from_env(),
         )
     except (PermanentError, KeyError) as exc:

@@ -50,7 +50,7 @@ def main() -> int:
             products,
             gcs=gcs,
             bq=bq,
-            artifacts=f"gs://{settings.data_bucket}/artifacts",
+            artifacts=settings.artifacts,
             results_table=f"{settings.project}.{dataset}.promotion_performance",
             keyring=Keyring.from_env(),
         )

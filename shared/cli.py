@@ -9,6 +9,7 @@ import argparse
 import resource
 import sys
 import time
+from collections.abc import Sequence
 
 from shared import clients, log
 from shared.errors import PlatformError
@@ -104,7 +105,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from shared.fetch.library import new_run_id, run_in_process
     from shared.fetch.plan import check_request, read_plan
     from shared.identifiers import GcsUri
-    from shared.messages import FetchRequest, dump
+    from shared.messages import FetchRequest, Predicate, dump
 
     settings = Settings.from_env()
     if args.resume:
@@ -115,7 +116,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         table=args.table,
         query=args.query,
         columns=args.columns.split(",") if args.columns else None,
-        row_filter=[_parse_filter(w) for w in args.where],
+        row_filter=[Predicate.model_validate(_parse_filter(w)) for w in args.where],
         strategy=args.strategy or ("chunk_tables" if args.query or args.index else "streams"),
         index_columns=args.index.split(",") if args.index else [],
         destination=args.dest or f"gs://{settings.data_bucket}/fetch/{run_id}",
@@ -212,7 +213,7 @@ def _perm(value: object) -> str:
     return str(value)
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int = 60) -> None:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], width: int = 60) -> None:
     cut = [tuple(c if len(c) <= width else c[: width - 1] + "…" for c in row) for row in rows]
     sizes = [max([len(h), *(len(r[i]) for r in cut)]) for i, h in enumerate(header)]
     print("  ".join(h.ljust(n) for h, n in zip(header, sizes, strict=True)))

@@ -7,6 +7,7 @@ Everything else takes clients as arguments and never builds its own.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import grpc
 from google.api_core.client_options import ClientOptions
@@ -18,6 +19,9 @@ from google.cloud.bigquery_storage_v1.services.big_query_read.transports import 
 )
 
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # loaded by jobs_client() only: the fetch functions start faster without it
+    from google.cloud import run_v2
 
 # Arrow record batches of a few MB each; gRPC's default 4 MB receive cap is too small.
 _GRPC_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
@@ -79,7 +83,7 @@ def subscriber_client(settings: Settings) -> pubsub_v1.SubscriberClient:
 
 
 @functools.cache
-def jobs_client(settings: Settings) -> object:
+def jobs_client(settings: Settings) -> run_v2.JobsClient:
     """A Cloud Run Admin API v2 jobs client (gRPC); locally, the local runner of jobs."""
     from google.cloud import run_v2
     from google.cloud.run_v2.services.jobs.transports import JobsGrpcTransport

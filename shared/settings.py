@@ -51,6 +51,8 @@ class Settings:
     # Parts are cut at a fixed row count per run, chosen so a part is about this much Arrow
     # data: a worker's memory is bounded by one part whatever the table's width or size.
     part_target_mb: int = 32
+    # Where trained models, their pointers and scores live (a versioned bucket in the cloud).
+    artifacts: str = ""
 
     @property
     def local(self) -> bool:
@@ -88,4 +90,8 @@ class Settings:
             time_budget_s=_int(env, "RETAIL_TIME_BUDGET_S", 480, minimum=0),
             part_max_rows=_int(env, "RETAIL_PART_MAX_ROWS", 1_000_000),
             part_target_mb=_int(env, "RETAIL_PART_TARGET_MB", 32),
+            artifacts=(
+                env.get("RETAIL_ARTIFACTS")
+                or f"gs://{env.get('RETAIL_DATA_BUCKET') or f'{project}-data'}/artifacts"
+            ).rstrip("/"),
         )

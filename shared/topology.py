@@ -70,3 +70,42 @@ def entry_points() -> list[str]:
 def push_path(project: str, topic: str) -> str:
     """URL path of a push endpoint; functions-framework names the CloudEvent source after it."""
     return f"/projects/{project}/topics/{topic}"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A Cloud Scheduler job publishing ``payload`` (JSON; ``{table}`` is the source
+    transactions table) to ``topic`` on ``cron``, in the deployment's time zone."""
+
+    name: str
+    cron: str
+    topic: str
+    payload: str
+    why: str
+
+
+# DESIGN.md: pricing monthly, promotions weekly on Saturday night, the RBAC reconcile every ten
+# minutes as the fallback to group-change events.
+SCHEDULES: tuple[Schedule, ...] = (
+    Schedule(
+        "train-pricing",
+        "0 2 1 * *",
+        TRAINING_SCHEDULE,
+        '{"job": "pricing", "table": "{table}"}',
+        "monthly: fetch the transactions, then fit elasticities and prices",
+    ),
+    Schedule(
+        "train-promotions",
+        "0 23 * * 6",
+        TRAINING_SCHEDULE,
+        '{"job": "promotions", "table": "{table}"}',
+        "weekly, Saturday 23:00: fetch, then retrain the promotion model",
+    ),
+    Schedule(
+        "rbac-reconcile",
+        "*/10 * * * *",
+        RBAC_SYNC,
+        '{"reason": "tick"}',
+        "every 10 minutes: reconcile Airflow roles with Google Groups",
+    ),
+)

@@ -48,7 +48,7 @@ class PromotionAnalytics:
         """One page of promotions, newest first; and whether another page follows."""
         where, params = [], []
 
-        def equal(column: str, kind: str, value: object) -> None:
+        def equal(column: str, kind: str, value: str | int | None) -> None:
             if value is not None:
                 where.append(f"{column} = @{column}")
                 params.append(bigquery.ScalarQueryParameter(column, kind, value))

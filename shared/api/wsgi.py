@@ -24,7 +24,7 @@ _settings = Settings.from_env()
 store = ModelStore(
     clients.storage_client(_settings),
     Keyring.from_env(),
-    os.environ.get("RETAIL_ARTIFACTS") or f"gs://{_settings.data_bucket}/artifacts",
+    _settings.artifacts,
     poll_s=float(os.environ.get("RETAIL_MODEL_POLL_S", "30")),
 ).start()
 _results = os.environ.get("RETAIL_RESULTS_DATASET", "results")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import pyarrow.compute as pc
 from google.api_core import exceptions as gexc
@@ -285,7 +286,7 @@ def create_chunk(
         ),
         max_stream_count=1,
     )
-    common = {
+    common: dict[str, Any] = {
         "run_id": spec.run_id,
         "chunk": spec.chunk,
         "chunk_count": spec.chunk_count,

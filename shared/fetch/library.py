@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import pyarrow.dataset as pads
@@ -74,7 +74,7 @@ def run_in_process(
             part_rows=settings.part_max_rows,
             time_budget_s=settings.time_budget_s,
         )
-        following = outcome.done or outcome.handoff
+        following = outcome.following
         on_rows(sum(p.rows for p in following.parts[len(message.parts) :]))
         return following
 
@@ -119,7 +119,7 @@ def fetch_table(
     columns: Sequence[str] | None = None,
     row_filter: Sequence[dict[str, Any] | Predicate] = (),
     index_columns: Sequence[str] = (),
-    strategy: str | None = None,
+    strategy: Literal["streams", "chunk_tables"] | None = None,
     destination: str | None = None,
     parallelism: int = 8,
     settings: Settings | None = None,
@@ -142,7 +142,7 @@ def fetch_table(
         table=table,
         query=query,
         columns=list(columns) if columns else None,
-        row_filter=list(row_filter),
+        row_filter=[Predicate.model_validate(p) for p in row_filter],
         index_columns=list(index_columns),
         strategy=strategy or ("chunk_tables" if query else "streams"),
         destination=destination or f"gs://{settings.data_bucket}/fetch/{run_id}",

@@ -117,14 +117,18 @@ def _schema(fields: list[bigquery.SchemaField]) -> list[dict]:
 
 def _plan_from_record(record: dict, reused: bool) -> Plan:
     strategy = record.get("strategy", "streams")
-    model = ChunkSpec if strategy == "chunk_tables" else ChunkReady
+    chunks: list[ChunkSpec] | list[ChunkReady] = (
+        [ChunkSpec.model_validate(c) for c in record["chunks"]]
+        if strategy == "chunk_tables"
+        else [ChunkReady.model_validate(c) for c in record["chunks"]]
+    )
     return Plan(
         run_id=record["run_id"],
         table=record["table"],
         strategy=strategy,
         snapshot_time=record["snapshot_time"],
         estimated_rows=record["estimated_rows"],
-        chunks=[model.model_validate(c) for c in record["chunks"]],
+        chunks=chunks,
         reused=reused,
     )
 

@@ -86,6 +86,14 @@ class ChunkOutcome:
     done: ChunkDone | None = None
     handoff: ChunkReady | None = None
 
+    @property
+    def following(self) -> ChunkDone | ChunkReady:
+        """The message that carries the chunk on: its completion or its hand-off."""
+        out = self.done or self.handoff
+        if out is None:
+            raise ValueError("a chunk outcome is either done or handed off")
+        return out
+
 
 def write_part(bucket: storage.Bucket, dest: GcsUri, name: str, table: pa.Table) -> PartInfo:
     """Write one Parquet part (overwriting a same-named one, which holds the same rows)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -170,7 +171,7 @@ def fit_product(
     current = float(np.median(price[cells["week"][sold] == cells["week"][sold].max()]))
     log_price = np.log(price)
     variation = float(np.std(_within(log_price, store)))
-    base = {"n_cells": n, "price_variation": variation, "current_price": current}
+    base: dict[str, Any] = {"n_cells": n, "price_variation": variation, "current_price": current}
     if n < min_cells:
         return PriceResult(product_id, "too_few_observations", returns_rows=returns_rows, **base)
     if variation < min_price_variation:
@@ -230,7 +231,7 @@ def fit_product(
 
 
 def fit_products(
-    table: pa.Table, unit_costs: dict[int, float] | None = None, **options: float
+    table: pa.Table, unit_costs: dict[int, float] | None = None, **options: Any
 ) -> list[PriceResult]:
     """Fit every product in ``table`` (one shard's transactions), in product order.
 

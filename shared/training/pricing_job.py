@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -195,7 +196,7 @@ def merge_when_complete(
     task_count: int,
     *,
     gcs: storage.Client,
-    **merge_kwargs: object,
+    **merge_kwargs: Any,
 ) -> bool:
     """Called by every task after its shard: the task that sees all shards merges.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -157,7 +158,7 @@ class CompiledTrees:
     not the one this reads (e.g. categorical splits, another sklearn's internals).
     """
 
-    def __init__(self, regressor: object) -> None:
+    def __init__(self, regressor: Any) -> None:
         trees = [iteration[0].nodes for iteration in regressor._predictors]
         sizes = np.array([len(t) for t in trees])
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -176,7 +177,7 @@ class CompiledTrees:
         self.categorical = bool(nodes["is_categorical"].any())
 
     @classmethod
-    def compile(cls, regressor: object, check: np.ndarray) -> CompiledTrees | None:
+    def compile(cls, regressor: Any, check: np.ndarray) -> CompiledTrees | None:
         try:
             compiled = cls(regressor)
         except (AttributeError, KeyError, ValueError, IndexError, TypeError):
@@ -201,7 +202,7 @@ class CompiledTrees:
 
 @dataclass
 class PromotionModel:
-    model: object
+    model: Any  # a fitted HistGradientBoostingRegressor
     product_uplift: dict[int, float]
     global_uplift: float
     baselines: dict[int, Baseline] = field(default_factory=dict)
@@ -270,7 +271,7 @@ def train(rows: dict[str, np.ndarray], seed: int = 7) -> PromotionModel:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     products = rows["product_id"].astype(np.int64)
-    sums = {}
+    sums: dict[int, tuple[float, int]] = {}
     for p, u in zip(products.tolist(), rows["log_uplift"].tolist(), strict=True):
         total, n = sums.get(p, (0.0, 0))
         sums[p] = (total + u, n + 1)

@@ -15,7 +15,9 @@ import numpy as np
 W, H, PAD = 420, 220, 36
 
 
-def _scale(values: Sequence[float], lo: float, hi: float, out_lo: float, out_hi: float) -> list:
+def _scale(
+    values: Sequence[float] | np.ndarray, lo: float, hi: float, out_lo: float, out_hi: float
+) -> list:
     span = (hi - lo) or 1.0
     return [out_lo + (v - lo) / span * (out_hi - out_lo) for v in values]
 

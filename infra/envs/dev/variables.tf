@@ -1,0 +1,32 @@
+variable "project_id" {
+  description = "Google Cloud project of this environment."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, jobs, service and buckets."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "image_tag" {
+  description = "Tag of the training and API images to deploy (Cloud Build passes the commit)."
+  type        = string
+}
+
+variable "rbac_config_uri" {
+  description = "gs:// URI of the RBAC reconciler's YAML config."
+  type        = string
+}
+
+variable "rbac_secret_env_name" {
+  description = "Environment variable the RBAC config names for the Airflow secret; empty on Composer (Google identity)."
+  type        = string
+  default     = ""
+}
+
+variable "function_source_object" {
+  description = "Object in the function-source bucket with the zipped functions (Cloud Build uploads it per commit)."
+  type        = string
+  default     = "functions-source.zip"
+}

@@ -1,0 +1,18 @@
+terraform {
+  required_version = ">= 1.6"
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = ">= 6.0, < 8.0"
+    }
+  }
+  # The bucket is passed at init: terraform init -backend-config="bucket=<state bucket>"
+  backend "gcs" {
+    prefix = "retail-platform/dev"
+  }
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+}

@@ -1,0 +1,50 @@
+variable "project_id" {
+  description = "Google Cloud project of this environment."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, jobs, service and buckets."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "image_tag" {
+  description = "Tag of the training and API images to deploy (Cloud Build passes the commit)."
+  type        = string
+}
+
+variable "rbac_config_uri" {
+  description = "gs:// URI of the RBAC reconciler's YAML config."
+  type        = string
+}
+
+variable "rbac_secret_env_name" {
+  description = "Environment variable the RBAC config names for the Airflow secret; empty on Composer (Google identity)."
+  type        = string
+  default     = ""
+}
+
+variable "api_invokers" {
+  description = "Principals allowed to call the API, e.g. group:pricing-analysts@example.com."
+  type        = list(string)
+  default     = []
+}
+
+variable "organization_id" {
+  description = "Organisation whose Workspace group-membership audit events trigger the RBAC reconcile; empty to rely on the 10-minute tick."
+  type        = string
+  default     = ""
+}
+
+variable "schedule_time_zone" {
+  description = "The retailer's time zone for the Scheduler crons."
+  type        = string
+  default     = "Europe/Amsterdam"
+}
+
+variable "function_source_object" {
+  description = "Object in the function-source bucket with the zipped functions (Cloud Build uploads it per commit)."
+  type        = string
+  default     = "functions-source.zip"
+}
