@@ -240,6 +240,55 @@ def down(af: Airflow) -> None:
     pid_file.unlink(missing_ok=True)
 
 
+def visible_dags(af: Airflow, email: str) -> set[str]:
+    """The DAGs the user ``email`` can open through Airflow's API, logged in as that user.
+
+    Gives the user a fresh random password first (as the admin; the password is never shown):
+    the reconciler creates users without one, since Composer signs people in with Google.
+    """
+    import requests
+
+    from shared.rbac.airflow import AirflowClient
+
+    admin = AirflowClient(af.url, username="admin", password=af.admin_password)
+    user = next(u for u in admin.users() if u.email == email)
+    password = secrets.token_urlsafe(12)
+    admin._call(
+        "PATCH",
+        f"{admin.fab}/users/{user.username}",
+        "set_password",
+        params={"update_mask": "password"},
+        json={
+            "username": user.username,
+            "email": user.email,
+            "first_name": user.first_name,
+            "last_name": user.last_name or "-",
+            "roles": [{"name": r} for r in user.roles],
+            "password": password,
+        },
+    )
+    session = requests.Session()
+    if af.major == 3:
+        token = session.post(
+            f"{af.url}/auth/token",
+            json={"username": user.username, "password": password},
+            timeout=10,
+        ).json()["access_token"]
+        session.headers["Authorization"] = f"Bearer {token}"
+        api = f"{af.url}/api/v2"
+    else:
+        session.auth = (user.username, password)
+        api = f"{af.url}/api/v1"
+    visible = set()
+    for dag in admin.dags():
+        status = session.get(f"{api}/dags/{dag}", timeout=10).status_code
+        if status not in (200, 403, 404):
+            raise AirflowSetupError(f"Airflow answered {status} for DAG {dag} as {email}")
+        if status == 200:
+            visible.add(dag)
+    return visible
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["install", "up", "down"])

@@ -1,8 +1,18 @@
-"""The main job on the local stack: ``python -m local.demo`` (``make demo``).
+"""The main job, end to end on the local stack: ``python -m local.demo`` (``make demo``).
 
-Starts the stack, generates and loads the synthetic retailer, sends a fetch request through
-Pub/Sub to ``plan_fetch`` and shows what came out the other side, sends a malformed message and
-shows it rejected and acknowledged, then stops the stack (``--keep`` leaves it running).
+1. starts the stack (Pub/Sub, BigQuery and GCS emulators, the functions, the local Cloud
+   Identity server and Cloud Run runner, the prediction API) and a real Airflow with DAGs of
+   two projects;
+2. generates and loads the synthetic retailer into BigQuery;
+3. publishes a fetch request (as Cloud Scheduler would) and follows the fan-out to the manifest;
+4. waits for the training jobs ``fetch-complete`` started (parallel Cloud Run tasks), their
+   BigQuery results and encrypted artifacts;
+5. asks the API, which picked the new models up by itself, for prices and a planned promotion;
+6. ticks the RBAC reconciler and shows a project member seeing only their project's DAGs, then
+   moves a person between groups and shows the access follow;
+7. saves the run report and prints its path; stops everything unless ``--keep``.
+
+Every step returns what it observed, so the end-to-end test runs the same steps and asserts.
 """
 
 from __future__ import annotations
@@ -11,21 +21,30 @@ import argparse
 import contextlib
 import json
 import os
+import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from local.stack import StackConfig, StackError, down, up
+from local.stack import REPO, StackConfig, StackError, down, up
+
+AIRFLOW_VERSION = "2.10.5"
+# The people of local/rbac/groups.yaml the demo follows.
+PRICING_MEMBER = "paul@retail.example"
+MOVER = "priya@retail.example"  # in pricing-analysts (nested in pricing-team), moves to promotions
 
 
 def function_log_lines(cfg: StackConfig, entry_point: str, needle: str) -> list[dict]:
     """JSON log lines of a function process that mention ``needle``."""
     path = cfg.log_dir / f"function-{entry_point}.log"
     lines = []
-    for raw in Path(path).read_text(errors="replace").splitlines():
-        if needle in raw and raw.startswith("{"):
-            with contextlib.suppress(ValueError):
-                lines.append(json.loads(raw))
+    with contextlib.suppress(FileNotFoundError):
+        for raw in Path(path).read_text(errors="replace").splitlines():
+            if needle in raw and raw.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    lines.append(json.loads(raw))
     return lines
 
 
@@ -41,84 +60,254 @@ def wait_for(predicate, timeout_s: float = 30.0, every_s: float = 0.2):  # noqa:
     return predicate()
 
 
-def round_trip(cfg: StackConfig, table: str, parallelism: int = 4) -> dict:
-    """Publish a fetch request; collect the chunk-ready messages plan_fetch publishes."""
-    from shared import clients, topology
-    from shared.messages import ChunkReady, FetchRequest, dump, parse
-    from shared.settings import Settings
+class StepFailed(RuntimeError):
+    """A step of the main job did not see what it expected; the message says what."""
 
-    settings = Settings.from_env(cfg.client_env())
-    publisher = clients.publisher_client(settings)
-    subscriber = clients.subscriber_client(settings)
-    run_id = f"demo-{uuid.uuid4().hex[:8]}"
-    tap = subscriber.subscription_path(settings.project, f"demo-tap-{run_id}")
-    subscriber.create_subscription(
-        name=tap, topic=publisher.topic_path(settings.project, topology.FETCH_CHUNK_READY)
-    )
+
+# --------------------------------------------------------------------------- 1. stack
+
+
+def start(cfg: StackConfig, airflow_port: int, airflow_home: Path | None = None,
+          say: Callable[[str], None] = print) -> Any:  # fmt: skip
+    """Airflow first (the RBAC function needs its address and admin secret), then the stack."""
+    from local.airflow import up as airflow_up
+
+    say(f"  Airflow {AIRFLOW_VERSION} on port {airflow_port} (installed once, ~1 min)")
+    af = airflow_up(AIRFLOW_VERSION, airflow_port, airflow_home, say=lambda m: say(f"  {m}"))
+    config = cfg.state_dir / "rbac.yaml"
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    example = (REPO / "local" / "rbac" / "rbac.yaml").read_text()
+    config.write_text(example.replace("http://127.0.0.1:8280", af.url))
+    # Read by the sync_rbac function process; the password stays in the environment.
+    os.environ["RETAIL_RBAC_CONFIG"] = str(config)
+    os.environ["AIRFLOW_PASSWORD"] = af.admin_password
+    up(cfg, say=lambda m: say(f"  {m}"))
+    os.environ.update(cfg.client_env())
+    return af
+
+
+# --------------------------------------------------------------------------- 2-3. data
+
+
+def load_retailer(settings: Any, rows: int) -> dict:
+    from shared.cli import generate_data
+
+    return generate_data(rows, 7, "retail", settings, quiet=False)
+
+
+def fetch(settings: Any, table: str, parallelism: int, timeout_s: float = 600) -> dict:
+    """A fetch request asking for both trainings, followed to its manifest."""
+    from tqdm import tqdm
+
+    from shared.fetch.library import new_run_id, publish_and_follow
+    from shared.messages import FetchRequest
+
+    run_id = new_run_id("main")
     request = FetchRequest(
         run_id=run_id,
         table=table,
-        columns=["date", "store_id", "product_id", "units", "price"],
-        row_filter=[{"column": "units", "op": ">", "values": [0]}],
         destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
         parallelism=parallelism,
+        train=["pricing", "promotions"],
     )
     t0 = time.perf_counter()
-    publisher.publish(
-        publisher.topic_path(settings.project, topology.FETCH_REQUESTS), dump(request)
-    ).result()
-    chunks: dict[int, ChunkReady] = {}
-
-    def collect() -> bool:
-        response = subscriber.pull(subscription=tap, max_messages=100, timeout=5)
-        if response.received_messages:
-            subscriber.acknowledge(
-                subscription=tap, ack_ids=[m.ack_id for m in response.received_messages]
-            )
-        for received in response.received_messages:
-            chunk = parse(ChunkReady, received.message.data, topology.FETCH_CHUNK_READY)
-            chunks[chunk.chunk] = chunk
-        return bool(chunks) and len(chunks) == next(iter(chunks.values())).chunk_count
-
-    done = wait_for(collect, timeout_s=60)
+    with tqdm(unit="rows", unit_scale=True, file=sys.stderr, leave=False) as bar:
+        manifest = publish_and_follow(request, settings, timeout_s=timeout_s, progress=bar)
     seconds = time.perf_counter() - t0
-    subscriber.delete_subscription(subscription=tap)
-    if not done:
-        raise RuntimeError(f"plan_fetch did not announce the chunks of {run_id} within 60 s")
     return {
         "run_id": run_id,
-        "request": request,
-        "chunks": [chunks[i] for i in sorted(chunks)],
+        "destination": request.destination,
+        "rows": manifest["rows"],
+        "source_rows": manifest.get("source_rows", manifest["rows"]),
+        "parts": len(manifest["parts"]),
+        "bytes": manifest["bytes"],
+        "chunks": manifest.get("chunk_count"),
         "seconds": seconds,
-        "logs": function_log_lines(cfg, "plan_fetch", run_id),
     }
 
 
-def malformed(cfg: StackConfig) -> list[dict]:
-    """Publish a message that breaks the contract; return the log lines that rejected it."""
-    from shared import clients, topology
-    from shared.settings import Settings
+# --------------------------------------------------------------------------- 4. training
 
-    settings = Settings.from_env(cfg.client_env())
-    publisher = clients.publisher_client(settings)
-    marker = f"demo-bad-{uuid.uuid4().hex[:6]}"
-    body = json.dumps({"table": "retail; DROP TABLE x", "destination": f"gs://b/{marker}"})
-    message_id = publisher.publish(
-        publisher.topic_path(settings.project, topology.FETCH_REQUESTS), body.encode()
-    ).result()
-    found = wait_for(
-        lambda: [
-            line
-            for line in function_log_lines(cfg, "plan_fetch", "rejected")
-            if line.get("message_id") == message_id
-        ]
+
+def training(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 900) -> dict:
+    """Wait for both training executions of ``run_id``; then read what they wrote."""
+    from shared import clients
+
+    executions = cfg.state_dir / "cloud-run" / "executions"
+
+    def finished() -> dict[str, dict] | None:
+        found: dict[str, dict] = {}
+        for path in executions.glob("*.json"):
+            with contextlib.suppress(ValueError):
+                record = json.loads(path.read_text())
+                if record.get("run_id") == run_id:
+                    found[record["job"]] = record
+        return found if {"pricing", "promotions"} <= set(found) else None
+
+    records = wait_for(finished, timeout_s=timeout_s, every_s=1.0)
+    if not records:
+        raise StepFailed(f"training of {run_id} did not finish in {timeout_s:.0f} s")
+    failed = [job for job, r in records.items() if not r["succeeded"]]
+    if failed:
+        raise StepFailed(f"training job(s) {failed} failed; logs in {executions}")
+    bq = clients.bigquery_client(settings)
+    pricing = list(
+        bq.query(
+            f"SELECT status, COUNT(*) AS n FROM `{settings.project}.results.pricing` "
+            f"WHERE run_id = '{run_id}' GROUP BY status ORDER BY status"
+        ).result()
     )
-    time.sleep(3)  # long enough for a redelivery to show up, had it not been acknowledged
-    return [
-        line
-        for line in function_log_lines(cfg, "plan_fetch", "rejected")
-        if line.get("message_id") == message_id
-    ] or (found or [])
+    bucket = clients.storage_client(settings).bucket(settings.data_bucket)
+    scores = json.loads(
+        bucket.blob(f"artifacts/promotions/{run_id}.scores.json").download_as_text()
+    )
+    return {
+        "executions": {
+            job: {"tasks": len(r["tasks"]), "seconds": r["seconds"]} for job, r in records.items()
+        },
+        "pricing_rows": {row["status"]: row["n"] for row in pricing},
+        "promotion_scores": scores,
+        "artifacts": sorted(
+            b.name for b in bucket.list_blobs(prefix="artifacts/") if run_id in b.name
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- 5. API
+
+
+def ask_api(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 60) -> dict:
+    """Wait until the API serves ``run_id``'s models; ask for prices and a planned promotion."""
+    import requests
+
+    from shared import clients
+
+    api = cfg.client_env()["RETAIL_API_URL"]
+
+    def serving() -> dict | None:
+        with contextlib.suppress(requests.RequestException):
+            ready = requests.get(f"{api}/readyz", timeout=5)
+            body = ready.json() if ready.status_code == 200 else {}
+            if body.get("pricing_run_id") == run_id and body.get("promotions_run_id") == run_id:
+                return body
+        return None
+
+    if not wait_for(serving, timeout_s=timeout_s, every_s=0.5):
+        raise StepFailed(f"the API did not pick up the models of {run_id} in {timeout_s:.0f} s")
+    prices = requests.get(f"{api}/v1/prices", params={"limit": 500}, timeout=10).json()
+    estimated = [p for p in prices["items"] if p["status"] == "ok"]
+    estimated.sort(key=lambda p: -abs(p["expected_revenue_change"] or 0))
+    bq = clients.bigquery_client(settings)
+    top = next(
+        iter(
+            bq.query(
+                f"SELECT product_id, SUM(revenue) AS revenue FROM `{settings.project}.retail."
+                "transactions` GROUP BY product_id ORDER BY revenue DESC LIMIT 1"
+            ).result()
+        )
+    )
+    plan = {
+        "product_id": top["product_id"],
+        "mechanic": "tpr",
+        "discount": 0.2,
+        "start_date": "2025-03-03",
+        "duration_days": 7,
+        "feature": True,
+    }
+    answer = requests.post(f"{api}/v1/promotions:predict", json=plan, timeout=10)
+    if answer.status_code != 200:
+        raise StepFailed(f"the API refused a planned promotion: {answer.text}")
+    analytics = requests.get(
+        f"{api}/v1/promotions/analytics",
+        params={"product_id": top["product_id"], "limit": 3},
+        timeout=30,
+    )
+    return {
+        "prices": estimated[:3],
+        "products_priced": prices["total"],
+        "plan": plan,
+        "prediction": answer.json(),
+        "past_promotions": analytics.json().get("items", []),
+    }
+
+
+# --------------------------------------------------------------------------- 6. RBAC
+
+
+def rbac_tick(cfg: StackConfig, settings: Any, timeout_s: float = 120) -> dict:
+    """Publish a Scheduler tick on rbac-sync; wait for the function's report of that tick."""
+    from shared import clients, topology
+
+    reason = f"tick {uuid.uuid4().hex[:6]}"
+    publisher = clients.publisher_client(settings)
+    publisher.publish(
+        publisher.topic_path(settings.project, topology.RBAC_SYNC),
+        json.dumps({"reason": reason}).encode(),
+    ).result()
+    lines = wait_for(
+        lambda: function_log_lines(cfg, "sync_rbac", f"rbac sync ({reason})"),
+        timeout_s=timeout_s,
+        every_s=0.5,
+    )
+    if not lines:
+        raise StepFailed(f"the RBAC reconcile did not report within {timeout_s:.0f} s")
+    return {"changes": lines[-1].get("changes", 0)}
+
+
+def move_person(cfg: StackConfig, who: str, to_group: str) -> None:
+    """Change a group membership on the local Cloud Identity server, as an admin would."""
+    import requests
+    import yaml
+
+    url = cfg.client_env()["CLOUD_IDENTITY_EMULATOR_HOST"]
+    seed = yaml.safe_load((REPO / "local" / "rbac" / "groups.yaml").read_text())["groups"]
+    groups = {g: [m for m in members if m != who] for g, members in seed.items()}
+    groups[to_group].append(who)
+    requests.put(f"{url}/_admin/groups", json={"groups": groups}, timeout=5).raise_for_status()
+
+
+def access(cfg: StackConfig, settings: Any, af: Any) -> dict:
+    from local.airflow import visible_dags
+
+    first = rbac_tick(cfg, settings)
+    before = {who: visible_dags(af, who) for who in (PRICING_MEMBER, MOVER)}
+    move_person(cfg, MOVER, "promo-team@retail.example")
+    second = rbac_tick(cfg, settings)
+    after = visible_dags(af, MOVER)
+    return {
+        "first_changes": first["changes"],
+        "before": before,
+        "second_changes": second["changes"],
+        "after": after,
+    }
+
+
+# --------------------------------------------------------------------------- 7. report
+
+
+def save_report(settings: Any, run_id: str, out_dir: Path) -> Path:
+    from shared import clients
+
+    blob = clients.storage_client(settings).bucket(settings.data_bucket).blob(
+        f"training/pricing/{run_id}/report.html"
+    )  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{run_id}.html"
+    path.write_text(blob.download_as_text())
+    return path
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _changes(n: int) -> str:
+    return f"{n} change" if n == 1 else f"{n} changes"
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, set):
+        return sorted(value)
+    return str(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,52 +315,117 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m local.demo", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--rows", type=int, default=1_000_000, help="transaction rows to generate")
-    parser.add_argument("--keep", action="store_true", help="leave the stack running")
+    parser.add_argument("--parallelism", type=int, default=4, help="fetch streams")
+    parser.add_argument("--airflow-port", type=int, default=8280)
+    parser.add_argument("--airflow-home", type=Path, help="Airflow's home (default .local/airflow)")
+    parser.add_argument("--keep", action="store_true", help="leave the stack and Airflow running")
+    parser.add_argument("--json", type=Path, help="also write every step's observations here")
     args = parser.parse_args(argv)
     cfg = StackConfig.from_env()
-    print(f"== 1. local stack ({cfg.state_dir})")
+    timings: list[tuple[str, float, str]] = []
+    observed: dict[str, Any] = {}
+    af = None
+
+    def step(title: str) -> float:
+        print(f"\n== {title}", flush=True)
+        return time.perf_counter()
+
     try:
-        up(cfg)
-    except StackError as exc:
-        print(f"error: {exc}")
-        return 2
-    os.environ.update(cfg.client_env())
-    try:
-        from shared.cli import generate_data
+        t = step(f"1. local stack and Airflow ({cfg.state_dir})")
+        af = start(cfg, args.airflow_port, args.airflow_home)
+        timings.append(("stack + Airflow", time.perf_counter() - t, "up"))
         from shared.settings import Settings
 
-        print(f"\n== 2. synthetic retailer, ~{args.rows:,} transaction rows -> BigQuery emulator")
-        result = generate_data(args.rows, 7, "retail", Settings.from_env(), quiet=True)
-        for table, n in result["rows"].items():
+        settings = Settings.from_env()
+
+        t = step(f"2. synthetic retailer, ~{args.rows:,} transaction rows -> BigQuery")
+        data = observed["data"] = load_retailer(settings, args.rows)
+        for table, n in data["rows"].items():
             print(f"  {table:<16}{n:>12,} rows")
-        print(
-            f"  {result['seconds']:.1f} s, {result['rows_per_s']:,.0f} rows/s, "
-            f"peak RSS {result['peak_rss_mb']:.0f} MB"
+        rows = data["rows"]["transactions"]
+        timings.append(("generate + load", time.perf_counter() - t, f"{rows:,} rows"))
+
+        t = step("3. fetch: request on fetch-requests -> Pub/Sub fan-out -> Parquet on GCS")
+        got = observed["fetch"] = fetch(
+            settings, f"{cfg.project}.retail.transactions", args.parallelism
         )
+        print(
+            f"  run {got['run_id']}: {got['rows']:,} rows in {got['parts']} Parquet parts "
+            f"({got['bytes'] / 1e6:,.1f} MB) in {got['seconds']:.1f} s "
+            f"= {got['rows'] / got['seconds']:,.0f} rows/s"
+        )
+        print(f"  at {got['destination']}")
+        if got["rows"] != rows:
+            raise StepFailed(f"fetched {got['rows']:,} rows of {rows:,}")
+        timings.append(("fetch", got["seconds"], f"{got['rows']:,} rows, exact"))
 
-        table = f"{cfg.project}.retail.transactions"
-        print("\n== 3. Pub/Sub round trip: fetch-requests -> plan_fetch -> fetch-chunk-ready")
-        print(f"  source {table}")
-        trip = round_trip(cfg, table)
-        print(f"  request {trip['run_id']}: parallelism 4, filter units > 0, 5 columns")
-        for chunk in trip["chunks"]:
-            print(f"  chunk {chunk.chunk}/{chunk.chunk_count}: stream {chunk.stream}")
-        for line in trip["logs"]:
-            rows = line.get("estimated_rows")
-            print(f"  log [{line['severity']}] {line['message']} (estimated rows {rows})")
-        print(f"  round trip {trip['seconds']:.2f} s")
+        t = step("4. training: fetch-complete -> launch_training -> Cloud Run jobs")
+        trained = observed["training"] = training(cfg, settings, got["run_id"])
+        for job, ex in trained["executions"].items():
+            print(f"  job {job}: {ex['tasks']} parallel task(s), {ex['seconds']:.1f} s")
+        print(f"  results.pricing rows by status: {trained['pricing_rows']}")
+        s = trained["promotion_scores"]
+        print(
+            f"  promotion model holdout WAPE {s['model_wape']:.3f} vs naive {s['naive_wape']:.3f}"
+            f" ({1 - s['model_wape'] / s['naive_wape']:.0%} better)"
+        )
+        print(f"  encrypted artifacts: {', '.join(trained['artifacts'])}")
+        timings.append(("training", time.perf_counter() - t, "pricing + promotions"))
 
-        print("\n== 4. a malformed message is rejected once, logged and acknowledged")
-        rejected = malformed(cfg)
-        for line in rejected:
-            print(f"  log [{line['severity']}] {line['message']}")
-        print(f"  deliveries seen: {len(rejected)} (1 = acknowledged, not redelivered)")
-        ok = len(trip["chunks"]) > 0 and len(rejected) == 1
+        t = step("5. prediction API (models picked up without restart)")
+        asked = observed["api"] = ask_api(cfg, settings, got["run_id"])
+        print(f"  GET /v1/prices: {asked['products_priced']} products; largest expected changes:")
+        for p in asked["prices"]:
+            print(
+                f"    product {p['product_id']:>4}: elasticity {p['elasticity']:+.2f} "
+                f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}], price {p['current_price']:.2f} -> "
+                f"{p['recommended_price']:.2f}, revenue {p['expected_revenue_change']:+.1%}"
+            )
+        pred, plan = asked["prediction"], asked["plan"]
+        print(
+            f"  POST /v1/promotions:predict product {plan['product_id']}, 20% off for a week, "
+            f"featured: revenue {pred['predicted_revenue']:,.0f} vs baseline "
+            f"{pred['baseline_revenue']:,.0f} (uplift x{pred['uplift']:.2f})"
+        )
+        print(f"  GET /v1/promotions/analytics: {len(asked['past_promotions'])} past promotions")
+        timings.append(("API", time.perf_counter() - t, f"{asked['products_priced']} prices"))
+
+        t = step("6. access control: Scheduler tick -> sync_rbac -> Airflow roles")
+        seen = observed["access"] = access(cfg, settings, af)
+        print(f"  first reconcile: {_changes(seen['first_changes'])}")
+        for who, dags in seen["before"].items():
+            print(f"  {who} sees {sorted(dags)}")
+        print(f"  {MOVER} moves from the pricing team to the promotions team")
+        print(f"  next reconcile: {_changes(seen['second_changes'])}")
+        print(f"  {MOVER} now sees {sorted(seen['after'])}")
+        timings.append(("access control", time.perf_counter() - t, "access followed"))
+
+        t = step("7. run report")
+        report = save_report(settings, got["run_id"], cfg.state_dir / "reports")
+        observed["report"] = str(report)
+        print(f"  {report}")
+        timings.append(("report", time.perf_counter() - t, report.name))
+        ok = True
+    except (StackError, StepFailed) as exc:
+        print(f"error: {exc}")
+        ok = False
     finally:
         if not args.keep:
-            print("\n== 5. stopping the stack")
-            down(cfg)
-    print("\ndemo " + ("succeeded" if ok else "FAILED"))
+            print("\n== stopping the stack and Airflow")
+            down(cfg, say=lambda _m: None)
+            if af is not None:
+                from local.airflow import down as airflow_down
+
+                airflow_down(af)
+    print("\n== summary")
+    for name, seconds, what in timings:
+        print(f"  {name:<18}{seconds:>8.1f} s  {what}")
+    total = sum(s for _, s, _ in timings)
+    print(f"  {'total':<18}{total:>8.1f} s")
+    if args.json:
+        observed["ok"] = ok
+        args.json.write_text(json.dumps(observed, indent=1, default=_jsonable))
+    print("\nmain job " + ("succeeded" if ok else "FAILED"))
     return 0 if ok else 1
 
 

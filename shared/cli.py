@@ -96,16 +96,11 @@ def _parse_filter(text: str) -> dict:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    import json
-
     from tqdm import tqdm
 
-    from shared import topology
-    from shared.fetch.finalize import CHUNKS_PREFIX, MANIFEST_OBJECT
-    from shared.fetch.library import new_run_id, run_in_process
-    from shared.fetch.plan import check_request, read_plan
-    from shared.identifiers import GcsUri
-    from shared.messages import FetchRequest, Predicate, dump
+    from shared.fetch.library import RunStalled, new_run_id, publish_and_follow, run_in_process
+    from shared.fetch.plan import check_request
+    from shared.messages import FetchRequest, Predicate
 
     settings = Settings.from_env()
     if args.resume:
@@ -129,38 +124,14 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
             manifest = run_in_process(request, settings, on_rows=bar.update)
         rows, size, parts = manifest["rows"], manifest["bytes"], manifest["parts"]
     else:
-        publisher = clients.publisher_client(settings)
-        publisher.publish(
-            publisher.topic_path(settings.project, topology.FETCH_REQUESTS), dump(request)
-        ).result()
-        dest = GcsUri.parse(request.destination)
-        gcs = clients.storage_client(settings)
-        manifest_blob = gcs.bucket(dest.bucket).blob(dest.child(MANIFEST_OBJECT).path)
-        deadline = time.monotonic() + args.timeout
-        with tqdm(unit="rows", unit_scale=True, file=sys.stderr, disable=args.quiet) as bar:
-            while not manifest_blob.exists():
-                if time.monotonic() > deadline:
-                    print(
-                        f"error: run {run_id} not complete after {args.timeout} s", file=sys.stderr
-                    )
-                    return 1
-                plan = read_plan(gcs, request.destination)
-                if plan is None and time.monotonic() - started > 60:
-                    print(
-                        f"error: no plan for run {run_id} after 60 s; see the plan_fetch logs",
-                        file=sys.stderr,
-                    )
-                    return 1
-                if plan and bar.total is None:
-                    bar.total = plan["source_rows"]
-                done = sum(
-                    json.loads(b.download_as_bytes())["rows"]
-                    for b in gcs.list_blobs(dest.bucket, prefix=dest.child(CHUNKS_PREFIX).path)
+        try:
+            with tqdm(unit="rows", unit_scale=True, file=sys.stderr, disable=args.quiet) as bar:
+                manifest = publish_and_follow(
+                    request, settings, timeout_s=args.timeout, progress=bar
                 )
-                bar.update(done - bar.n)
-                time.sleep(0.5)
-            manifest = json.loads(manifest_blob.download_as_bytes())
-            bar.update(manifest["rows"] - bar.n)
+        except RunStalled as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         rows, size, parts = manifest["rows"], manifest["bytes"], len(manifest["parts"])
     seconds = time.perf_counter() - started
     print(

@@ -18,6 +18,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from shared import clients
+from shared.errors import PlatformError
 from shared.fetch.chunks import create_chunk
 from shared.fetch.finalize import finalize
 from shared.fetch.plan import Plan, plan_fetch
@@ -163,3 +164,60 @@ def _read_manifest(uri: str, settings: Settings) -> dict:
     bucket, _, path = uri.removeprefix("gs://").partition("/")
     blob = clients.storage_client(settings).bucket(bucket).blob(path)
     return json.loads(blob.download_as_bytes())
+
+
+class RunStalled(PlatformError):
+    """A published run did not complete in time (or never planned); the message says which."""
+
+
+def publish_and_follow(
+    request: FetchRequest,
+    settings: Settings,
+    *,
+    timeout_s: float = 3600.0,
+    progress: Any = None,
+    poll_s: float = 0.5,
+) -> dict:
+    """Publish ``request`` on ``fetch-requests`` (as Cloud Scheduler or any client would) and
+    follow the Pub/Sub fan-out until its manifest appears; returns the manifest.
+
+    ``progress`` (a tqdm bar, optional) gets the source's row count as total once the run is
+    planned, and the rows of finished chunks as they land.
+    """
+    import json
+    import time
+
+    from shared import topology
+    from shared.fetch.finalize import CHUNKS_PREFIX, MANIFEST_OBJECT
+    from shared.fetch.plan import read_plan
+    from shared.identifiers import GcsUri
+    from shared.messages import dump
+
+    publisher = clients.publisher_client(settings)
+    started = time.monotonic()
+    publisher.publish(
+        publisher.topic_path(settings.project, topology.FETCH_REQUESTS), dump(request)
+    ).result()
+    dest = GcsUri.parse(request.destination)
+    gcs = clients.storage_client(settings)
+    manifest_blob = gcs.bucket(dest.bucket).blob(dest.child(MANIFEST_OBJECT).path)
+    while not manifest_blob.exists():
+        elapsed = time.monotonic() - started
+        if elapsed > timeout_s:
+            raise RunStalled(f"run {request.run_id} not complete after {timeout_s:.0f} s")
+        plan = read_plan(gcs, request.destination)
+        if plan is None and elapsed > 60:
+            raise RunStalled(f"no plan for run {request.run_id} after 60 s; see plan_fetch's log")
+        if progress is not None:
+            if plan and progress.total is None:
+                progress.total = plan["source_rows"]
+            done = sum(
+                json.loads(b.download_as_bytes())["rows"]
+                for b in gcs.list_blobs(dest.bucket, prefix=dest.child(CHUNKS_PREFIX).path)
+            )
+            progress.update(done - progress.n)
+        time.sleep(poll_s)
+    manifest = json.loads(manifest_blob.download_as_bytes())
+    if progress is not None:
+        progress.update(manifest["rows"] - progress.n)
+    return manifest

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-import secrets
 
 import pytest
-import requests
 
+from local.airflow import visible_dags
 from shared.errors import InvalidRequest
 from shared.rbac.airflow import AirflowClient
 from shared.rbac.config import parse_config
@@ -72,41 +71,7 @@ def _admin(af) -> AirflowClient:
 
 
 def sees(af, email: str) -> set[str]:
-    """The DAGs ``email`` can open through Airflow's API, logged in as that user."""
-    admin = _admin(af)
-    user = next(u for u in admin.users() if u.email == email)
-    password = secrets.token_urlsafe(12)
-    admin._call(
-        "PATCH",
-        f"{admin.fab}/users/{user.username}",
-        "set_password",
-        params={"update_mask": "password"},
-        json={
-            "username": user.username,
-            "email": user.email,
-            "first_name": user.first_name,
-            "last_name": user.last_name or "-",
-            "roles": [{"name": r} for r in user.roles],
-            "password": password,
-        },
-    )
-    session = requests.Session()
-    if af.major == 3:
-        token = session.post(
-            f"{af.url}/auth/token", json={"username": user.username, "password": password}
-        ).json()["access_token"]
-        session.headers["Authorization"] = f"Bearer {token}"
-        api = f"{af.url}/api/v2"
-    else:
-        session.auth = (user.username, password)
-        api = f"{af.url}/api/v1"
-    visible = set()
-    for dag in admin.dags():
-        status = session.get(f"{api}/dags/{dag}", timeout=10).status_code
-        assert status in (200, 403, 404), (dag, status)
-        if status == 200:
-            visible.add(dag)
-    return visible
+    return visible_dags(af, email)
 
 
 PRICING = {"pricing_daily", "pricing_weekly", "elasticity_report"}
