@@ -77,20 +77,9 @@ def _models():
 
 def _serve(kind: str, port: int, env: dict) -> subprocess.Popen:
     if kind == "gunicorn":
-        argv = [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--log-level",
-            "warning",
-            "shared.api.wsgi:app",
-        ]
+        from local.stack import api_argv
+
+        argv = api_argv(port)
     else:
         code = (
             "from shared.api.wsgi import app; "

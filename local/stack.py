@@ -262,6 +262,25 @@ def _gcs_argv(cfg: StackConfig) -> list[str]:
     ]
 
 
+def api_argv(port: int) -> list[str]:
+    """The prediction API as Cloud Run serves it: gunicorn, threads serving while the model
+    store polls in the background."""
+    return [
+        _venv_bin("gunicorn", "prediction API", extra="api"),
+        "--bind",
+        f"{HOST}:{port}",
+        "--worker-class",
+        "gthread",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--log-level",
+        "warning",
+        "shared.api.wsgi:app",
+    ]
+
+
 EMULATORS: tuple[Component, ...] = (
     Component(
         "gcs",
@@ -334,21 +353,7 @@ EMULATORS: tuple[Component, ...] = (
     ),
     Component(
         "api",
-        lambda cfg: [
-            _venv_bin("gunicorn", "prediction API", extra="api"),
-            "--bind",
-            f"{HOST}:{cfg.api_port}",
-            # As on Cloud Run: threads serve while the model store polls in the background.
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--log-level",
-            "warning",
-            "shared.api.wsgi:app",
-        ],
+        lambda cfg: api_argv(cfg.api_port),
         lambda cfg: [cfg.api_port],
         lambda cfg: _http_ok(f"http://{HOST}:{cfg.api_port}/healthz"),
         # Locally a new model is served within seconds of its training run.
