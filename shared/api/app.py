@@ -197,20 +197,18 @@ def _promotion_schemas() -> dict[str, Any]:
     }
 
 
+def _error(description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/Error"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 def openapi() -> dict[str, Any]:
-    error = {"$ref": "#/components/schemas/Error"}
     price = {"$ref": "#/components/schemas/Price"}
     performance = {"$ref": "#/components/schemas/PromotionPerformance"}
     number = {"type": ["number", "null"]}
     responses = {
-        "400": {
-            "description": "invalid request",
-            "content": {"application/json": {"schema": error}},
-        },
-        "401": {
-            "description": "missing or wrong API key",
-            "content": {"application/json": {"schema": error}},
-        },
+        "400": _error("invalid request"),
+        "401": _error("missing or wrong API key"),
     }
     return {
         "openapi": "3.1.0",
@@ -221,10 +219,7 @@ def openapi() -> dict[str, Any]:
                 "get": {
                     "responses": {
                         "200": {"description": "a model is loaded"},
-                        "503": {
-                            "description": "no model yet",
-                            "content": {"application/json": {"schema": error}},
-                        },
+                        "503": _error("no model yet"),
                     }
                 }
             },
@@ -243,14 +238,8 @@ def openapi() -> dict[str, Any]:
                             "description": "recommendation",
                             "content": {"application/json": {"schema": price}},
                         },
-                        "404": {
-                            "description": "unknown product",
-                            "content": {"application/json": {"schema": error}},
-                        },
-                        "503": {
-                            "description": "no model yet",
-                            "content": {"application/json": {"schema": error}},
-                        },
+                        "404": _error("unknown product"),
+                        "503": _error("no model yet"),
                         **responses,
                     },
                 }
@@ -284,19 +273,11 @@ def openapi() -> dict[str, Any]:
                                 }
                             },
                         },
-                        "404": {
-                            "description": "a product without recent sales",
-                            "content": {"application/json": {"schema": error}},
-                        },
-                        "413": {
-                            "description": f"body over {MAX_BODY_BYTES} bytes or batch over "
-                            f"{MAX_BATCH} promotions",
-                            "content": {"application/json": {"schema": error}},
-                        },
-                        "503": {
-                            "description": "no promotion model yet",
-                            "content": {"application/json": {"schema": error}},
-                        },
+                        "404": _error("a product without recent sales"),
+                        "413": _error(
+                            f"body over {MAX_BODY_BYTES} bytes or batch over {MAX_BATCH} promotions"
+                        ),
+                        "503": _error("no promotion model yet"),
                         **responses,
                     },
                 }
@@ -336,10 +317,7 @@ def openapi() -> dict[str, Any]:
                                 }
                             },
                         },
-                        "503": {
-                            "description": "analytics not configured",
-                            "content": {"application/json": {"schema": error}},
-                        },
+                        "503": _error("analytics not configured"),
                         **responses,
                     },
                 }
@@ -375,10 +353,7 @@ def openapi() -> dict[str, Any]:
                                 }
                             },
                         },
-                        "503": {
-                            "description": "no model yet",
-                            "content": {"application/json": {"schema": error}},
-                        },
+                        "503": _error("no model yet"),
                         **responses,
                     },
                 }
