@@ -1,13 +1,15 @@
 """Fetch benchmark: every contender on the same emulator table, in one run, side by side.
 
     .venv/bin/python -m bench.fetch_bench [--rows 5000000] [--streams 8] [--modes plain,limits]
+                                          [--repeat 3] [--only NAMES]
 
 Each contender runs in its own process (so peak RSS is its own) and reports wall time, rows/s,
 MB/s of uncompressed Arrow, peak RSS and a row count + order-independent content checksum of
 what it fetched, which must equal the source's. ``limits`` mode puts local/storage_proxy.py in
 GCP-limits mode (40 MB/s per connection, 8 concurrent streams, one UNAVAILABLE per stream) in
 front of the Storage Read API. The REST contender reads a sample (it runs ~30k rows/s) and is
-marked as such.
+marked as such. Contenders run ``--repeat`` times in interleaved rounds; the table shows the
+median and the spread (the machine is shared with the emulators, so single runs vary).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -376,12 +379,27 @@ def _run_one(name: str, streams: int, env: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _verdict(r: dict, rows: int, source: tuple) -> str:
+    """OK when the rows and content checksum equal the source's."""
+    if r.get("sample"):
+        return "sample"
+    if r["checksum"] == "(discarded)" and r["rows"] == rows:
+        return "limit"
+    return "OK" if (r["rows"], r["checksum"]) == source else "MISMATCH"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--modes", default="plain,limits")
     parser.add_argument("--only", help="comma-separated contender names (substring match)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds: every contender runs once per round, rounds interleave, the median is shown",
+    )
     parser.add_argument(
         "--rss",
         help="comma-separated table sizes: peak RSS of one fetch worker and of the in-process "
@@ -424,8 +442,8 @@ def main(argv: list[str] | None = None) -> int:
 
     names = [n for n in CONTENDERS if not args.only or any(o in n for o in args.only.split(","))]
     header = (
-        f"{'mode':<7}{'contender':<44}{'wall s':>8}{'rows/s':>12}{'MB/s':>8}{'peak MB':>9}"
-        f"  {'rows':>10} check"
+        f"{'mode':<7}{'contender':<44}{'median s':>9}{'min-max s':>12}{'rows/s':>12}{'MB/s':>8}"
+        f"{'peak MB':>9}  {'rows':>10} check"
     )
     for mode in args.modes.split(","):
         env = dict(base_env)
@@ -433,37 +451,38 @@ def main(argv: list[str] | None = None) -> int:
         if mode == "limits":
             server, _proxy = serve("127.0.0.1:0", f"127.0.0.1:{cfg.bq_grpc_port}", GCP_LIKE)
             env["BIGQUERY_STORAGE_EMULATOR_HOST"] = _proxy.address
+        chosen = [n for n in names if not (mode == "limits" and n in LIMITS_SKIP)]
+        # Rounds interleave the contenders, so a slow spell of the shared machine (emulator
+        # garbage collection, page cache) falls on all of them alike.
+        runs: dict[str, list[dict]] = {name: [] for name in chosen}
+        for round_ in range(args.repeat):
+            print(f"  {mode}: round {round_ + 1} of {args.repeat}", flush=True)
+            for name in chosen:
+                runs[name].append(_run_one(name, args.streams, env))
         print(header)
         results = {}
-        for name in names:
-            if mode == "limits" and name in LIMITS_SKIP:
+        for name in chosen:
+            errors = [r for r in runs[name] if "error" in r]
+            if errors:
+                print(f"{mode:<7}{name:<44}  error: {errors[0]['error'][:80]}")
                 continue
-            r = results[name] = _run_one(name, args.streams, env)
-            if "error" in r:
-                print(f"{mode:<7}{name:<44}  error: {r['error'][:80]}")
-                continue
-            ok = (
-                "sample"
-                if r.get("sample")
-                else (
-                    "limit"
-                    if r["checksum"] == "(discarded)" and r["rows"] == rows
-                    else "OK"
-                    if (r["rows"], r["checksum"]) == source
-                    else "MISMATCH"
-                )
-            )
+            times = sorted(r["seconds"] for r in runs[name])
+            r = results[name] = {**runs[name][0], "seconds": statistics.median(times)}
+            r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs[name])
+            checks = {_verdict(x, rows, source) for x in runs[name]}
+            ok = checks.pop() if len(checks) == 1 else "MISMATCH"
+            spread = f"{times[0]:.2f}-{times[-1]:.2f}"
             print(
-                f"{mode:<7}{name:<44}{r['seconds']:>8.2f}{r['rows'] / r['seconds']:>12,.0f}"
-                f"{r['bytes'] / 1e6 / r['seconds']:>8.1f}{r['peak_rss_mb']:>9.0f}"
-                f"  {r['rows']:>10,} {ok}",
+                f"{mode:<7}{name:<44}{r['seconds']:>9.2f}{spread:>12}"
+                f"{r['rows'] / r['seconds']:>12,.0f}{r['bytes'] / 1e6 / r['seconds']:>8.1f}"
+                f"{r['peak_rss_mb']:>9.0f}  {r['rows']:>10,} {ok}",
                 flush=True,
             )
         if server:
             server.stop(0)
         ours = results.get("ours, streams, in-process", {})
         if "seconds" in ours:
-            print("\nratios (ours in-process vs contender, time of contender / time of ours):")
+            print("\nratios (median time of contender / median time of ours in-process):")
             for name, r in results.items():
                 if "seconds" in r and name != "ours, streams, in-process":
                     t = r["seconds"] * (rows / r["rows"] if r.get("sample") else 1)
