@@ -502,7 +502,7 @@ def _start_all(cfg: StackConfig, comps: list[Component], say: Callable[[str], No
     todo = []
     for comp in comps:
         if running_pgid(cfg, comp) is not None and comp.ready(cfg):
-            say(f"  {comp.name:<24} already running")
+            say(f"  {comp.name:<28} already running")
         else:
             todo.append(comp)
     # Resolve every command line first: a missing piece is reported before anything starts.
@@ -515,7 +515,7 @@ def _start_all(cfg: StackConfig, comps: list[Component], say: Callable[[str], No
         for comp, pgid in started:
             t0 = time.monotonic()
             _wait_ready(cfg, comp, pgid)
-            say(f"  {comp.name:<24} started (pid {pgid}, ready in {time.monotonic() - t0:.1f}s)")
+            say(f"  {comp.name:<28} started (pid {pgid}, ready in {time.monotonic() - t0:.1f}s)")
     except BaseException:
         for comp, _pgid in started:  # leave nothing half-started behind
             _stop(cfg, comp)
@@ -600,7 +600,7 @@ def _ensure_resources(cfg: StackConfig, say: Callable[[str], None]) -> None:
     bq.create_dataset(temp_dataset, exists_ok=True)
     bq.create_dataset(f"{settings.project}.results", exists_ok=True)  # training results
     say(
-        f"  {'topology':<24} {len(topology.TOPICS)} topics, "
+        f"  {'topology':<28} {len(topology.TOPICS)} topics, "
         f"{len(topology.SUBSCRIPTIONS)} push subscriptions, bucket gs://{settings.data_bucket}, "
         f"dataset {temp_dataset}"
     )
@@ -699,7 +699,7 @@ def down(cfg: StackConfig, say: Callable[[str], None] = print) -> None:
     """Stop every process of the stack, functions first; safe to call when nothing runs."""
     for comp in reversed(components()):
         if _stop(cfg, comp):
-            say(f"  {comp.name:<24} stopped")
+            say(f"  {comp.name:<28} stopped")
 
 
 def status(cfg: StackConfig) -> list[tuple[str, str, str]]:
@@ -736,12 +736,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"export {key}={value}")
         else:
             rows = status(cfg)
+            width = max(len(name) for name, _, _ in rows) + 2
             for name, state, detail in rows:
-                print(f"{name:<26}{state:<11}{detail}")
+                print(f"{name:<{width}}{state:<11}{detail}")
             if all(state == "up" for _, state, _ in rows):
                 letters = dead_letters(cfg)
                 detail = ", ".join(f"{n} from {sub}" for sub, n in sorted(letters.items()))
-                print(f"{'dead-letter':<26}{sum(letters.values()):<11}{detail or 'none waiting'}")
+                waiting = sum(letters.values())
+                print(f"{'dead-letter':<{width}}{waiting:<11}{detail or 'none waiting'}")
                 return 0
             return 3
     except StackError as exc:
