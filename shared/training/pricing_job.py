@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery, storage
 
+from shared.errors import TransientError
 from shared.identifiers import GcsUri, TableRef
 from shared.log import get_logger
 from shared.synthetic.load import bq_schema
@@ -122,6 +123,51 @@ def run_task(
     return str(dest)
 
 
+def _replace_run_rows(
+    bq: bigquery.Client,
+    ref: TableRef,
+    run_id: str,
+    source_uri: str,
+    schema: list[bigquery.SchemaField],
+    expected: int,
+    attempts: int = 3,
+) -> None:
+    """Replace the run's rows with the merged file's, then check the count.
+
+    DELETE then append is two jobs: a merge that overlaps another (a task rerun while the
+    first merge runs) or a load job submitted twice by a client retry could leave the rows
+    twice. The count the run must have is known, so it is checked and the replace is redone
+    until it holds; the rows are never left duplicated without an error.
+    """
+    params = bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ScalarQueryParameter("run", "STRING", run_id)]
+    )
+    found = -1
+    for _ in range(attempts):
+        bq.query(f"DELETE FROM {ref.sql} WHERE run_id = @run", job_config=params).result()
+        bq.load_table_from_uri(
+            source_uri,
+            str(ref),
+            job_config=bigquery.LoadJobConfig(
+                source_format=bigquery.SourceFormat.PARQUET,
+                schema=schema,
+                write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+            ),
+        ).result()
+        count = f"SELECT COUNT(*) AS n FROM {ref.sql} WHERE run_id = @run"
+        found = next(iter(bq.query(count, job_config=params).result()))["n"]
+        if found == expected:
+            return
+        log.warning(
+            "pricing run %s: %d rows after the replace, %d expected; replacing again",
+            run_id,
+            found,
+            expected,
+            extra={"run_id": run_id},
+        )
+    raise TransientError(f"pricing run {run_id}: {found} rows in {ref.sql}, {expected} expected")
+
+
 def merge(
     run_id: str,
     output: str,
@@ -153,22 +199,7 @@ def merge(
     table = bigquery.Table(str(ref), schema=schema)
     table.time_partitioning = bigquery.TimePartitioning(field="run_date")
     bq.create_table(table, exists_ok=True)
-    # Replace the run's rows: a rerun of the merge (or of any task) never duplicates them.
-    bq.query(
-        f"DELETE FROM {ref.sql} WHERE run_id = @run",
-        job_config=bigquery.QueryJobConfig(
-            query_parameters=[bigquery.ScalarQueryParameter("run", "STRING", run_id)]
-        ),
-    ).result()
-    bq.load_table_from_uri(
-        str(merged_uri),
-        str(ref),
-        job_config=bigquery.LoadJobConfig(
-            source_format=bigquery.SourceFormat.PARQUET,
-            schema=schema,
-            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-        ),
-    ).result()
+    _replace_run_rows(bq, ref, run_id, str(merged_uri), schema, expected=results.num_rows)
     artifact = {
         "kind": "pricing",
         "run_id": run_id,
