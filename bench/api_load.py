@@ -44,19 +44,15 @@ def _free_port() -> int:
 
 def _publish(settings, keyring, pricing: dict, promotion_model, run_id: str) -> None:
     from shared import clients
-    from shared.training.artifacts import encrypt
+    from shared.training.artifacts import publish
 
-    bucket = clients.storage_client(settings).bucket(settings.data_bucket)
+    gcs = clients.storage_client(settings)
     promotion_model.run_id = run_id
     for kind, body in (
         ("pricing", json.dumps({**pricing, "run_id": run_id}).encode()),
         ("promotions", pickle.dumps(promotion_model)),
     ):
-        path = f"{PREFIX}/{kind}/{run_id}.model"
-        bucket.blob(path).upload_from_string(encrypt(body, keyring))
-        bucket.blob(f"{PREFIX}/{kind}/LATEST").upload_from_string(
-            f"gs://{settings.data_bucket}/{path}"
-        )
+        publish(gcs, f"gs://{settings.data_bucket}/{PREFIX}/{kind}/{run_id}.model", body, keyring)
 
 
 def _models():

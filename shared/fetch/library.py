@@ -8,6 +8,8 @@ decoding and Parquet encoding, which all release the GIL, so threads use every c
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -17,13 +19,14 @@ from urllib.parse import urlparse
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from shared import clients
+from shared import clients, topology
 from shared.errors import PlatformError
 from shared.fetch.chunks import create_chunk
-from shared.fetch.finalize import finalize
-from shared.fetch.plan import Plan, plan_fetch
+from shared.fetch.finalize import CHUNKS_PREFIX, MANIFEST_OBJECT, finalize
+from shared.fetch.plan import Plan, plan_fetch, read_plan
 from shared.fetch.worker import fetch_chunk
-from shared.messages import ChunkDone, ChunkReady, ChunkSpec, FetchRequest, Predicate
+from shared.identifiers import GcsUri
+from shared.messages import ChunkDone, ChunkReady, ChunkSpec, FetchRequest, Predicate, dump
 from shared.settings import Settings
 
 
@@ -159,7 +162,6 @@ def fetch_dataframe(table: str | None = None, **kwargs: Any) -> Any:
 
 
 def _read_manifest(uri: str, settings: Settings) -> dict:
-    import json
 
     bucket, _, path = uri.removeprefix("gs://").partition("/")
     blob = clients.storage_client(settings).bucket(bucket).blob(path)
@@ -184,15 +186,6 @@ def publish_and_follow(
     ``progress`` (a tqdm bar, optional) gets the source's row count as total once the run is
     planned, and the rows of finished chunks as they land.
     """
-    import json
-    import time
-
-    from shared import topology
-    from shared.fetch.finalize import CHUNKS_PREFIX, MANIFEST_OBJECT
-    from shared.fetch.plan import read_plan
-    from shared.identifiers import GcsUri
-    from shared.messages import dump
-
     publisher = clients.publisher_client(settings)
     started = time.monotonic()
     publisher.publish(

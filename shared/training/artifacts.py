@@ -17,12 +17,19 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken
 
 from shared.errors import PermanentError
+from shared.identifiers import GcsUri
+
+if TYPE_CHECKING:
+    from google.cloud import storage
 
 MAGIC = b"RETAIL-ARTIFACT/1"
+# Beside each kind's artifacts, the object naming the newest one (what the API polls).
+POINTER = "LATEST"
 _HEADER = re.compile(rb"RETAIL-ARTIFACT/(\d+) key=([A-Za-z0-9_.-]{1,64})\n")
 
 
@@ -100,3 +107,12 @@ def decrypt(blob: bytes, keyring: Keyring) -> bytes:
         raise ArtifactError(
             f"artifact failed authentication with key {kid!r}: tampered, truncated or wrong key"
         ) from None
+
+
+def publish(gcs: storage.Client, uri: str, plaintext: bytes, keyring: Keyring) -> None:
+    """Write ``plaintext`` encrypted to ``uri``, then point the ``LATEST`` object beside it at
+    it: written last, so a reader that follows the pointer never finds the artifact missing."""
+    target = GcsUri.parse(uri)
+    bucket = gcs.bucket(target.bucket)
+    bucket.blob(target.path).upload_from_string(encrypt(plaintext, keyring))
+    bucket.blob(f"{target.path.rsplit('/', 1)[0]}/{POINTER}").upload_from_string(uri)

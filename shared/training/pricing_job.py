@@ -25,9 +25,10 @@ from shared.errors import TransientError
 from shared.identifiers import GcsUri, TableRef
 from shared.log import get_logger
 from shared.synthetic.load import bq_schema
-from shared.training.artifacts import Keyring, encrypt
+from shared.training.artifacts import Keyring, publish
 from shared.training.dataset import BadInput, Shard, load_manifest, read_shard
 from shared.training.pricing import PriceResult, fit_products
+from shared.training.promotions_job import latest_scores
 from shared.training.report import render
 
 log = get_logger("shared.training.pricing_job")
@@ -200,22 +201,12 @@ def merge(
     table.time_partitioning = bigquery.TimePartitioning(field="run_date")
     bq.create_table(table, exists_ok=True)
     _replace_run_rows(bq, ref, run_id, str(merged_uri), schema, expected=results.num_rows)
-    artifact = {
-        "kind": "pricing",
-        "run_id": run_id,
-        "products": results.to_pylist(),
-    }
-    target = GcsUri.parse(artifact_uri)
-    gcs.bucket(target.bucket).blob(target.path).upload_from_string(
-        encrypt(json.dumps(artifact).encode(), keyring)
-    )
-    # The serving API polls this pointer and swaps to the new model when it changes.
-    pointer = target.path.rsplit("/", 1)[0] + "/LATEST"
-    gcs.bucket(target.bucket).blob(pointer).upload_from_string(str(target))
+    products = results.to_pylist()
+    artifact = {"kind": "pricing", "run_id": run_id, "products": products}
+    # The serving API polls the pointer and swaps to the new model when it changes.
+    publish(gcs, artifact_uri, json.dumps(artifact).encode(), keyring)
     # The report shows the newest promotion model's scores beside this run's prices.
-    from shared.training.promotions_job import latest_scores
-
-    page = render(run_id, results.to_pylist(), latest_scores(gcs, str(target).rsplit("/", 2)[0]))
+    page = render(run_id, products, latest_scores(gcs, artifact_uri.rsplit("/", 2)[0]))
     report = dest.child("report.html")
     gcs.bucket(report.bucket).blob(report.path).upload_from_string(page, content_type="text/html")
     return results

@@ -23,7 +23,7 @@ from google.cloud import bigquery, storage
 from shared.identifiers import GcsUri, TableRef
 from shared.log import get_logger
 from shared.synthetic.load import bq_schema
-from shared.training.artifacts import Keyring, encrypt
+from shared.training.artifacts import POINTER, Keyring, publish
 from shared.training.dataset import BadInput
 from shared.training.promotions import (
     MECHANIC_CODES,
@@ -120,9 +120,7 @@ def run(
     bucket.blob(base.child(f"{run_id}.report.html").path).upload_from_string(
         page, content_type="text/html"
     )
-    model_uri = base.child(f"{run_id}.model")
-    bucket.blob(model_uri.path).upload_from_string(encrypt(pickle.dumps(model), keyring))
-    bucket.blob(base.child("LATEST").path).upload_from_string(str(model_uri))
+    publish(gcs, str(base.child(f"{run_id}.model")), pickle.dumps(model), keyring)
     log.info(
         "promotion model %s: WAPE %.3f (naive %.3f) on %d holdout promotions",
         run_id,
@@ -138,7 +136,7 @@ def latest_scores(gcs: storage.Client, artifacts: str) -> dict | None:
     """The holdout scores of the newest promotion model, or None if there is none yet."""
     base = GcsUri.parse(artifacts).child("promotions")
     bucket = gcs.bucket(base.bucket)
-    pointer = bucket.get_blob(base.child("LATEST").path)
+    pointer = bucket.get_blob(base.child(POINTER).path)
     if pointer is None:
         return None
     model_uri = GcsUri.parse(pointer.download_as_text().strip())

@@ -13,7 +13,7 @@ from google.cloud import bigquery
 from shared import clients
 from shared.synthetic.generate import Shape, build_world, transactions
 from shared.synthetic.load import bq_schema
-from shared.training.artifacts import Keyring, encrypt
+from shared.training.artifacts import Keyring, publish
 from shared.training.promotions import evaluate, product_baselines, promotion_rows, train
 from shared.training.promotions_job import performance_table
 
@@ -40,14 +40,10 @@ def promotion_model(world):
 
 
 def publish_promotions(settings, prefix, model, run_id=None):
-    bucket = clients.storage_client(settings).bucket(settings.data_bucket)
     if run_id:
         model.run_id = run_id
-    blob = f"{prefix}/promotions/{model.run_id}.model"
-    bucket.blob(blob).upload_from_string(encrypt(pickle.dumps(model), KEYRING))
-    bucket.blob(f"{prefix}/promotions/LATEST").upload_from_string(
-        f"gs://{settings.data_bucket}/{blob}"
-    )
+    uri = f"gs://{settings.data_bucket}/{prefix}/promotions/{model.run_id}.model"
+    publish(clients.storage_client(settings), uri, pickle.dumps(model), KEYRING)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pytest
 from shared import clients
 from shared.api.app import create_app
 from shared.api.models import ModelStore
-from shared.training.artifacts import encrypt
+from shared.training.artifacts import publish
 
 from .conftest import KEYRING
 
@@ -16,14 +16,9 @@ pytestmark = pytest.mark.stack
 
 
 def publish_model(settings, prefix, run_id, products):
-    bucket = clients.storage_client(settings).bucket(settings.data_bucket)
     body = {"kind": "pricing", "run_id": run_id, "products": products}
-    bucket.blob(f"{prefix}/pricing/{run_id}.model").upload_from_string(
-        encrypt(json.dumps(body).encode(), KEYRING)
-    )
-    bucket.blob(f"{prefix}/pricing/LATEST").upload_from_string(
-        f"gs://{settings.data_bucket}/{prefix}/pricing/{run_id}.model"
-    )
+    uri = f"gs://{settings.data_bucket}/{prefix}/pricing/{run_id}.model"
+    publish(clients.storage_client(settings), uri, json.dumps(body).encode(), KEYRING)
 
 
 def product(pid, elasticity=-2.0):
