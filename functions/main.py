@@ -39,7 +39,9 @@ def _plan_fetch(request: FetchRequest, delivery: Delivery) -> None:
     run_id = run_id_for(request, delivery.message_id)
     plan = plan_for(request, run_id, settings)
     topic = topology.FETCH_CHUNKS if plan.strategy == "chunk_tables" else topology.FETCH_CHUNK_READY
-    publish_all(clients.publisher_client(settings), settings.project, topic, plan.chunks)
+    publish_all(
+        clients.publisher_client(settings), settings.project, settings.topic(topic), plan.chunks
+    )
     logger.info(
         "planned fetch of %s: %d chunks (%s)",
         plan.table,
@@ -66,7 +68,7 @@ def _create_chunk(spec: ChunkSpec, delivery: Delivery) -> None:
         billing_project=settings.project,
     )
     topic = topology.FETCH_CHUNK_DONE if isinstance(out, ChunkDone) else topology.FETCH_CHUNK_READY
-    publish_all(clients.publisher_client(settings), settings.project, topic, [out])
+    publish_all(clients.publisher_client(settings), settings.project, settings.topic(topic), [out])
     logger.info(
         "chunk %d of %s created",
         spec.chunk,
@@ -86,7 +88,7 @@ def _fetch_chunk(message: ChunkReady, delivery: Delivery) -> None:
     )
     out = outcome.following
     topic = topology.FETCH_CHUNK_DONE if isinstance(out, ChunkDone) else topology.FETCH_CHUNK_READY
-    publish_all(clients.publisher_client(settings), settings.project, topic, [out])
+    publish_all(clients.publisher_client(settings), settings.project, settings.topic(topic), [out])
     logger.info(
         "chunk %d of %s: %s",
         message.chunk,
@@ -111,7 +113,7 @@ def _finalize_fetch(done: ChunkDone, delivery: Delivery) -> None:
     publish_all(
         clients.publisher_client(settings),
         settings.project,
-        topology.FETCH_COMPLETE,
+        settings.topic(topology.FETCH_COMPLETE),
         [result.complete],
     )
     mark_published(gcs, done.destination)
@@ -191,7 +193,10 @@ def _schedule_training(tick: TrainingTick, delivery: Delivery) -> None:
         train=[tick.job],
     )
     publish_all(
-        clients.publisher_client(settings), settings.project, topology.FETCH_REQUESTS, [request]
+        clients.publisher_client(settings),
+        settings.project,
+        settings.topic(topology.FETCH_REQUESTS),
+        [request],
     )
     logger.info(
         "scheduled %s: fetch %s as run %s",

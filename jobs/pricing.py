@@ -2,7 +2,7 @@
 
 Environment: ``CLOUD_RUN_TASK_INDEX`` / ``CLOUD_RUN_TASK_COUNT`` (set by Cloud Run, or by the
 local runner), ``RETAIL_MANIFEST_URI`` and ``RETAIL_RUN_ID`` (execution overrides),
-``RETAIL_RESULTS_DATASET`` (default ``results``), artifact keys (see
+``RETAIL_RESULTS_DATASET`` (default ``<prefix>results``), artifact keys (see
 ``shared/training/artifacts.py``), and the usual ``Settings`` variables.
 """
 
@@ -34,7 +34,7 @@ def main() -> int:
         output = f"gs://{settings.data_bucket}/training/pricing/{run_id}"
         gcs = clients.storage_client(settings)
         run_task(manifest, run_id, shard, output, gcs=gcs, filesystem=gcs_filesystem(settings))
-        dataset = os.environ.get("RETAIL_RESULTS_DATASET", "results")
+        dataset = settings.results_dataset
         merge_when_complete(
             run_id,
             output,
@@ -43,7 +43,7 @@ def main() -> int:
             bq=clients.bigquery_client(settings),
             results_table=f"{settings.project}.{dataset}.pricing",
             artifact_uri=f"{settings.artifacts}/pricing/{run_id}.model",
-            keyring=Keyring.from_env(),
+            keyring=Keyring.from_env(secret_client=clients.secret_client(settings)),
         )
     except (PermanentError, KeyError) as exc:
         logger.error("pricing task failed: %s", exc, extra={"error_type": type(exc).__name__})

@@ -42,7 +42,7 @@ def main() -> int:
             ).to_arrow(create_bqstorage_client=False)
         except gexc.NotFound:
             products = None  # analytics then has no category to filter on
-        dataset = os.environ.get("RETAIL_RESULTS_DATASET", "results")
+        dataset = settings.results_dataset
         promotions_job.run(
             run_id,
             transactions,
@@ -52,7 +52,7 @@ def main() -> int:
             bq=bq,
             artifacts=settings.artifacts,
             results_table=f"{settings.project}.{dataset}.promotion_performance",
-            keyring=Keyring.from_env(),
+            keyring=Keyring.from_env(secret_client=clients.secret_client(settings)),
         )
     except (PermanentError, KeyError) as exc:
         logger.error("promotions job failed: %s", exc, extra={"error_type": type(exc).__name__})

@@ -6,8 +6,9 @@ official ``google-cloud-run`` client code path runs, executing a job as local pr
 Each task is ``python -m <module>`` with ``CLOUD_RUN_JOB``, ``CLOUD_RUN_EXECUTION``,
 ``CLOUD_RUN_TASK_INDEX``, ``CLOUD_RUN_TASK_COUNT`` and ``CLOUD_RUN_TASK_ATTEMPT`` set, the
 request's environment overrides applied, tasks in parallel up to the job's parallelism, and a
-failed task retried up to the job's max retries. Job definitions mirror ``infra/`` (JOBS).
-Each execution's outcome is written to ``<state>/executions/<id>.json``.
+failed task retried up to the job's max retries. The jobs (names, task shape, environment) come
+from ``--jobs``, a file the stack writes from ``shared/platform.yaml`` for its environment, as
+Terraform declares them. Each execution's outcome is written to ``<state>/executions/<id>.json``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 import time
 import uuid
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -38,29 +39,29 @@ class JobSpec:
     parallelism: int
     max_retries: int
     timeout_s: int = 3600
+    env: dict[str, str] = field(default_factory=dict)
 
 
-JOBS = {
-    "pricing": JobSpec("jobs.pricing", task_count=2, parallelism=2, max_retries=2),
-    "promotions": JobSpec("jobs.promotions", task_count=1, parallelism=1, max_retries=2),
-}
+def load_jobs(path: Path) -> dict[str, JobSpec]:
+    """Job name -> definition, from the file the stack writes."""
+    return {name: JobSpec(**spec) for name, spec in json.loads(path.read_text()).items()}
 
 
 class Runner:
-    def __init__(self, state: Path, base_env: dict[str, str]) -> None:
+    def __init__(self, state: Path, jobs: dict[str, JobSpec]) -> None:
         self.state = state
-        self.base_env = base_env
+        self.jobs = jobs
         (state / "executions").mkdir(parents=True, exist_ok=True)
 
     def run_job(
         self, request: RunJobRequest, context: grpc.ServicerContext
     ) -> operations_pb2.Operation:
         job = request.name.rsplit("/", 1)[-1]
-        spec = next((s for name, s in JOBS.items() if job.endswith(name)), None)
+        spec = self.jobs.get(job)
         if spec is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.name} not found")
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.name}' was not found")
         execution = f"{job}-{uuid.uuid4().hex[:5]}"
-        env = dict(self.base_env)
+        env = {**os.environ, **spec.env}
         count = spec.task_count
         if request.overrides:
             for override in request.overrides.container_overrides:
@@ -117,8 +118,8 @@ class Runner:
         path.write_text(json.dumps(record, indent=1))
 
 
-def serve(port: int, state: Path, base_env: dict[str, str] | None = None) -> grpc.Server:
-    runner = Runner(state, base_env if base_env is not None else dict(os.environ))
+def serve(port: int, state: Path, jobs: dict[str, JobSpec]) -> grpc.Server:
+    runner = Runner(state, jobs)
     handler = grpc.method_handlers_generic_handler(
         "google.cloud.run.v2.Jobs",
         {
@@ -140,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=8096)
     parser.add_argument("--state", type=Path, default=REPO / ".local" / "stack" / "cloud-run")
+    parser.add_argument("--jobs", type=Path, required=True, help="job definitions (JSON)")
     args = parser.parse_args(argv)
-    serve(args.port, args.state).wait_for_termination()
+    serve(args.port, args.state, load_jobs(args.jobs)).wait_for_termination()
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -68,7 +69,7 @@ class StepFailed(RuntimeError):
 
 
 def start(cfg: StackConfig, airflow_port: int, airflow_home: Path | None = None,
-          say: Callable[[str], None] = print) -> Any:  # fmt: skip
+          say: Callable[[str], None] = print) -> tuple[Any, StackConfig]:  # fmt: skip
     """Airflow first (the RBAC function needs its address and admin secret), then the stack."""
     from local.airflow import up as airflow_up
 
@@ -78,12 +79,13 @@ def start(cfg: StackConfig, airflow_port: int, airflow_home: Path | None = None,
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     example = (REPO / "local" / "rbac" / "rbac.yaml").read_text()
     config.write_text(example.replace("http://127.0.0.1:8280", af.url))
-    # Read by the sync_rbac function process; the password stays in the environment.
-    os.environ["RETAIL_RBAC_CONFIG"] = str(config)
+    # The sync_rbac function reads the config's location as Terraform's rbac_config_uri; the
+    # password reaches it through the environment, as Secret Manager injects it in the cloud.
+    cfg = dataclasses.replace(cfg, rbac_config=str(config))
     os.environ["AIRFLOW_PASSWORD"] = af.admin_password
     up(cfg, say=lambda m: say(f"  {m}"))
     os.environ.update(cfg.client_env())
-    return af
+    return af, cfg
 
 
 # --------------------------------------------------------------------------- 2-3. data
@@ -132,6 +134,7 @@ def fetch(settings: Any, table: str, parallelism: int, timeout_s: float = 600) -
 def training(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 900) -> dict:
     """Wait for both training executions of ``run_id``; then read what they wrote."""
     from shared import clients
+    from shared.identifiers import GcsUri
 
     executions = cfg.state_dir / "cloud-run" / "executions"
 
@@ -141,7 +144,7 @@ def training(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 90
             with contextlib.suppress(ValueError):
                 record = json.loads(path.read_text())
                 if record.get("run_id") == run_id:
-                    found[record["job"]] = record
+                    found[record["job"].removeprefix(settings.prefix)] = record
         return found if {"pricing", "promotions"} <= set(found) else None
 
     records = wait_for(finished, timeout_s=timeout_s, every_s=1.0)
@@ -153,13 +156,15 @@ def training(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 90
     bq = clients.bigquery_client(settings)
     pricing = list(
         bq.query(
-            f"SELECT status, COUNT(*) AS n FROM `{settings.project}.results.pricing` "
+            "SELECT status, COUNT(*) AS n FROM "
+            f"`{settings.project}.{settings.results_dataset}.pricing` "
             f"WHERE run_id = '{run_id}' GROUP BY status ORDER BY status"
         ).result()
     )
-    bucket = clients.storage_client(settings).bucket(settings.data_bucket)
+    artifacts = GcsUri.parse(settings.artifacts)
+    bucket = clients.storage_client(settings).bucket(artifacts.bucket)
     scores = json.loads(
-        bucket.blob(f"artifacts/promotions/{run_id}.scores.json").download_as_text()
+        bucket.blob(artifacts.child(f"promotions/{run_id}.scores.json").path).download_as_text()
     )
     return {
         "executions": {
@@ -168,7 +173,9 @@ def training(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 90
         "pricing_rows": {row["status"]: row["n"] for row in pricing},
         "promotion_scores": scores,
         "artifacts": sorted(
-            b.name for b in bucket.list_blobs(prefix="artifacts/") if run_id in b.name
+            f"gs://{b.bucket.name}/{b.name}"
+            for b in bucket.list_blobs(prefix=artifacts.path)
+            if run_id in b.name
         ),
     }
 
@@ -241,7 +248,7 @@ def rbac_tick(cfg: StackConfig, settings: Any, timeout_s: float = 120) -> dict:
     reason = f"tick {uuid.uuid4().hex[:6]}"
     publisher = clients.publisher_client(settings)
     publisher.publish(
-        publisher.topic_path(settings.project, topology.RBAC_SYNC),
+        publisher.topic_path(settings.project, settings.topic(topology.RBAC_SYNC)),
         json.dumps({"reason": reason}).encode(),
     ).result()
     lines = wait_for(
@@ -332,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         t = step(f"1. local stack and Airflow ({cfg.state_dir})")
-        af = start(cfg, args.airflow_port, args.airflow_home)
+        af, cfg = start(cfg, args.airflow_port, args.airflow_home)
         timings.append(("stack + Airflow", time.perf_counter() - t, "up"))
         from shared.settings import Settings
 

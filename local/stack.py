@@ -26,6 +26,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.platform import Names
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -35,9 +39,21 @@ class StackError(RuntimeError):
     """A piece of the stack cannot start; the message names it and how to fix it."""
 
 
+# Variables a developer or a test may set to tune the local deployables (small parts, no time
+# budget, fast model polling); they override the environment's declared values and are shown.
+TUNING = (
+    "RETAIL_PART_MAX_ROWS",
+    "RETAIL_PART_TARGET_MB",
+    "RETAIL_TIME_BUDGET_S",
+    "RETAIL_MAX_STREAMS",
+    "RETAIL_MODEL_POLL_S",
+)
+
+
 @dataclass(frozen=True)
 class StackConfig:
-    """Where the stack lives and which ports it uses; every port overridable from the env."""
+    """Where the stack lives, which ports it uses and which deployed environment it stands for
+    (names, prefix and each deployable's variables from ``shared/platform.yaml``)."""
 
     project: str
     state_dir: Path
@@ -52,9 +68,16 @@ class StackConfig:
     identity_port: int = 8095
     cloud_run_port: int = 8096
     api_port: int = 8097
+    secrets_port: int = 8098
+    environment: str = "dev"
+    region: str = "europe-west1"
+    rbac_config: str = ""
+    tuning: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
+        from shared.platform import PlatformError, environment
+
         env = os.environ if env is None else env
 
         def port(name: str, default: int) -> int:
@@ -63,6 +86,11 @@ class StackConfig:
                 raise StackError(f"{name} must be a TCP port number, got {raw!r}")
             return int(raw)
 
+        name = env.get("RETAIL_ENV") or "dev"
+        try:
+            environment(name)
+        except PlatformError as exc:
+            raise StackError(f"RETAIL_ENV: {exc}") from None
         return cls(
             project=env.get("RETAIL_LOCAL_PROJECT", "retail-local"),
             state_dir=Path(env.get("RETAIL_STACK_DIR", REPO / ".local" / "stack")).resolve(),
@@ -75,12 +103,33 @@ class StackConfig:
             identity_port=port("RETAIL_CLOUD_IDENTITY_PORT", 8095),
             cloud_run_port=port("RETAIL_CLOUD_RUN_PORT", 8096),
             api_port=port("RETAIL_API_PORT", 8097),
+            secrets_port=port("RETAIL_SECRET_MANAGER_PORT", 8098),
             # Production backs off 10 s to 600 s; locally a retry should be seen within seconds.
             min_backoff_s=int(env.get("RETAIL_PUBSUB_MIN_BACKOFF_S", "1")),
             # A push that never answers (its instance died) is redelivered after the ack
             # deadline; tests with tiny chunks shorten it so a kill is recovered in seconds.
             max_ack_deadline_s=int(env.get("RETAIL_PUBSUB_MAX_ACK_DEADLINE_S", "600")),
+            environment=name,
+            rbac_config=env.get("RETAIL_RBAC_CONFIG", ""),
+            tuning=tuple((k, env[k]) for k in TUNING if env.get(k)),
         )
+
+    def with_environment(self, name: str) -> StackConfig:
+        from dataclasses import replace
+
+        from shared.platform import PlatformError, environment
+
+        try:
+            environment(name)
+        except PlatformError as exc:
+            raise StackError(str(exc)) from None
+        return replace(self, environment=name)
+
+    @property
+    def names(self) -> Names:
+        from shared.platform import Names
+
+        return Names(self.environment, self.project)
 
     @property
     def gcs_root(self) -> Path:
@@ -90,19 +139,58 @@ class StackConfig:
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
 
-    def client_env(self) -> dict[str, str]:
-        """Environment that points the official Google clients (and ``Settings``) here."""
+    @property
+    def trace_dir(self) -> Path:
+        """Where each deployable process notes the Google API calls it makes."""
+        return self.state_dir / "calls"
+
+    def endpoints(self) -> dict[str, str]:
+        """The emulator endpoints: the only thing that differs from the cloud."""
         return {
-            "GOOGLE_CLOUD_PROJECT": self.project,
             "PUBSUB_EMULATOR_HOST": f"{HOST}:{self.pubsub_port}",
             "PUBSUB_PROJECT_ID": self.project,
             "STORAGE_EMULATOR_HOST": f"http://{HOST}:{self.gcs_port}",
             "BIGQUERY_EMULATOR_HOST": f"http://{HOST}:{self.bq_rest_port}",
             # The Storage Read API goes through local/storage_proxy.py, which honours offsets.
             "BIGQUERY_STORAGE_EMULATOR_HOST": f"{HOST}:{self.bq_read_port}",
-            "RETAIL_DATA_BUCKET": f"{self.project}-data",
             "CLOUD_IDENTITY_EMULATOR_HOST": f"http://{HOST}:{self.identity_port}",
             "CLOUD_RUN_EMULATOR_HOST": f"{HOST}:{self.cloud_run_port}",
+            "SECRET_MANAGER_EMULATOR_HOST": f"{HOST}:{self.secrets_port}",
+        }
+
+    def deployable_env(self, deployable: str) -> dict[str, str]:
+        """What Terraform sets for ``deployable`` in this environment, plus the emulator
+        endpoints, the call recorder and the identity variable the platform sets."""
+        from shared.platform import declaration, deployable_env
+
+        env = deployable_env(
+            deployable, self.environment, self.project, self.region, self.rbac_config
+        )
+        kind = declaration()["deployables"][deployable]["kind"]
+        identity = {
+            "function": {"FUNCTION_TARGET": deployable},
+            "job": {"CLOUD_RUN_JOB": self.names.job(deployable)},
+            "service": {"K_SERVICE": self.names.service(deployable)},
+        }[kind]
+        return {
+            **env,
+            **dict(self.tuning),
+            **self.endpoints(),
+            **identity,
+            "RETAIL_CALL_TRACE_DIR": str(self.trace_dir),
+            "PYTHONPATH": str(REPO),
+        }
+
+    def client_env(self) -> dict[str, str]:
+        """Environment that points the official Google clients (and ``Settings``) at this
+        stack, with this environment's names: what the CLI, the tests and the demo use."""
+        from shared.platform import deployable_env
+
+        return {
+            **deployable_env("plan_fetch", self.environment, self.project, self.region),
+            **dict(self.tuning),
+            **self.endpoints(),
+            "GOOGLE_CLOUD_PROJECT": self.project,
             "RETAIL_ARTIFACT_KEYS_FILE": str(self.state_dir / "artifact-keys"),
             "RETAIL_API_URL": f"http://{HOST}:{self.api_port}",
         }
@@ -337,6 +425,21 @@ EMULATORS: tuple[Component, ...] = (
         env=lambda cfg: {"PYTHONPATH": str(REPO)},
     ),
     Component(
+        "secret-manager",
+        lambda cfg: [
+            sys.executable,
+            "-m",
+            "local.secret_manager",
+            "--port",
+            str(cfg.secrets_port),
+            "--state",
+            str(cfg.state_dir / "secrets"),
+        ],
+        lambda cfg: [cfg.secrets_port],
+        lambda cfg: _port_open(cfg.secrets_port),
+        env=lambda cfg: {"PYTHONPATH": str(REPO)},
+    ),
+    Component(
         "cloud-run",
         lambda cfg: [
             sys.executable,
@@ -346,10 +449,12 @@ EMULATORS: tuple[Component, ...] = (
             str(cfg.cloud_run_port),
             "--state",
             str(cfg.state_dir / "cloud-run"),
+            "--jobs",
+            str(_write_jobs(cfg)),
         ],
         lambda cfg: [cfg.cloud_run_port],
         lambda cfg: _port_open(cfg.cloud_run_port),
-        env=lambda cfg: {**cfg.client_env(), "PYTHONPATH": str(REPO)},
+        env=lambda cfg: {"PYTHONPATH": str(REPO)},
     ),
     Component(
         "api",
@@ -357,9 +462,31 @@ EMULATORS: tuple[Component, ...] = (
         lambda cfg: [cfg.api_port],
         lambda cfg: _http_ok(f"http://{HOST}:{cfg.api_port}/healthz"),
         # Locally a new model is served within seconds of its training run.
-        env=lambda cfg: {**cfg.client_env(), "PYTHONPATH": str(REPO), "RETAIL_MODEL_POLL_S": "2"},
+        env=lambda cfg: {**cfg.deployable_env("api"), "RETAIL_MODEL_POLL_S": "2"},
     ),
 )
+
+
+def _write_jobs(cfg: StackConfig) -> Path:
+    """The training jobs as Terraform declares them in this environment (name, task shape,
+    environment), for the local Cloud Run runner."""
+    from shared.platform import declaration, deployables, environment
+
+    shapes = environment(cfg.environment)["training"]
+    jobs = {
+        cfg.names.job(job): {
+            "module": declaration()["deployables"][job]["module"],
+            **{
+                k: shapes[job][k] for k in ("task_count", "parallelism", "max_retries", "timeout_s")
+            },
+            "env": cfg.deployable_env(job),
+        }
+        for job in deployables("job")
+    }
+    path = cfg.state_dir / "cloud-run" / "jobs.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(jobs, indent=1))
+    return path
 
 
 def function_component(entry_point: str) -> Component:
@@ -381,7 +508,7 @@ def function_component(entry_point: str) -> Component:
         ],
         lambda cfg: [cfg.function_port(entry_point)],
         lambda cfg: _port_open(cfg.function_port(entry_point)),
-        env=lambda cfg: {**cfg.client_env(), "PYTHONPATH": str(REPO)},
+        env=lambda cfg: cfg.deployable_env(entry_point),
         timeout_s=30.0,
     )
 
@@ -435,7 +562,13 @@ def _spawn(cfg: StackConfig, comp: Component, argv: list[str]) -> int:
             )
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     log = open(cfg.log_dir / f"{comp.name}.log", "ab")  # noqa: SIM115 - handed to the child
-    env = {**os.environ, **comp.env(cfg)}
+    # A deployable sees what Terraform gives it, not the caller's platform variables.
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("RETAIL_") and not k.endswith("_EMULATOR_HOST")
+    }
+    env = {**inherited, **comp.env(cfg)}
     proc = subprocess.Popen(
         argv,
         stdout=log,
@@ -549,33 +682,38 @@ def _with_stack_env(func: Callable) -> Callable:
 
 @_with_stack_env
 def _ensure_resources(cfg: StackConfig, say: Callable[[str], None]) -> None:
-    """Topics, buckets and push subscriptions from the one topology in ``shared.topology``."""
+    """Topics, push subscriptions, buckets, datasets and secrets of the environment, named as
+    Terraform names them, from the one declaration in ``shared/platform.yaml``."""
     from google.api_core import exceptions as gexc
     from google.cloud import pubsub_v1
 
     from shared import clients, topology
-    from shared.fetch.chunks import temp_dataset_id
+    from shared.platform import declaration
     from shared.settings import Settings
 
+    names = cfg.names
     settings = Settings.from_env(cfg.client_env())
     publisher = clients.publisher_client(settings)
     subscriber = clients.subscriber_client(settings)
     for topic in topology.TOPICS:
         with contextlib.suppress(gexc.AlreadyExists):
-            publisher.create_topic(name=publisher.topic_path(cfg.project, topic))
-    dead_letter = publisher.topic_path(cfg.project, topology.DEAD_LETTER)
+            publisher.create_topic(name=publisher.topic_path(cfg.project, names.topic(topic)))
+    dead_letter = publisher.topic_path(cfg.project, names.topic(topology.DEAD_LETTER))
     with contextlib.suppress(gexc.AlreadyExists):
         subscriber.create_subscription(
-            name=subscriber.subscription_path(cfg.project, topology.DEAD_LETTER_SUBSCRIPTION),
+            name=subscriber.subscription_path(
+                cfg.project, names.subscription(topology.DEAD_LETTER_SUBSCRIPTION)
+            ),
             topic=dead_letter,
         )
     for sub in topology.SUBSCRIPTIONS:
+        topic = names.topic(sub.topic)
         endpoint = f"http://{HOST}:{cfg.function_port(sub.entry_point)}" + topology.push_path(
-            cfg.project, sub.topic
+            cfg.project, topic
         )
         request = pubsub_v1.types.Subscription(
-            name=subscriber.subscription_path(cfg.project, sub.name),
-            topic=publisher.topic_path(cfg.project, sub.topic),
+            name=subscriber.subscription_path(cfg.project, names.subscription(sub.name)),
+            topic=publisher.topic_path(cfg.project, topic),
             push_config=pubsub_v1.types.PushConfig(push_endpoint=endpoint),
             ack_deadline_seconds=min(sub.ack_deadline_s, cfg.max_ack_deadline_s),
             retry_policy=pubsub_v1.types.RetryPolicy(
@@ -593,17 +731,44 @@ def _ensure_resources(cfg: StackConfig, say: Callable[[str], None]) -> None:
                 subscription=request.name, push_config=request.push_config
             )
     storage = clients.storage_client(settings)
-    if storage.lookup_bucket(settings.data_bucket) is None:
-        storage.create_bucket(settings.data_bucket)
-    temp_dataset = temp_dataset_id(settings.project, settings.temp_dataset)
+    buckets = [names.bucket(key) for key in declaration()["buckets"]]
+    for bucket in buckets:
+        if storage.lookup_bucket(bucket) is None:
+            storage.create_bucket(bucket)
     bq = clients.bigquery_client(settings)
-    bq.create_dataset(temp_dataset, exists_ok=True)
-    bq.create_dataset(f"{settings.project}.results", exists_ok=True)  # training results
+    datasets = [names.dataset(key) for key in ("source", *declaration()["datasets"])]
+    for dataset in datasets:
+        bq.create_dataset(f"{cfg.project}.{dataset}", exists_ok=True)
+    _ensure_secrets(cfg, settings)
     say(
-        f"  {'topology':<28} {len(topology.TOPICS)} topics, "
-        f"{len(topology.SUBSCRIPTIONS)} push subscriptions, bucket gs://{settings.data_bucket}, "
-        f"dataset {temp_dataset}"
+        f"  {'topology':<28} env {cfg.environment} (prefix {names.prefix!r}): "
+        f"{len(topology.TOPICS)} topics, {len(topology.SUBSCRIPTIONS)} push subscriptions, "
+        f"buckets {', '.join(buckets)}, datasets {', '.join(datasets)}"
     )
+
+
+def _ensure_secrets(cfg: StackConfig, settings: object) -> None:
+    """The artifact-keys secret with a first version (what the deployment guide's bootstrap
+    adds), holding the stack's keys."""
+    from google.api_core import exceptions as gexc
+
+    from shared import clients
+
+    client = clients.secret_client(settings)
+    name = f"projects/{cfg.project}/secrets/{cfg.names.secret('artifact_keys')}"
+    try:
+        client.access_secret_version(name=f"{name}/versions/latest")
+        return
+    except gexc.NotFound:
+        pass
+    with contextlib.suppress(gexc.AlreadyExists):
+        client.create_secret(
+            parent=f"projects/{cfg.project}",
+            secret_id=cfg.names.secret("artifact_keys"),
+            secret={"replication": {"automatic": {}}},
+        )
+    keys = (cfg.state_dir / "artifact-keys").read_text().strip()
+    client.add_secret_version(parent=name, payload={"data": keys.encode()})
 
 
 @_with_stack_env
@@ -618,8 +783,11 @@ def redrive(cfg: StackConfig) -> Counter[str]:
     settings = Settings.from_env(cfg.client_env())
     subscriber = clients.subscriber_client(settings)
     publisher = clients.publisher_client(settings)
-    topic_of = {sub.name: sub.topic for sub in topology.SUBSCRIPTIONS}
-    path = subscriber.subscription_path(cfg.project, topology.DEAD_LETTER_SUBSCRIPTION)
+    names = cfg.names
+    topic_of = {names.subscription(sub.name): sub.topic for sub in topology.SUBSCRIPTIONS}
+    path = subscriber.subscription_path(
+        cfg.project, names.subscription(topology.DEAD_LETTER_SUBSCRIPTION)
+    )
     counts: Counter[str] = Counter()
     while True:
         response = subscriber.pull(subscription=path, max_messages=100, timeout=5)
@@ -637,7 +805,7 @@ def redrive(cfg: StackConfig) -> Counter[str]:
                 k: v for k, v in m.message.attributes.items() if not k.startswith("CloudPubSub")
             }
             publisher.publish(
-                publisher.topic_path(cfg.project, topic), m.message.data, **attributes
+                publisher.topic_path(cfg.project, names.topic(topic)), m.message.data, **attributes
             ).result()
             subscriber.acknowledge(subscription=path, ack_ids=[m.ack_id])
             counts[topic] += 1
@@ -653,7 +821,9 @@ def dead_letters(cfg: StackConfig, limit: int = 1000) -> Counter[str]:
     from shared.settings import Settings
 
     subscriber = clients.subscriber_client(Settings.from_env(cfg.client_env()))
-    path = subscriber.subscription_path(cfg.project, topology.DEAD_LETTER_SUBSCRIPTION)
+    path = subscriber.subscription_path(
+        cfg.project, cfg.names.subscription(topology.DEAD_LETTER_SUBSCRIPTION)
+    )
     counts: Counter[str] = Counter()
     seen: set[str] = set()
     while len(seen) < limit:
@@ -670,7 +840,7 @@ def dead_letters(cfg: StackConfig, limit: int = 1000) -> Counter[str]:
         for m in fresh:
             seen.add(m.message.message_id)
             source = m.message.attributes.get("CloudPubSubDeadLetterSourceSubscription", "?")
-            counts[source.rsplit("/", 1)[-1]] += 1
+            counts[source.rsplit("/", 1)[-1].removeprefix(cfg.names.prefix)] += 1
     return counts
 
 
@@ -680,6 +850,25 @@ def dead_letters(cfg: StackConfig, limit: int = 1000) -> Counter[str]:
 def up(cfg: StackConfig, say: Callable[[str], None] = print) -> None:
     """Start whatever is not running yet; safe to call again."""
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    marker = cfg.state_dir / "environment"
+    running = marker.read_text().strip() if marker.exists() else cfg.environment
+    if running != cfg.environment and any(running_pgid(cfg, c) is not None for c in components()):
+        raise StackError(
+            f"the stack in {cfg.state_dir} runs environment {running!r}; stop it first "
+            f"(python -m local down) or use another RETAIL_STACK_DIR"
+        )
+    marker.write_text(cfg.environment)
+    if not any(running_pgid(cfg, c) is not None for c in components()):
+        shutil.rmtree(cfg.trace_dir, ignore_errors=True)  # calls of this stack's run only
+    say(
+        f"  {'environment':<28} {cfg.environment}: names and variables of infra/envs/"
+        f"{cfg.environment} (shared/platform.yaml)"
+        + (
+            f"; local overrides {', '.join(f'{k}={v}' for k, v in cfg.tuning)}"
+            if cfg.tuning
+            else ""
+        )
+    )
     keys = cfg.state_dir / "artifact-keys"
     if not keys.exists():  # the local stand-in for the Secret Manager secret
         from cryptography.fernet import Fernet
@@ -719,9 +908,16 @@ def status(cfg: StackConfig) -> list[tuple[str, str, str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down", "status", "env", "redrive"])
+    parser.add_argument(
+        "--env",
+        help="deployed environment the stack stands for (shared/platform.yaml; default "
+        "RETAIL_ENV or dev): its names, prefix and each deployable's variables",
+    )
     args = parser.parse_args(argv)
     try:
         cfg = StackConfig.from_env()
+        if args.env:
+            cfg = cfg.with_environment(args.env)
         if args.command == "up":
             print(f"starting local stack in {cfg.state_dir}")
             up(cfg)

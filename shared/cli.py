@@ -242,7 +242,7 @@ def _resume(destination: str, settings: Settings) -> int:
     publisher = clients.publisher_client(settings)
     for message in messages:
         topic = topics.get(type(message), topology.FETCH_CHUNK_READY)
-        publish_all(publisher, settings.project, topic, [message])
+        publish_all(publisher, settings.project, settings.topic(topic), [message])
     print(f"{len(messages)} unfinished chunk(s) of {destination} announced again")
     return 0
 

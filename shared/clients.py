@@ -7,7 +7,7 @@ Everything else takes clients as arguments and never builds its own.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.api_core.client_options import ClientOptions
@@ -18,10 +18,15 @@ from google.cloud.bigquery_storage_v1.services.big_query_read.transports import 
     BigQueryReadGrpcTransport,
 )
 
+from shared import calltrace
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # loaded by jobs_client() only: the fetch functions start faster without it
     from google.cloud import run_v2
+
+# Locally, note each Google API call this process makes (for the IAM contract test); a no-op
+# unless RETAIL_CALL_TRACE_DIR is set, which no deployment does.
+calltrace.install()
 
 # Arrow record batches of a few MB each; gRPC's default 4 MB receive cap is too small.
 _GRPC_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
@@ -92,3 +97,20 @@ def jobs_client(settings: Settings) -> run_v2.JobsClient:
         channel = grpc.insecure_channel(settings.cloud_run_emulator_host)
         return run_v2.JobsClient(transport=JobsGrpcTransport(channel=channel))
     return run_v2.JobsClient()
+
+
+@functools.cache
+def secret_client(settings: Settings) -> Any:
+    """A Secret Manager client (gRPC); locally, ``local/secret_manager.py``. Imported on use:
+    only the jobs and the API read secrets."""
+    from google.cloud import secretmanager
+    from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+        SecretManagerServiceGrpcTransport,
+    )
+
+    if settings.secret_manager_emulator_host:
+        channel = grpc.insecure_channel(settings.secret_manager_emulator_host)
+        return secretmanager.SecretManagerServiceClient(
+            transport=SecretManagerServiceGrpcTransport(channel=channel)
+        )
+    return secretmanager.SecretManagerServiceClient()

@@ -41,6 +41,7 @@ class Settings:
     bigquery_emulator_host: str | None = None
     bigquery_storage_emulator_host: str | None = None
     cloud_run_emulator_host: str | None = None
+    secret_manager_emulator_host: str | None = None
     region: str = "europe-west1"
     prefix: str = ""
     # Fetch limits: streams per read session and the work budget of one function invocation
@@ -53,6 +54,13 @@ class Settings:
     part_target_mb: int = 32
     # Where trained models, their pointers and scores live (a versioned bucket in the cloud).
     artifacts: str = ""
+    # The deployment environment (shared/platform.yaml) and its results dataset.
+    environment: str = ""
+    results_dataset: str = "results"
+
+    def topic(self, base: str) -> str:
+        """The deployed name of a topic of ``shared.topology``: the environment's prefix + base."""
+        return f"{self.prefix}{base}"
 
     @property
     def local(self) -> bool:
@@ -74,24 +82,27 @@ class Settings:
         if not project:
             raise SettingsError("GOOGLE_CLOUD_PROJECT is not set")
         location = env.get("BIGQUERY_LOCATION", "US")
+        prefix = env.get("RETAIL_PREFIX") or ""
+        data_bucket = env.get("RETAIL_DATA_BUCKET") or f"{project}-{prefix}data"
         return cls(
             project=project,
             location=location,
-            data_bucket=env.get("RETAIL_DATA_BUCKET") or f"{project}-data",
-            temp_dataset=env.get("RETAIL_TEMP_DATASET") or "fetch_tmp",
+            data_bucket=data_bucket,
+            temp_dataset=env.get("RETAIL_TEMP_DATASET") or f"{prefix.replace('-', '_')}fetch_tmp",
             pubsub_emulator_host=env.get("PUBSUB_EMULATOR_HOST") or None,
             storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
             bigquery_emulator_host=env.get("BIGQUERY_EMULATOR_HOST") or None,
             bigquery_storage_emulator_host=env.get("BIGQUERY_STORAGE_EMULATOR_HOST") or None,
             cloud_run_emulator_host=env.get("CLOUD_RUN_EMULATOR_HOST") or None,
+            secret_manager_emulator_host=env.get("SECRET_MANAGER_EMULATOR_HOST") or None,
             region=env.get("RETAIL_REGION") or "europe-west1",
-            prefix=env.get("RETAIL_PREFIX") or "",
+            prefix=prefix,
             max_streams=_int(env, "RETAIL_MAX_STREAMS", 16),
             time_budget_s=_int(env, "RETAIL_TIME_BUDGET_S", 480, minimum=0),
             part_max_rows=_int(env, "RETAIL_PART_MAX_ROWS", 1_000_000),
             part_target_mb=_int(env, "RETAIL_PART_TARGET_MB", 32),
-            artifacts=(
-                env.get("RETAIL_ARTIFACTS")
-                or f"gs://{env.get('RETAIL_DATA_BUCKET') or f'{project}-data'}/artifacts"
-            ).rstrip("/"),
+            artifacts=(env.get("RETAIL_ARTIFACTS") or f"gs://{data_bucket}/artifacts").rstrip("/"),
+            environment=env.get("RETAIL_ENV") or "",
+            results_dataset=env.get("RETAIL_RESULTS_DATASET")
+            or f"{prefix.replace('-', '_')}results",
         )

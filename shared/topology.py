@@ -1,12 +1,16 @@
-"""The Pub/Sub topology, declared once: topics, and which function each subscription pushes to.
+"""The Pub/Sub topology and Scheduler jobs, from the one declaration in ``shared/platform.yaml``.
 
-The local stack builds exactly this on the emulator; Terraform in ``infra/`` declares the same
-names, and a test holds the two together.
+Names here are base names; a deployment puts its environment's prefix in front
+(:meth:`shared.settings.Settings.topic`, :class:`shared.platform.Names`). The local stack builds
+exactly this on the emulators and Terraform in ``infra/`` reads the same file.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+
+from shared.platform import declaration
 
 FETCH_REQUESTS = "fetch-requests"
 FETCH_CHUNKS = "fetch-chunks"
@@ -17,19 +21,15 @@ RBAC_SYNC = "rbac-sync"
 TRAINING_SCHEDULE = "training-schedule"
 DEAD_LETTER = "dead-letter"
 
-TOPICS: tuple[str, ...] = (
-    FETCH_REQUESTS,
-    FETCH_CHUNKS,
-    FETCH_CHUNK_READY,
-    FETCH_CHUNK_DONE,
-    FETCH_COMPLETE,
-    RBAC_SYNC,
-    TRAINING_SCHEDULE,
-    DEAD_LETTER,
-)
+_DECL = declaration()
+TOPICS: tuple[str, ...] = tuple(_DECL["topics"])
+for _name in (FETCH_REQUESTS, FETCH_CHUNKS, FETCH_CHUNK_READY, FETCH_CHUNK_DONE, FETCH_COMPLETE,
+              RBAC_SYNC, TRAINING_SCHEDULE, DEAD_LETTER):  # fmt: skip
+    if _name not in TOPICS:
+        raise RuntimeError(f"shared/platform.yaml no longer declares topic {_name!r}")
 
 # Messages that exhausted their delivery attempts are kept here for a person to look at.
-DEAD_LETTER_SUBSCRIPTION = "dead-letter-inspect"
+DEAD_LETTER_SUBSCRIPTION: str = _DECL["dead_letter"]["subscription"]
 
 
 @dataclass(frozen=True)
@@ -45,20 +45,18 @@ class PushSubscription:
     max_delivery_attempts: int = 5
 
 
-SUBSCRIPTIONS: tuple[PushSubscription, ...] = (
-    PushSubscription("plan-fetch", FETCH_REQUESTS, "plan_fetch", ack_deadline_s=120),
-    # A chunk's CREATE TABLE AS SELECT can run for minutes on a large source.
-    PushSubscription("create-chunk", FETCH_CHUNKS, "create_chunk", ack_deadline_s=600),
-    # A chunk may take the whole 540 s function timeout; the ack deadline must outlast it.
-    PushSubscription("fetch-chunk", FETCH_CHUNK_READY, "fetch_chunk", ack_deadline_s=600),
-    PushSubscription("finalize-fetch", FETCH_CHUNK_DONE, "finalize_fetch", ack_deadline_s=120),
-    PushSubscription("launch-training", FETCH_COMPLETE, "launch_training", ack_deadline_s=120),
-    # Monthly pricing and Saturday-night promotion ticks: fresh data first, then training.
+_POLICY = _DECL["subscription_policy"]
+SUBSCRIPTIONS: tuple[PushSubscription, ...] = tuple(
     PushSubscription(
-        "schedule-training", TRAINING_SCHEDULE, "schedule_training", ack_deadline_s=60
-    ),
-    # Scheduler ticks and group-change audit events (via a log sink) both ask for a reconcile.
-    PushSubscription("sync-rbac", RBAC_SYNC, "sync_rbac", ack_deadline_s=300),
+        name,
+        sub["topic"],
+        sub["entry_point"],
+        ack_deadline_s=int(sub["ack_deadline_s"]),
+        min_backoff_s=int(_POLICY["min_backoff_s"]),
+        max_backoff_s=int(_POLICY["max_backoff_s"]),
+        max_delivery_attempts=int(_POLICY["max_delivery_attempts"]),
+    )
+    for name, sub in _DECL["subscriptions"].items()
 )
 
 
@@ -84,28 +82,7 @@ class Schedule:
     why: str
 
 
-# DESIGN.md: pricing monthly, promotions weekly on Saturday night, the RBAC reconcile every ten
-# minutes as the fallback to group-change events.
-SCHEDULES: tuple[Schedule, ...] = (
-    Schedule(
-        "train-pricing",
-        "0 2 1 * *",
-        TRAINING_SCHEDULE,
-        '{"job": "pricing", "table": "{table}"}',
-        "monthly: fetch the transactions, then fit elasticities and prices",
-    ),
-    Schedule(
-        "train-promotions",
-        "0 23 * * 6",
-        TRAINING_SCHEDULE,
-        '{"job": "promotions", "table": "{table}"}',
-        "weekly, Saturday 23:00: fetch, then retrain the promotion model",
-    ),
-    Schedule(
-        "rbac-reconcile",
-        "*/10 * * * *",
-        RBAC_SYNC,
-        '{"reason": "tick"}',
-        "every 10 minutes: reconcile Airflow roles with Google Groups",
-    ),
+SCHEDULES: tuple[Schedule, ...] = tuple(
+    Schedule(name, s["cron"], s["topic"], json.dumps(s["body"]), s["why"])
+    for name, s in _DECL["schedules"].items()
 )

@@ -22,6 +22,9 @@ TEST_STACK_ENV = {
     "RETAIL_CLOUD_IDENTITY_PORT": "18095",
     "RETAIL_CLOUD_RUN_PORT": "18096",
     "RETAIL_API_PORT": "18097",
+    "RETAIL_SECRET_MANAGER_PORT": "18098",
+    # The test stack stands for the dev deployment: its prefixed names and variables.
+    "RETAIL_ENV": "dev",
     # Test chunks take well under a second per call; a killed call is redelivered after this.
     "RETAIL_PUBSUB_MAX_ACK_DEADLINE_S": "15",
 }
@@ -35,11 +38,10 @@ def stack():
     """The local stack, up for the whole session and stopped at its end."""
     from local.stack import StackConfig, down, up
 
-    cfg = StackConfig.from_env(TEST_STACK_ENV)
+    # Small parts and no time budget (local overrides of the declared values): every function
+    # call writes one part and hands the rest on, so the tests exercise hand-offs and resumes.
+    cfg = StackConfig.from_env({**TEST_STACK_ENV, **FUNCTION_ENV})
     saved = dict(os.environ)
-    # Small parts and no time budget: every function call writes one part and hands the rest
-    # on, so the tests exercise hand-offs and resumes on small tables.
-    os.environ.update(FUNCTION_ENV)
     up(cfg, say=lambda _msg: None)
     os.environ.update(cfg.client_env())
     try:

@@ -455,7 +455,7 @@ def create_app(
     def model():
         current = store.pricing
         if current is None:
-            raise ApiError(503, "no pricing model loaded yet")
+            raise ApiError(503, f"no pricing model: {store.not_ready_reason()}")
         return current
 
     @app.get("/healthz")
@@ -466,7 +466,7 @@ def create_app(
     def readyz():
         pricing, promotions = store.pricing, store.promotions
         if pricing is None and promotions is None:
-            raise ApiError(503, "no model loaded yet")
+            raise ApiError(503, store.not_ready_reason())
         return jsonify(
             {
                 "status": "ready",
@@ -515,7 +515,7 @@ def create_app(
         items = _validated(BatchIn, raw).promotions if batch else [_validated(PromotionIn, raw)]
         loaded = store.promotions
         if loaded is None:
-            raise ApiError(503, "no promotion model loaded yet")
+            raise ApiError(503, f"no promotion model: {store.not_ready_reason()}")
         for i, item in enumerate(items):
             if item.product_id not in loaded.model.baselines:
                 field = f"promotions[{i}].product_id" if batch else "product_id"

@@ -7,6 +7,10 @@ artifact is downloaded, decrypted and indexed off to the side, then swapped in w
 assignment, so a request sees either the old model or the new one, never half of each. A
 pointer to an artifact that fails to decrypt (tampered, wrong key) leaves the current model
 serving.
+
+The artifact keys are read when the first artifact must be decrypted, not at start: on a fresh
+project the service starts (and passes its start-up probe) before the key secret has a version
+or any model exists, and ``/readyz`` says which of the two is missing.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 import pickle
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from google.api_core import exceptions as gexc
@@ -43,13 +48,35 @@ class LoadedPromotionModel:
 
 class ModelStore:
     def __init__(
-        self, gcs: storage.Client, keyring: Keyring, artifacts_uri: str, poll_s: float = 30.0
+        self,
+        gcs: storage.Client,
+        keyring: Keyring | Callable[[], Keyring],
+        artifacts_uri: str,
+        poll_s: float = 30.0,
     ) -> None:
-        self.gcs, self.keyring, self.poll_s = gcs, keyring, poll_s
+        self.gcs, self.poll_s = gcs, poll_s
+        self._keyring: Keyring | None = keyring if isinstance(keyring, Keyring) else None
+        self._load_keyring = keyring if callable(keyring) else None
         self.artifacts = GcsUri.parse(artifacts_uri.rstrip("/"))
         self.pricing: PricingModel | None = None
         self.promotions: LoadedPromotionModel | None = None
+        # Why the last refresh did not load a model (None when it did, or nothing was new).
+        self.last_error: str | None = None
         self._stop = threading.Event()
+
+    @property
+    def keyring(self) -> Keyring:
+        """The artifact keys, read on first use (and again after a failed read)."""
+        if self._keyring is None:
+            assert self._load_keyring is not None
+            self._keyring = self._load_keyring()
+        return self._keyring
+
+    def not_ready_reason(self) -> str:
+        """Why no model is served yet, for ``/readyz`` and 503 answers."""
+        if self.last_error:
+            return f"no model loaded yet: {self.last_error}"
+        return f"no model published yet under {self.artifacts} (run a training job)"
 
     def _pointed(self, kind: str, current_uri: str | None) -> tuple[str, bytes] | None:
         """(uri, decrypted bytes) of the artifact ``kind``'s pointer names, if it is new."""
@@ -75,6 +102,7 @@ class ModelStore:
                 changed = load() or changed
             except Exception as exc:
                 errors.append(exc)
+        self.last_error = f"{type(errors[0]).__name__}: {errors[0]}" if errors else None
         if errors:
             raise errors[0]
         return changed

@@ -3,7 +3,7 @@
 Environment: the usual ``Settings`` variables, artifact keys (``RETAIL_ARTIFACT_KEYS*``),
 ``RETAIL_ARTIFACTS`` (default ``gs://<data bucket>/artifacts``; the pointers are
 ``pricing/LATEST`` and ``promotions/LATEST`` under it), ``RETAIL_MODEL_POLL_S`` (default 30),
-``RETAIL_RESULTS_DATASET`` (default ``results``: promotion analytics reads
+``RETAIL_RESULTS_DATASET`` (default ``<prefix>results``: promotion analytics reads
 ``promotion_performance`` there), ``RETAIL_STORES_TABLE`` (default
 ``<project>.retail.stores``) and, locally, ``RETAIL_API_KEY``.
 """
@@ -21,16 +21,17 @@ from shared.training.artifacts import Keyring
 
 log.configure()
 _settings = Settings.from_env()
+# Keys are read when the first artifact is decrypted: the service starts and answers /healthz on
+# a fresh project whose key secret has no version yet (/readyz says what is missing).
 store = ModelStore(
     clients.storage_client(_settings),
-    Keyring.from_env(),
+    lambda: Keyring.from_env(secret_client=clients.secret_client(_settings)),
     _settings.artifacts,
     poll_s=float(os.environ.get("RETAIL_MODEL_POLL_S", "30")),
 ).start()
-_results = os.environ.get("RETAIL_RESULTS_DATASET", "results")
 analytics = PromotionAnalytics(
     clients.bigquery_client(_settings),
-    f"{_settings.project}.{_results}.promotion_performance",
+    f"{_settings.project}.{_settings.results_dataset}.promotion_performance",
     os.environ.get("RETAIL_STORES_TABLE") or f"{_settings.project}.retail.stores",
 )
 app = create_app(store, analytics=analytics, api_key=os.environ.get("RETAIL_API_KEY") or None)

@@ -189,7 +189,8 @@ def publish_and_follow(
     publisher = clients.publisher_client(settings)
     started = time.monotonic()
     publisher.publish(
-        publisher.topic_path(settings.project, topology.FETCH_REQUESTS), dump(request)
+        publisher.topic_path(settings.project, settings.topic(topology.FETCH_REQUESTS)),
+        dump(request),
     ).result()
     dest = GcsUri.parse(request.destination)
     gcs = clients.storage_client(settings)

@@ -17,9 +17,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet, InvalidToken
+from google.api_core import exceptions as gexc
 
 from shared.errors import PermanentError
 from shared.identifiers import GcsUri
@@ -62,18 +63,28 @@ class Keyring:
         return cls(keys, next(iter(keys)))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Keyring:
+    def from_env(cls, env: Mapping[str, str] | None = None, secret_client: Any = None) -> Keyring:
+        """Keys from the variable, the file, or the newest version of the Secret Manager secret
+        (``secret_client``: a ``SecretManagerServiceClient``; built here when not given)."""
         env = os.environ if env is None else env
         if env.get("RETAIL_ARTIFACT_KEYS"):
             return cls.parse(env["RETAIL_ARTIFACT_KEYS"])
         if env.get("RETAIL_ARTIFACT_KEYS_FILE"):
             return cls.parse(Path(env["RETAIL_ARTIFACT_KEYS_FILE"]).read_text())
         if env.get("RETAIL_ARTIFACT_KEYS_SECRET"):
-            from google.cloud import secretmanager
+            if secret_client is None:
+                from google.cloud import secretmanager
 
-            client = secretmanager.SecretManagerServiceClient()
+                secret_client = secretmanager.SecretManagerServiceClient()
             name = f"{env['RETAIL_ARTIFACT_KEYS_SECRET']}/versions/latest"
-            return cls.parse(client.access_secret_version(name=name).payload.data.decode())
+            try:
+                version = secret_client.access_secret_version(name=name)
+            except (gexc.NotFound, gexc.FailedPrecondition) as exc:
+                raise ArtifactError(
+                    f"no artifact keys: secret {env['RETAIL_ARTIFACT_KEYS_SECRET']} has no "
+                    f"enabled version ({exc.message}); add one (README, deploying)"
+                ) from None
+            return cls.parse(version.payload.data.decode())
         raise ArtifactError(
             "no artifact keys: set RETAIL_ARTIFACT_KEYS, RETAIL_ARTIFACT_KEYS_FILE or "
             "RETAIL_ARTIFACT_KEYS_SECRET"

@@ -24,6 +24,7 @@ PORTS = {
     "RETAIL_CLOUD_IDENTITY_PORT": "26095",
     "RETAIL_CLOUD_RUN_PORT": "26096",
     "RETAIL_API_PORT": "26097",
+    "RETAIL_SECRET_MANAGER_PORT": "26098",
 }
 
 
@@ -38,6 +39,7 @@ def test_main_command_at_a_small_size(tmp_path):
         },
         **PORTS,
         "RETAIL_STACK_DIR": str(tmp_path / "stack"),
+        "RETAIL_ENV": "dev",  # the names, prefix and variables of infra/envs/dev
     }
     run = subprocess.run(
         [

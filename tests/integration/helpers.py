@@ -21,7 +21,7 @@ class Tap:
             settings.project, f"tap-{uuid.uuid4().hex[:10]}"
         )
         self.subscriber.create_subscription(
-            name=self.path, topic=publisher.topic_path(settings.project, topic)
+            name=self.path, topic=publisher.topic_path(settings.project, settings.topic(topic))
         )
         self.messages: list[bytes] = []
 

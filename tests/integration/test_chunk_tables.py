@@ -138,7 +138,9 @@ def test_every_chunk_tables_message_delivered_twice_gives_the_same_run(stack, se
         ),
     ):
         for payload in payloads:
-            publisher.publish(publisher.topic_path(settings.project, topic), payload).result()
+            publisher.publish(
+                publisher.topic_path(settings.project, settings.topic(topic)), payload
+            ).result()
     wait_for(
         lambda: (
             len(

@@ -69,7 +69,8 @@ def publish_request(settings, **fields):
     request = new_request(settings, **fields)
     publisher = clients.publisher_client(settings)
     publisher.publish(
-        publisher.topic_path(settings.project, topology.FETCH_REQUESTS), dump(request)
+        publisher.topic_path(settings.project, settings.topic(topology.FETCH_REQUESTS)),
+        dump(request),
     ).result()
     return request
 
@@ -127,7 +128,7 @@ def test_every_message_delivered_twice_gives_the_same_run(stack, settings, retai
     publisher = clients.publisher_client(settings)
 
     def again(topic, payloads):
-        path = publisher.topic_path(settings.project, topic)
+        path = publisher.topic_path(settings.project, settings.topic(topic))
         for payload in payloads:
             publisher.publish(path, payload).result()
 
@@ -220,7 +221,8 @@ def test_a_message_that_keeps_failing_is_dead_lettered_and_can_be_redriven(stack
     )
     publisher = clients.publisher_client(settings)
     publisher.publish(
-        publisher.topic_path(settings.project, topology.FETCH_CHUNK_DONE), dump(done)
+        publisher.topic_path(settings.project, settings.topic(topology.FETCH_CHUNK_DONE)),
+        dump(done),
     ).result()
     # Five failed deliveries (backoff from 1 s), then the dead-letter topic holds it.
     assert wait_for(lambda: dead_letters(stack).get("finalize-fetch", 0) >= 1, timeout_s=120)

@@ -23,7 +23,7 @@ def tap(settings):
 def publish(settings, body: bytes) -> str:
     publisher = clients.publisher_client(settings)
     return publisher.publish(
-        publisher.topic_path(settings.project, topology.FETCH_REQUESTS), body
+        publisher.topic_path(settings.project, settings.topic(topology.FETCH_REQUESTS)), body
     ).result()
 
 
@@ -120,7 +120,9 @@ def test_bad_request_fails_at_planning_and_creates_nothing(
 
 def test_malformed_message_is_acknowledged_not_redelivered(stack, settings):
     dead = clients.subscriber_client(settings)
-    dead_path = dead.subscription_path(settings.project, topology.DEAD_LETTER_SUBSCRIPTION)
+    dead_path = dead.subscription_path(
+        settings.project, settings.prefix + topology.DEAD_LETTER_SUBSCRIPTION
+    )
     message_id = publish(settings, b'{"table": "x.y.z; DROP TABLE t", "destination": "gs://b/x"}')
     first = wait_for(lambda: function_logs(stack, "plan_fetch", message_id=message_id))
     assert first and first[0]["field"] == "table"

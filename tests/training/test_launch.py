@@ -8,6 +8,7 @@ import pytest
 
 from shared import clients, topology
 from shared.messages import FetchRequest
+from shared.platform import environment
 from shared.training.launch import launch
 
 from ..integration.helpers import wait_for
@@ -17,7 +18,9 @@ pytestmark = pytest.mark.stack
 
 
 def execution(stack, run_id, job="pricing"):
-    for path in (stack.state_dir / "cloud-run" / "executions").glob(f"{job}-*.json"):
+    for path in (stack.state_dir / "cloud-run" / "executions").glob(
+        f"{stack.names.job(job)}-*.json"
+    ):
         record = json.loads(path.read_text())
         if record["run_id"] == run_id:
             return record
@@ -31,9 +34,7 @@ def test_a_fetch_asking_for_training_ends_in_pricing_results(stack, settings, re
     assert record is not None, "no pricing execution finished"
     assert record["succeeded"] and [t["index"] for t in record["tasks"]] == [0, 1]
     bq = clients.bigquery_client(settings)
-    sql = (
-        f"SELECT COUNT(*) AS n FROM `{settings.project}.results.pricing` WHERE run_id = '{run_id}'"
-    )
+    sql = f"SELECT COUNT(*) AS n FROM `{settings.project}.{settings.results_dataset}.pricing` WHERE run_id = '{run_id}'"
     assert next(iter(bq.query(sql).result()))["n"] == retail["rows"]["products"]
 
     # fetch-complete delivered again: no second execution
@@ -47,6 +48,7 @@ def test_a_fetch_asking_for_training_ends_in_pricing_results(stack, settings, re
         marker_prefix=f"gs://{settings.data_bucket}/training",
         project=settings.project,
         region=settings.region,
+        prefix=settings.prefix,
     )
     assert again is None
 
@@ -62,16 +64,18 @@ def test_a_failing_task_is_retried_then_the_execution_fails(stack, settings):
         marker_prefix=f"gs://{settings.data_bucket}/training",
         project=settings.project,
         region=settings.region,
+        prefix=settings.prefix,
     )
-    assert (
-        name.endswith("/operations/" + name.rsplit("/", 1)[-1]) and "/operations/pricing-" in name
-    )
+    assert f"/operations/{settings.prefix}pricing-" in name
     record = wait_for(lambda: execution(stack, run_id), timeout_s=120)
     assert record is not None and record["succeeded"] is False
-    assert [t["attempts"] for t in record["tasks"]] == [3, 3]  # max_retries 2
+    # The job as the dev environment declares it: 2 tasks, max_retries 1.
+    shape = environment(stack.environment)["training"]["pricing"]
+    attempts = shape["max_retries"] + 1
+    assert [t["attempts"] for t in record["tasks"]] == [attempts] * shape["task_count"]
     log = next(
         (stack.state_dir / "cloud-run" / "executions").glob(
-            f"{record['execution']}-task0-attempt2.log"
+            f"{record['execution']}-task0-attempt{attempts - 1}.log"
         )
     )
     assert "no manifest at" in log.read_text()
@@ -93,7 +97,7 @@ def test_a_scheduler_tick_becomes_one_fetch_request_that_asks_for_training(stack
     try:
         tick = {
             "job": "promotions",
-            "table": "retail-local.retail.transactions",
+            "table": f"{settings.project}.retail.transactions",
             "date": "2026-11-28",
         }
         sub = "projects/p/subscriptions/schedule-training"

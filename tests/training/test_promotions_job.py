@@ -38,6 +38,8 @@ def run_job(settings, manifest_uri, run_id):
         "RETAIL_RUN_ID": run_id,
         "RETAIL_RESULTS_DATASET": "retail",
         "RETAIL_ARTIFACT_KEYS": KEYS,
+        # Beside the other tests' objects in the data bucket, not the stack's artifacts bucket.
+        "RETAIL_ARTIFACTS": f"gs://{settings.data_bucket}/artifacts",
         "PYTHONPATH": str(REPO),
     }
     return subprocess.run(

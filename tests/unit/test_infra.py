@@ -2,6 +2,7 @@
 the contract between the code and Terraform, terraform fmt, checkov, hadolint; and proof that
 the contract check fails, naming the thing, when either side drifts."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -20,41 +21,73 @@ def test_code_and_terraform_agree():
 
 @pytest.fixture
 def drifted(tmp_path):
-    """A copy of the repository's code and infra to break."""
+    """A copy of the repository's code, declaration and infra to break."""
     for name in ("infra", "functions", "jobs", "shared"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 
 
-def test_a_topic_deleted_from_terraform_is_named(drifted):
+def test_a_hand_written_topic_list_in_terraform_is_named(drifted):
     pubsub = drifted / "infra/modules/platform/pubsub.tf"
-    pubsub.write_text(pubsub.read_text().replace('    "fetch-chunk-done",\n', "", 1))
+    pubsub.write_text(
+        pubsub.read_text().replace("toset(local.platform.topics)", 'toset(["fetch-requests"])', 1)
+    )
     problems = infra_checks.contract_problems(drifted / "infra", drifted)
-    assert any("topics in the code but not in Terraform: fetch-chunk-done" in p for p in problems)
+    assert any("google_pubsub_topic.topic is not built from the declaration" in p for p in problems)
 
 
-def test_a_function_without_its_terraform_is_named(drifted):
+def test_a_function_without_its_declaration_is_named(drifted):
     main = drifted / "functions/main.py"
     main.write_text(
         main.read_text()
         + "\n\n@functions_framework.cloud_event\ndef forecast_demand(event):\n    pass\n"
     )
     problems = infra_checks.contract_problems(drifted / "infra", drifted)
-    assert any("forecast_demand" in p and "not in Terraform" in p for p in problems), problems
+    assert any("forecast_demand" in p and "functions/main.py" in p for p in problems), problems
 
 
-def test_an_environment_variable_terraform_does_not_set_is_named(drifted):
+def test_an_environment_variable_not_declared_is_named(drifted):
     main = drifted / "functions/main.py"
     main.write_text(main.read_text() + '\n\nTIMEOUT = os.environ.get("RETAIL_NEW_KNOB")\n')
     problems = infra_checks.contract_problems(drifted / "infra", drifted)
-    assert any("RETAIL_NEW_KNOB" in p for p in problems), problems
+    assert any("RETAIL_NEW_KNOB" in p and "not declared" in p for p in problems), problems
+
+
+def test_a_role_granted_outside_the_declaration_is_named(drifted):
+    iam = drifted / "infra/modules/platform/iam.tf"
+    iam.write_text(
+        iam.read_text()
+        + '\nresource "google_project_iam_member" "extra" {\n  project = var.project_id\n'
+        '  role    = "roles/editor"\n'
+        '  member  = "serviceAccount:${google_service_account.deployable["api"].email}"\n}\n'
+    )
+    problems = infra_checks.contract_problems(drifted / "infra", drifted)
+    assert any("google_project_iam_member.extra" in p for p in problems), problems
+
+
+def test_a_subscription_that_can_expire_is_named(drifted):
+    """Defect 5: Pub/Sub deletes a subscription idle for 31 days unless expiration is off."""
+    pubsub = drifted / "infra/modules/platform/pubsub.tf"
+    text = pubsub.read_text()
+    pubsub.write_text(text.replace('  expiration_policy {\n    ttl = ""\n  }\n', "", 1))
+    problems = infra_checks.contract_problems(drifted / "infra", drifted)
+    assert any("dead_letter_inspect" in p and "expir" in p for p in problems), problems
+
+
+def test_the_api_start_up_probe_must_not_wait_for_a_model(drifted):
+    """Defect 4: a start-up probe on /readyz never passes on a fresh project (no model)."""
+    run = drifted / "infra/modules/platform/run.tf"
+    text = run.read_text()
+    run.write_text(text.replace('path = "/healthz"', 'path = "/readyz"', 1))
+    problems = infra_checks.contract_problems(drifted / "infra", drifted)
+    assert any("startup_probe" in p and "/healthz" in p for p in problems), problems
 
 
 def test_a_cron_that_breaks_the_design_is_named(drifted):
-    scheduler = drifted / "infra/modules/platform/scheduler.tf"
-    scheduler.write_text(scheduler.read_text().replace('"0 23 * * 6"', '"0 23 * * 3"'))
+    decl = drifted / "shared/platform.yaml"
+    decl.write_text(decl.read_text().replace('"0 23 * * 6"', '"0 23 * * 3"'))
     problems = infra_checks.contract_problems(drifted / "infra", drifted)
-    assert any("train-promotions" in p and "0 23 * * 3" in p for p in problems), problems
+    assert any("Saturday night" in p and "0 23 * * 3" in p for p in problems), problems
     wednesday = [
         topology.Schedule(s.name, "0 23 * * 3" if s.name == "train-promotions" else s.cron,
                           s.topic, s.payload, s.why)
@@ -62,6 +95,80 @@ def test_a_cron_that_breaks_the_design_is_named(drifted):
     ]  # fmt: skip
     problems = infra_checks.schedule_problems({s.name: s for s in wednesday}, None)
     assert problems and "Saturday night" in problems[0]
+
+
+# --------------------------------------------------------------------------- provider schema
+
+
+def test_every_block_matches_the_provider_schema():
+    problems, counts = infra_checks.schema_problems()
+    assert problems == []
+    assert counts["resources"] >= 25 and counts["arguments"] >= 150
+
+
+def test_schema_check_names_an_unknown_argument_a_missing_one_and_a_bad_enum(drifted):
+    run = drifted / "infra/modules/platform/run.tf"
+    run.write_text(
+        run.read_text()
+        .replace('ingress = "INGRESS_TRAFFIC_ALL"', 'ingress = "ALL_TRAFFIC"', 1)
+        .replace("  deletion_protection = false\n\n  template {\n    task_count",
+                 "  deletion_protection = false\n  retries = 2\n\n  template {\n    task_count")
+    )  # fmt: skip
+    fn = drifted / "infra/modules/platform/functions.tf"
+    fn.write_text(fn.read_text().replace("  location = var.region\n", "", 1))
+    problems, _ = infra_checks.schema_problems(drifted / "infra")
+    text = "\n".join(problems)
+    assert "google_cloud_run_v2_service.api: ingress = 'ALL_TRAFFIC' is not one of" in text
+    assert "google_cloud_run_v2_job.training: argument 'retries' is not in the" in text
+    assert "google_cloudfunctions2_function.function: required argument 'location'" in text
+
+
+def test_the_provider_is_pinned_to_the_checked_schema_and_locked(drifted):
+    """Defect 7: '>= 6.0, < 8.0' and no lock file install whatever is newest."""
+    versions = drifted / "infra/envs/prod/versions.tf"
+    versions.write_text(versions.read_text().replace('"6.50.0"', '">= 6.0, < 8.0"', 1))
+    (drifted / "infra/envs/dev/.terraform.lock.hcl").unlink()
+    problems, _ = infra_checks.schema_problems(drifted / "infra")
+    assert any("envs/prod/versions.tf" in p and "pin it exactly" in p for p in problems)
+    assert any("envs/dev: no .terraform.lock.hcl" in p for p in problems)
+
+
+def test_every_environment_value_keeps_the_provider_rules():
+    problems, counts = infra_checks.value_problems()
+    assert problems == []
+    assert counts["values"] > 100
+
+
+def test_a_service_account_id_too_short_for_prod_is_named(drifted):
+    """Defect 1: the API's account id was "<prefix>api", i.e. "api" (3 characters) in prod."""
+    decl = drifted / "shared/platform.yaml"
+    decl.write_text(decl.read_text().replace("account: api-server", "account: api", 1))
+    problems, _ = infra_checks.value_problems(drifted)
+    assert any(p.startswith("prod: service account id 'api'") for p in problems), problems
+    assert not any(p.startswith("dev: service account id 'dev-api'") for p in problems)
+
+
+def test_value_rules_catch_durations_crons_and_time_zones(drifted):
+    decl = drifted / "shared/platform.yaml"
+    decl.write_text(
+        decl.read_text()
+        .replace("retention: 604800s\n\n# Push", "retention: 900000s\n\n# Push", 1)
+        .replace('cron: "*/10 * * * *"', 'cron: "*/10 * * *"', 1)
+        .replace("schedule_time_zone: Europe/Amsterdam", "schedule_time_zone: Europe/Amsterdm", 1)
+        .replace("time_budget_s: 480}\n    part_max_rows", "time_budget_s: 600}\n    part_max_rows", 1)
+    )  # fmt: skip
+    problems = "\n".join(infra_checks.value_problems(drifted)[0])
+    assert "dead-letter retention (s) = 900000" in problems
+    assert "rbac-reconcile: '*/10 * * *' does not have 5 fields" in problems
+    assert "'Europe/Amsterdm' is not a time zone" in problems
+    assert "dev: fetch time_budget_s = 600" in problems
+
+
+def test_cron_parser_accepts_scheduler_crons_and_refuses_nonsense():
+    for good in ("0 2 1 * *", "0 23 * * 6", "*/10 * * * *", "0 0 * jan-mar mon,fri"):
+        assert infra_checks.cron_problem(good) is None, good
+    for bad in ("61 * * * *", "* 24 * * *", "* * * * 8", "*/0 * * * *", "0 0 1 13 *"):
+        assert infra_checks.cron_problem(bad), bad
 
 
 def test_terraform_is_formatted_and_parses():
@@ -126,3 +233,27 @@ def test_cloud_build_runs_every_stage_with_pinned_builders_and_applies_only_on_m
     assert '"${BRANCH_NAME}" = "main"' in apply and "terraform apply" in apply
     # Every environment the trigger can name exists.
     assert {p.name for p in (INFRA / "envs").iterdir()} == {"dev", "prod"}
+
+
+def test_cloud_build_passes_every_variable_an_environment_takes():
+    """Defect 6: organization_id, api_invokers and rbac_secret_env_name could not be set."""
+    import yaml
+
+    build = yaml.safe_load((REPO / "cloudbuild.yaml").read_text())
+    plan = next(s for s in build["steps"] if s["id"] == "terraform-plan")["args"][-1]
+    passed = set(re.findall(r"-var[= ][\"']?([a-z_]+)=", plan))
+    for env in ("dev", "prod"):
+        declared = set(re.findall(r'^variable "([a-z_]+)"', (INFRA / "envs" / env /
+                                  "variables.tf").read_text(), re.M))  # fmt: skip
+        assert declared - passed == set(), f"{env}: not passed by Cloud Build"
+    for name in ("_ORGANIZATION_ID", "_API_INVOKERS", "_RBAC_SECRET_ENV_NAME"):
+        assert name in build["substitutions"]
+
+
+def test_package_of_the_functions_carries_the_declaration():
+    """The deployed functions read shared/platform.yaml at import: it must be in the zip."""
+    import yaml
+
+    build = yaml.safe_load((REPO / "cloudbuild.yaml").read_text())
+    package = next(s for s in build["steps"] if s["id"] == "package-functions")["args"][-1]
+    assert "platform.yaml" in package or '"*.yaml"' in package

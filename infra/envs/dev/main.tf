@@ -1,17 +1,19 @@
-# Development: prefixed names, small quotas, the API scaled to zero.
+# The dev environment: its prefix, limits and shapes are in shared/platform.yaml
+# (environments.dev), the same declaration the code and the local stack read.
 
 locals {
-  prefix   = "dev-"
-  registry = "${var.region}-docker.pkg.dev/${var.project_id}/${local.prefix}retail"
+  platform = yamldecode(file("${path.module}/../../../shared/platform.yaml"))
+  prefix   = local.platform.environments.dev.prefix
+  registry = "${var.region}-docker.pkg.dev/${var.project_id}/${local.prefix}${local.platform.registry}"
 }
 
 module "platform" {
   source = "../../modules/platform"
 
-  project_id = var.project_id
-  region     = var.region
-  prefix     = local.prefix
-  labels     = { env = "dev", app = "retail-platform" }
+  project_id  = var.project_id
+  environment = "dev"
+  region      = var.region
+  labels      = { env = "dev", app = "retail-platform" }
 
   function_source_object = var.function_source_object
 
@@ -20,17 +22,15 @@ module "platform" {
     api      = "${local.registry}/api:${var.image_tag}"
   }
 
-  fetch_limits = { max_streams = 8, max_instances = 8 }
-
-  training = {
-    pricing    = { task_count = 2, parallelism = 2, max_retries = 1, timeout_s = 3600, cpu = "2", memory = "4Gi" }
-    promotions = { task_count = 1, parallelism = 1, max_retries = 1, timeout_s = 3600, cpu = "2", memory = "4Gi" }
-  }
-
-  api = { min_instances = 0, max_instances = 2 }
+  api_invokers = var.api_invokers
 
   rbac = {
     config_uri      = var.rbac_config_uri
     secret_env_name = var.rbac_secret_env_name
+  }
+
+  group_audit_sink = {
+    enabled         = var.organization_id != ""
+    organization_id = var.organization_id
   }
 }

@@ -25,6 +25,18 @@ variable "rbac_secret_env_name" {
   default     = ""
 }
 
+variable "api_invokers" {
+  description = "Principals allowed to call the API, e.g. [\"group:pricing-analysts@example.com\"]."
+  type        = list(string)
+  default     = []
+}
+
+variable "organization_id" {
+  description = "Organisation whose Workspace group-membership audit events trigger the RBAC reconcile; empty to rely on the 10-minute tick."
+  type        = string
+  default     = ""
+}
+
 variable "function_source_object" {
   description = "Object in the function-source bucket with the zipped functions (Cloud Build uploads it per commit)."
   type        = string

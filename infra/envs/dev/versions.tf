@@ -3,7 +3,7 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.0, < 8.0"
+      version = "6.50.0" # locked with checksums in .terraform.lock.hcl
     }
   }
   # The bucket is passed at init: terraform init -backend-config="bucket=<state bucket>"

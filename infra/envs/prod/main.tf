@@ -1,15 +1,19 @@
-# Production: no prefix, the quota-derived fan-out, a warm API, group changes as events.
+# The prod environment: its prefix, limits and shapes are in shared/platform.yaml
+# (environments.prod), the same declaration the code and the local stack read.
 
 locals {
-  registry = "${var.region}-docker.pkg.dev/${var.project_id}/retail"
+  platform = yamldecode(file("${path.module}/../../../shared/platform.yaml"))
+  prefix   = local.platform.environments.prod.prefix
+  registry = "${var.region}-docker.pkg.dev/${var.project_id}/${local.prefix}${local.platform.registry}"
 }
 
 module "platform" {
   source = "../../modules/platform"
 
-  project_id = var.project_id
-  region     = var.region
-  labels     = { env = "prod", app = "retail-platform" }
+  project_id  = var.project_id
+  environment = "prod"
+  region      = var.region
+  labels      = { env = "prod", app = "retail-platform" }
 
   function_source_object = var.function_source_object
 
@@ -18,11 +22,7 @@ module "platform" {
     api      = "${local.registry}/api:${var.image_tag}"
   }
 
-  # Storage Read API: parallel streams per session and concurrent function instances kept
-  # inside the project's quotas; each fetch_chunk instance holds one stream.
-  fetch_limits = { max_streams = 32, max_instances = 32 }
-
-  api = { min_instances = 1, max_instances = 20, invokers = var.api_invokers }
+  api_invokers = var.api_invokers
 
   rbac = {
     config_uri      = var.rbac_config_uri
@@ -33,6 +33,4 @@ module "platform" {
     enabled         = var.organization_id != ""
     organization_id = var.organization_id
   }
-
-  schedule_time_zone = var.schedule_time_zone
 }

@@ -26,7 +26,7 @@ variable "rbac_secret_env_name" {
 }
 
 variable "api_invokers" {
-  description = "Principals allowed to call the API, e.g. group:pricing-analysts@example.com."
+  description = "Principals allowed to call the API, e.g. [\"group:pricing-analysts@example.com\"]."
   type        = list(string)
   default     = []
 }
@@ -35,12 +35,6 @@ variable "organization_id" {
   description = "Organisation whose Workspace group-membership audit events trigger the RBAC reconcile; empty to rely on the 10-minute tick."
   type        = string
   default     = ""
-}
-
-variable "schedule_time_zone" {
-  description = "The retailer's time zone for the Scheduler crons."
-  type        = string
-  default     = "Europe/Amsterdam"
 }
 
 variable "function_source_object" {

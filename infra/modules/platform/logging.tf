@@ -1,9 +1,10 @@
 # Optional: Google Workspace group-membership changes, from the organisation's audit logs, go
 # to rbac-sync so access follows a change within seconds; the 10-minute tick stays the fallback.
+# Creating an organisation sink needs roles/logging.configWriter on the organisation (README).
 
 resource "google_logging_organization_sink" "group_changes" {
   count            = var.group_audit_sink.enabled ? 1 : 0
-  name             = "${var.prefix}group-membership-changes"
+  name             = "${local.prefix}group-membership-changes"
   org_id           = var.group_audit_sink.organization_id
   destination      = "pubsub.googleapis.com/${google_pubsub_topic.topic["rbac-sync"].id}"
   include_children = true

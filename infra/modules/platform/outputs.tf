@@ -14,7 +14,7 @@ output "artifacts_bucket" {
 }
 
 output "topics" {
-  description = "Pub/Sub topic ids by their name in shared/topology.py."
+  description = "Pub/Sub topic ids by their base name in shared/platform.yaml."
   value       = { for name, topic in google_pubsub_topic.topic : name => topic.id }
 }
 
@@ -23,12 +23,17 @@ output "training_jobs" {
   value       = { for name, job in google_cloud_run_v2_job.training : name => job.name }
 }
 
+output "service_accounts" {
+  description = "Service account of each deployable."
+  value       = { for name, sa in google_service_account.deployable : name => sa.email }
+}
+
 output "rbac_service_account" {
   description = "Identity of the RBAC reconciler: register it as Admin in Airflow and as a Groups Reader in Workspace."
-  value       = google_service_account.function["sync_rbac"].email
+  value       = google_service_account.deployable["sync_rbac"].email
 }
 
 output "artifact_keys_secret" {
   description = "Secret Manager secret holding the artifact keys (add a version out of band)."
-  value       = google_secret_manager_secret.artifact_keys.id
+  value       = google_secret_manager_secret.secret["artifact_keys"].id
 }

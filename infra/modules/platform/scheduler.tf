@@ -1,39 +1,23 @@
-# Cloud Scheduler: the same jobs, crons and messages as SCHEDULES in shared/topology.py (a test
-# holds the two together and both to DESIGN.md).
-
-locals {
-  schedules = {
-    "train-pricing" = {
-      cron  = "0 2 1 * *"
-      topic = "training-schedule"
-      body  = { job = "pricing", table = local.transactions_table }
-    }
-    "train-promotions" = {
-      cron  = "0 23 * * 6"
-      topic = "training-schedule"
-      body  = { job = "promotions", table = local.transactions_table }
-    }
-    "rbac-reconcile" = {
-      cron  = "*/10 * * * *"
-      topic = "rbac-sync"
-      body  = { reason = "tick" }
-    }
-  }
-}
+# Cloud Scheduler: the jobs, crons and messages of shared/platform.yaml, in the environment's
+# time zone ("{table}" in a body is the source transactions table).
 
 resource "google_cloud_scheduler_job" "schedule" {
-  for_each  = local.schedules
-  name      = "${var.prefix}${each.key}"
+  for_each  = toset(keys(local.platform.schedules))
+  name      = "${local.prefix}${each.key}"
   region    = var.region
-  schedule  = each.value.cron
-  time_zone = var.schedule_time_zone
+  schedule  = local.platform.schedules[each.key].cron
+  time_zone = local.settings.schedule_time_zone
 
   retry_config {
     retry_count = 3
   }
 
   pubsub_target {
-    topic_name = google_pubsub_topic.topic[each.value.topic].id
-    data       = base64encode(jsonencode(each.value.body))
+    topic_name = google_pubsub_topic.topic[local.platform.schedules[each.key].topic].id
+    data = base64encode(replace(
+      jsonencode(local.platform.schedules[each.key].body),
+      "{table}",
+      "${var.project_id}.${local.source_dataset}.transactions",
+    ))
   }
 }

@@ -1,29 +1,19 @@
-# Secrets are declared here; their values are added out of band (gcloud secrets versions add),
-# so they never pass through Terraform state.
+# Secrets are declared here; their values are added out of band (gcloud secrets versions add,
+# README bootstrap), so they never pass through Terraform state.
 #   artifact-keys: "k2:<fernet key>,k1:<older key>" - newest first; jobs encrypt with the newest,
 #                  the API and jobs decrypt with any (rotation).
-#   airflow:       the Airflow password or token the RBAC config names (basic/bearer auth only).
+#   airflow-credentials: the Airflow password or token the RBAC config names (basic/bearer auth
+#                  only; created when rbac.secret_env_name is set).
 
-resource "google_secret_manager_secret" "artifact_keys" {
-  secret_id = "${var.prefix}artifact-keys"
+locals {
+  secrets = { for key, base in local.platform.secrets : key => base if key != "airflow" || var.rbac.secret_env_name != "" }
+}
+
+resource "google_secret_manager_secret" "secret" {
+  for_each  = toset(keys(local.secrets))
+  secret_id = "${local.prefix}${local.secrets[each.key]}"
   labels    = var.labels
   replication {
     auto {}
   }
-}
-
-resource "google_secret_manager_secret" "airflow" {
-  count     = var.rbac.secret_env_name != "" ? 1 : 0
-  secret_id = "${var.prefix}airflow-credentials"
-  labels    = var.labels
-  replication {
-    auto {}
-  }
-}
-
-resource "google_secret_manager_secret_iam_member" "rbac_reads_airflow" {
-  count     = var.rbac.secret_env_name != "" ? 1 : 0
-  secret_id = google_secret_manager_secret.airflow[0].id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.function["sync_rbac"].email}"
 }

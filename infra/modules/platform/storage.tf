@@ -3,7 +3,7 @@
 
 resource "google_storage_bucket" "source" {
   #checkov:skip=CKV_GCP_62:Access logs of a build-artifact bucket go to Cloud Audit Logs; no separate log bucket.
-  name                        = "${var.project_id}-${var.prefix}function-source"
+  name                        = "${var.project_id}-${local.prefix}${local.platform.buckets.source}"
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
@@ -16,7 +16,7 @@ resource "google_storage_bucket" "source" {
 resource "google_storage_bucket" "data" {
   #checkov:skip=CKV_GCP_62:Data access is recorded by Cloud Audit Logs (data access logs), not a storage log bucket.
   #checkov:skip=CKV_GCP_78:Fetched Parquet is re-creatable from BigQuery and rewritten on redelivery by design; versions would only keep duplicates.
-  name                        = "${var.project_id}-${var.prefix}data"
+  name                        = "${var.project_id}-${local.prefix}${local.platform.buckets.data}"
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
@@ -35,7 +35,7 @@ resource "google_storage_bucket" "data" {
 
 resource "google_storage_bucket" "artifacts" {
   #checkov:skip=CKV_GCP_62:Data access is recorded by Cloud Audit Logs (data access logs), not a storage log bucket.
-  name                        = "${var.project_id}-${var.prefix}artifacts"
+  name                        = "${var.project_id}-${local.prefix}${local.platform.buckets.artifacts}"
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"

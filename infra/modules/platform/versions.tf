@@ -2,8 +2,10 @@ terraform {
   required_version = ">= 1.6"
   required_providers {
     google = {
-      source  = "hashicorp/google"
-      version = ">= 6.0, < 8.0"
+      source = "hashicorp/google"
+      # The version the offline schema checks read (infra/provider-schema.json); the lock file
+      # beside each environment pins its checksums.
+      version = "6.50.0"
     }
   }
 }

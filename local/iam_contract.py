@@ -1,0 +1,409 @@
+"""The IAM contract: every Google API call a deployable really made, in a run on the local
+stack, is allowed by what Terraform grants that deployable's service account.
+
+    python -m local.iam_contract [TRACE_DIR]   # default: the newest recorded run under .local
+
+Calls are recorded per process by ``shared/calltrace.py``. Each is mapped to an API method and
+the resource it acts on (a bucket, a dataset, a topic, a secret, a job, or the project), the
+method to the permissions it needs with ``infra/gcp_iam.json`` (methods -> permissions and
+roles -> permissions; its header names the source), and compared with the grants of
+``shared/platform.yaml``, which Terraform applies as they are (``infra_checks`` holds the
+Terraform side to that). A missing permission names the deployable, the method and the
+permission; grants no recorded call needs are listed (least privilege), not failed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = REPO / "infra" / "gcp_iam.json"
+
+# Where the reference's method -> permissions list is not what a call of ours needs, and why.
+# (Its lists are the union over every form of a call.)
+REFINEMENTS: dict[str, tuple[list[str], str]] = {
+    "storage.objects.get": (["storage.objects.get"], "getIamPolicy only with projection=full"),
+    "storage.objects.list": (["storage.objects.list"], "getIamPolicy only with projection=full"),
+    "storage.buckets.get": (["storage.buckets.get"], "getIamPolicy only with projection=full"),
+    "bigquery.tabledata.list": (["bigquery.tables.getData"], "reads rows; the map lists none"),
+    "bigquery.jobs.get": (["bigquery.jobs.create"], "a job's creator reads its own jobs"),
+    "bigquery.jobs.getQueryResults": (
+        ["bigquery.jobs.create"],
+        "results of the caller's own query job (tables it read are checked at insert)",
+    ),
+}
+
+
+# Calls a client library makes on its own that tolerate a refusal, and why: recorded and shown,
+# not required.
+OPTIONAL: dict[str, str] = {
+    "storage.buckets.get": "google-cloud-storage 3.x fetches bucket metadata in the background "
+    "for telemetry and caches a fallback on 403 (_bucket_metadata_cache.py); no code of ours "
+    "reads bucket metadata",
+}
+
+
+@dataclass(frozen=True)
+class Need:
+    """One permission a recorded call needs, on one resource."""
+
+    deployable: str
+    method: str
+    permission: str
+    scope: str  # project | buckets | datasets | topics | secrets | jobs
+    target: str  # the declaration's key for the resource (or the concrete name if unknown)
+
+
+@dataclass
+class Report:
+    checked: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    missing: list[Need] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)
+    unused: list[tuple[str, str, str, str]] = field(default_factory=list)
+    optional: set[tuple[str, str, str]] = field(default_factory=set)
+    deployables: set[str] = field(default_factory=set)
+
+
+def reference(path: Path = REFERENCE) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def method_permissions(ref: dict[str, Any], method: str) -> list[str]:
+    if method in REFINEMENTS:
+        return REFINEMENTS[method][0]
+    service = method.split(".")[0]
+    found = ref["methods"].get(service, {}).get(method)
+    if found is None:  # gRPC-only services are keyed by their API name in the reference
+        found = next((m[method] for m in ref["methods"].values() if method in m), None)
+    if found is None:
+        raise KeyError(method)
+    return list(found)
+
+
+# --------------------------------------------------------------------------- calls -> needs
+
+_TABLE_REF = re.compile(r"`([a-z0-9-]+)\.([A-Za-z0-9_]+)\.([A-Za-z0-9_$]+)`")
+_CREATES = re.compile(
+    r"\bCREATE\s+(?:OR\s+REPLACE\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?`([^`]+)`", re.I
+)
+_DROPS = re.compile(r"\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?`([^`]+)`", re.I)
+_WRITES = re.compile(r"\b(?:INSERT\s+INTO|DELETE\s+FROM|MERGE|UPDATE)\s+`([^`]+)`", re.I)
+
+
+def _storage_method(verb: str, path: str) -> tuple[str, str] | None:
+    m = re.match(r"^(?:/upload|/download)?/storage/v1/b(?:/([^/]+))?(?:/o(?:/(.+))?)?$", path)
+    if not m:
+        m2 = re.match(r"^/storage/v1/b/([^/]+)/o/(.+)/(rewriteTo|copyTo|compose)", path)
+        if m2:
+            return (
+                f"storage.objects.{'compose' if m2.group(3) == 'compose' else 'rewrite'}",
+                m2.group(1),
+            )
+        return None
+    bucket, obj = m.group(1), m.group(2)
+    objects = "/o" in path
+    if bucket is None:
+        return ("storage.buckets.insert" if verb == "POST" else "storage.buckets.list"), ""
+    if not objects:
+        verbs = {"GET": "get", "DELETE": "delete", "PATCH": "patch"}
+        return f"storage.buckets.{verbs.get(verb, 'update')}", bucket
+    if obj is None:
+        return (
+            "storage.objects.insert" if verb in ("POST", "PUT") else "storage.objects.list"
+        ), bucket
+    return {"GET": "storage.objects.get", "DELETE": "storage.objects.delete",
+            "PATCH": "storage.objects.patch", "PUT": "storage.objects.insert",
+            "POST": "storage.objects.insert"}[verb], bucket  # fmt: skip
+
+
+def _dataset(full: str, project: str) -> str:
+    parts = full.split(".")
+    return parts[-2] if len(parts) >= 2 else ""
+
+
+def needs_of_call(
+    deployable: str, call: dict[str, Any], ref: dict[str, Any], project: str
+) -> list[Need] | str:
+    """The permissions one recorded call needs; a string says why it could not be mapped."""
+    out: list[Need] = []
+
+    def need(method: str, scope: str, target: str, only: list[str] | None = None) -> None:
+        for permission in only if only is not None else method_permissions(ref, method):
+            out.append(Need(deployable, method, permission, scope, target))
+
+    if call.get("kind") == "grpc":
+        method, resource = call["method"], call.get("resource") or ""
+        if method.endswith("/Publish"):
+            need("pubsub.projects.topics.publish", "topics", resource.rsplit("/", 1)[-1])
+        elif method.startswith("/google.cloud.bigquery.storage.v1.BigQueryRead/"):
+            rpc = method.rsplit("/", 1)[-1]
+            full = f"google.cloud.bigquery.storage.v1.BigQueryRead.{rpc}"
+            for permission in method_permissions(ref, full):
+                if permission == "bigquery.tables.getData":  # on the table read
+                    match = re.search(r"/datasets/([^/]+)/tables/", resource)
+                    out.append(
+                        Need(
+                            deployable,
+                            full,
+                            permission,
+                            "datasets",
+                            match.group(1) if match else "",
+                        )
+                    )
+                else:  # read sessions exist only at project level
+                    out.append(Need(deployable, full, permission, "project", project))
+        elif method == "/google.cloud.run.v2.Jobs/RunJob":
+            # With per-execution overrides (our launches always pass the run's variables).
+            need("run.projects.locations.jobs.run", "jobs", resource.rsplit("/", 1)[-1],
+                 ["run.jobs.runWithOverrides"])  # fmt: skip
+        elif method == "/google.cloud.run.v2.Executions/ListExecutions" or method.endswith(
+            "Jobs/ListExecutions"
+        ):
+            need("run.projects.locations.jobs.executions.list", "jobs", resource.split("/")[-1])
+        elif method == "/google.cloud.secretmanager.v1.SecretManagerService/AccessSecretVersion":
+            secret = resource.split("/secrets/")[-1].split("/")[0]
+            need("secretmanager.projects.secrets.versions.access", "secrets", secret)
+        else:
+            return f"gRPC {method}"
+        return out
+
+    verb, path = call.get("verb", ""), call.get("path", "")
+    if re.match(r"^/v1/groups", path):
+        return []  # Cloud Identity: a Workspace admin role (Groups Reader), not project IAM
+    if not re.match(r"^(/upload|/download)?/(storage|bigquery)/", path):
+        return []  # not a Google API (the Airflow REST API, the prediction API)
+    if "/storage/v1/" in path:
+        found = _storage_method(verb, path)
+        if found is None:
+            return f"HTTP {verb} {path}"
+        method, bucket = found
+        need(method, "buckets", bucket)
+        return out
+    m = re.match(r"^/bigquery/v2/projects/([^/]+)/(.*)$", path)
+    if not m:
+        return f"HTTP {verb} {path}"
+    rest = m.group(2)
+    if rest == "jobs" and verb == "POST":
+        need("bigquery.jobs.insert", "project", project, ["bigquery.jobs.create"])
+        sql = call.get("sql", "")
+        job = call.get("job")
+        written = {_dataset(t, project) for t in _CREATES.findall(sql) + _WRITES.findall(sql)}
+        if job == "load" and call.get("destination"):
+            written.add(call["destination"].split(".")[-1])
+        for ds in written:
+            need("bigquery.jobs.insert", "datasets", ds,
+                 ["bigquery.tables.create", "bigquery.tables.updateData"])  # fmt: skip
+        for ds in {_dataset(t, project) for t in _DROPS.findall(sql)}:
+            need("bigquery.jobs.insert", "datasets", ds, ["bigquery.tables.delete"])
+        targets = {f"{a}.{b}.{c}" for a, b, c in _TABLE_REF.findall(sql)}
+        targets -= set(_CREATES.findall(sql)) | set(_DROPS.findall(sql))
+        for ds in {t.split(".")[1] for t in targets} - written:
+            need("bigquery.jobs.insert", "datasets", ds, ["bigquery.tables.getData"])
+        if job == "extract":
+            need("bigquery.jobs.insert", "datasets", "", ["bigquery.tables.export"])
+        return out
+    if rest == "queries" and verb == "POST":
+        return needs_of_call(deployable, {**call, "path": path[:-len("queries")] + "jobs",
+                                          "job": "query"}, ref, project)  # fmt: skip
+    routes = [
+        (r"^jobs/[^/]+$", "GET", "bigquery.jobs.get", "project"),
+        (r"^jobs/[^/]+/cancel$", "POST", "bigquery.jobs.cancel", "project"),
+        (r"^queries/[^/]+$", "GET", "bigquery.jobs.getQueryResults", "project"),
+        (r"^datasets/([^/]+)$", "GET", "bigquery.datasets.get", "datasets"),
+        (r"^datasets$", "POST", "bigquery.datasets.insert", "project"),
+        (r"^datasets/([^/]+)/tables$", "GET", "bigquery.tables.list", "datasets"),
+        (r"^datasets/([^/]+)/tables$", "POST", "bigquery.tables.insert", "datasets"),
+        (r"^datasets/([^/]+)/tables/[^/]+$", "GET", "bigquery.tables.get", "datasets"),
+        (r"^datasets/([^/]+)/tables/[^/]+$", "DELETE", "bigquery.tables.delete", "datasets"),
+        (r"^datasets/([^/]+)/tables/[^/]+$", "PATCH", "bigquery.tables.patch", "datasets"),
+        (r"^datasets/([^/]+)/tables/[^/]+$", "PUT", "bigquery.tables.update", "datasets"),
+        (r"^datasets/([^/]+)/tables/[^/]+/data$", "GET", "bigquery.tabledata.list", "datasets"),
+        (
+            r"^datasets/([^/]+)/tables/[^/]+/insertAll$",
+            "POST",
+            "bigquery.tabledata.insertAll",
+            "datasets",
+        ),
+    ]
+    for pattern, want_verb, method, scope in routes:
+        hit = re.match(pattern, rest)
+        if hit and verb == want_verb:
+            need(method, scope, hit.group(1) if scope == "datasets" else project)
+            return out
+    return f"HTTP {verb} {path}"
+
+
+def load_calls(trace_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Recorded calls by deployable (the process's identity variable)."""
+    calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for path in sorted(trace_dir.glob("*.jsonl")):
+        who = path.name.rsplit("-", 1)[0]
+        for line in path.read_text().splitlines():
+            if line.strip():
+                calls[who].append(json.loads(line))
+    return calls
+
+
+# --------------------------------------------------------------------------- grants
+
+
+def _keyed(names: Any, decl: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Concrete resource name -> the declaration's key, per scope."""
+    return {
+        "buckets": {names.bucket(k): k for k in decl["buckets"]},
+        "datasets": {names.dataset(k): k for k in ("source", *decl["datasets"])},
+        "topics": {names.topic(t): t for t in decl["topics"]},
+        "secrets": {names.secret(k): k for k in decl["secrets"]},
+        "jobs": {names.job(j): j for j, d in decl["deployables"].items() if d["kind"] == "job"},
+    }
+
+
+def identity(process: str, names: Any, decl: dict[str, Any]) -> str | None:
+    """The deployable a recorded process was (functions by entry point, jobs and the API by
+    their deployed names)."""
+    for who, d in decl["deployables"].items():
+        if process == who and d["kind"] == "function":
+            return who
+        if d["kind"] == "job" and process == names.job(who):
+            return who
+        if d["kind"] == "service" and process == names.service(who):
+            return who
+    return None
+
+
+def granted(
+    decl: dict[str, Any], ref: dict[str, Any], deployable: str, scope: str, target: str
+) -> set[str]:
+    """Permissions ``deployable`` holds on ``target`` (project grants reach everything)."""
+    grants = decl["grants"].get(deployable, {})
+    roles = list(grants.get("project", []))
+    if scope != "project":
+        role = grants.get(scope, {}).get(target)
+        if role:
+            roles.append(role)
+    return {p for role in roles for p in ref["roles"].get(role, [])}
+
+
+def check(
+    trace_dir: Path,
+    environment: str,
+    project: str,
+    decl: dict[str, Any] | None = None,
+    ref: dict[str, Any] | None = None,
+) -> Report:
+    """Recorded calls -> needed permissions -> granted, per deployable."""
+    from shared.platform import Names, declaration
+
+    decl = decl or declaration()
+    ref = ref or reference()
+    names = Names(environment, project)
+    keyed = _keyed(names, decl)
+    report = Report()
+    used: set[tuple[str, str, str]] = set()  # (deployable, scope/target, role)
+    for process, calls in load_calls(trace_dir).items():
+        who = identity(process, names, decl)
+        if who is None:
+            report.unmapped.append(f"process {process!r} is no deployable of {environment}")
+            continue
+        report.deployables.add(who)
+        for call in calls:
+            needs = needs_of_call(who, call, ref, project)
+            if isinstance(needs, str):
+                report.unmapped.append(f"{who}: {needs}")
+                continue
+            for n in needs:
+                target = n.target if n.scope == "project" else keyed[n.scope].get(n.target)
+                if target is None:
+                    report.missing.append(Need(who, n.method, n.permission, n.scope, n.target))
+                    continue
+                have = granted(decl, ref, who, n.scope, target)
+                report.checked.setdefault(who, []).append((n.method, n.permission, target))
+                if n.permission not in have:
+                    if n.method in OPTIONAL:
+                        report.optional.add((who, n.method, n.permission))
+                        continue
+                    report.missing.append(Need(who, n.method, n.permission, n.scope, target))
+                    continue
+                for role in _roles_giving(decl, ref, who, n.scope, target, n.permission):
+                    used.add((who, role[0], role[1]))
+    for who in sorted(report.deployables):
+        for scope, role_target in _all_grants(decl, who):
+            target, role = role_target
+            if (who, f"{scope}/{target}", role) not in used:
+                report.unused.append((who, scope, target, role))
+    return report
+
+
+def _all_grants(decl: dict[str, Any], who: str) -> Iterable[tuple[str, tuple[str, str]]]:
+    for scope, value in decl["grants"].get(who, {}).items():
+        if scope == "project":
+            for role in value:
+                yield scope, ("project", role)
+        else:
+            for target, role in value.items():
+                yield scope, (target, role)
+
+
+def _roles_giving(
+    decl: dict[str, Any], ref: dict[str, Any], who: str, scope: str, target: str, permission: str
+) -> list[tuple[str, str]]:
+    grants = decl["grants"].get(who, {})
+    found = [("project/project", r) for r in grants.get("project", [])
+             if permission in ref["roles"].get(r, [])]  # fmt: skip
+    role = grants.get(scope, {}).get(target) if scope != "project" else None
+    if role and permission in ref["roles"].get(role, []):
+        found.append((f"{scope}/{target}", role))
+    return found
+
+
+def newest_trace(root: Path = REPO / ".local") -> Path | None:
+    """The most recently written call trace of any local stack under ``root``."""
+    dirs = [p for p in root.rglob("calls") if p.is_dir() and any(p.glob("*.jsonl"))]
+    return max(dirs, key=lambda p: max(f.stat().st_mtime for f in p.glob("*.jsonl")), default=None)
+
+
+def print_report(report: Report, say: Any = print) -> int:
+    """The per-deployable table and the findings; returns the number of problems."""
+    say(f"  {'deployable':<18} {'calls->permissions checked':>28}  missing")
+    for who in sorted(report.deployables):
+        checked = report.checked.get(who, [])
+        methods = len({m for m, _, _ in checked})
+        missing = [n for n in report.missing if n.deployable == who]
+        say(f"  {who:<18} {f'{methods} methods, {len(checked)} checks':>28}  {len(missing)}")
+    for n in report.missing:
+        say(f"  MISSING {n.deployable}: {n.method} needs {n.permission} on {n.scope} {n.target}")
+    for line in report.unmapped:
+        say(f"  UNMAPPED {line}")
+    for method in sorted({m for _, m, _ in report.optional}):
+        who = sorted({w for w, m, _ in report.optional if m == method})
+        say(f"  optional, not granted: {method} by {', '.join(who)}: {OPTIONAL[method]}")
+    if report.unused:
+        say("  granted but needed by no recorded call (least privilege; not a failure):")
+        say(f"    {'deployable':<18} {'on':<28} role")
+        for who, scope, target, role in report.unused:
+            say(f"    {who:<18} {f'{scope} {target}':<28} {role}")
+    return len(report.missing) + len(report.unmapped)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    trace = Path(args[0]) if args else newest_trace()
+    if trace is None:
+        print("no recorded calls: run `make demo` (or the tests) first")
+        return 1
+    env_file = trace.parent / "environment"
+    environment = env_file.read_text().strip() if env_file.exists() else "dev"
+    report = check(trace, environment, "retail-local")
+    print(f"IAM contract ({trace}, environment {environment}):")
+    return 1 if print_report(report) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

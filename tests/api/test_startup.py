@@ -1,0 +1,105 @@
+"""The API on a fresh project (defect 4 of issue 13): the artifact-key secret exists but has no
+version yet and no model was ever trained. The service must start and pass its start-up probe
+(/healthz), say why it is not ready (/readyz), answer predictions with 503 and a reason, and
+become ready by itself once a key version and a model appear, all with the environment
+Terraform gives it."""
+
+import pickle
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+
+from local.stack import REPO, api_argv
+from shared import clients
+from shared.training.artifacts import Keyring, publish
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+def fresh_api(stack, settings):
+    """gunicorn serving the API with a secret that has no version and an empty artifacts prefix."""
+    secrets = clients.secret_client(settings)
+    secret_id = f"fresh-keys-{uuid.uuid4().hex[:6]}"
+    secret = secrets.create_secret(
+        parent=f"projects/{settings.project}",
+        secret_id=secret_id,
+        secret={"replication": {"automatic": {}}},
+    ).name
+    artifacts = f"gs://{settings.data_bucket}/fresh-{uuid.uuid4().hex[:6]}"
+    env = {
+        **stack.deployable_env("api"),
+        "RETAIL_ARTIFACT_KEYS_SECRET": secret,
+        "RETAIL_ARTIFACTS": artifacts,
+        "RETAIL_MODEL_POLL_S": "1",
+        "PATH": "/usr/bin:/bin",
+    }
+    port = 18190
+    proc = subprocess.Popen(api_argv(port), env=env, cwd=REPO, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield url, secret, artifacts, secrets
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _get(url, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return requests.get(url, timeout=5)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_the_api_starts_without_keys_or_models_and_becomes_ready_when_they_appear(
+    settings, fresh_api, promotion_model
+):
+    url, secret, artifacts, secrets = fresh_api
+    health = _get(f"{url}/healthz")
+    assert health.status_code == 200  # the start-up and liveness probe pass
+
+    ready = requests.get(f"{url}/readyz", timeout=5)
+    assert ready.status_code == 503
+    assert "no model published yet" in ready.json()["error"]["reason"]
+    price = requests.get(f"{url}/v1/prices/1", timeout=5)
+    assert price.status_code == 503 and "no model" in price.json()["error"]["reason"]
+    promo = requests.post(
+        f"{url}/v1/promotions:predict",
+        json={"product_id": 1, "mechanic": "tpr", "discount": 0.2,
+              "start_date": "2025-03-03", "duration_days": 7},
+        timeout=5,
+    )  # fmt: skip
+    assert promo.status_code == 503 and "no promotion model" in promo.json()["error"]["reason"]
+
+    # A model appears before the key does: not ready, and /readyz names the missing key.
+    keys = f"k1:{Keyring.new_key()}"
+    publish(
+        clients.storage_client(settings),
+        f"{artifacts}/promotions/promo-1.model",
+        pickle.dumps(promotion_model),
+        Keyring.parse(keys),
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        reason = requests.get(f"{url}/readyz", timeout=5).json().get("error", {}).get("reason", "")
+        if "no enabled version" in reason:
+            break
+        time.sleep(0.3)
+    assert "no artifact keys" in reason and secret in reason
+
+    # The bootstrap adds the key's first version: the service becomes ready on its own.
+    secrets.add_secret_version(parent=secret, payload={"data": keys.encode()})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        ready = requests.get(f"{url}/readyz", timeout=5)
+        if ready.status_code == 200:
+            break
+        time.sleep(0.3)
+    assert ready.status_code == 200 and ready.json()["promotions_run_id"] == "promo-1"
