@@ -285,7 +285,8 @@ def ours_pubsub(settings, streams: int) -> dict:
     )
     t0 = time.perf_counter()
     publisher.publish(
-        publisher.topic_path(settings.project, settings.topic(topology.FETCH_REQUESTS)), dump(request)
+        publisher.topic_path(settings.project, settings.topic(topology.FETCH_REQUESTS)),
+        dump(request),
     ).result()
     while not blob.exists():
         time.sleep(0.05)

@@ -128,6 +128,27 @@ def fetch(settings: Any, table: str, parallelism: int, timeout_s: float = 600) -
     }
 
 
+# --------------------------------------------------------------------------- 8. IAM
+
+
+def check_iam(cfg: StackConfig) -> dict:
+    """The calls each deployable made in this run (recorded per process) against what
+    Terraform grants its service account in this environment."""
+    from local import iam_contract
+
+    report = iam_contract.check(cfg.trace_dir, cfg.environment, cfg.project)
+    return {
+        "deployables": sorted(report.deployables),
+        "checks": sum(len(v) for v in report.checked.values()),
+        "missing": [
+            f"{n.deployable}: {n.method} needs {n.permission} on {n.scope} {n.target}"
+            for n in report.missing
+        ]
+        + report.unmapped,
+        "unused_grants": [list(u) for u in report.unused],
+    }
+
+
 # --------------------------------------------------------------------------- 4. training
 
 
@@ -412,6 +433,18 @@ def main(argv: list[str] | None = None) -> int:
         observed["report"] = str(report)
         print(f"  {report}")
         timings.append(("report", time.perf_counter() - t, report.name))
+
+        t = step("8. IAM contract: every Google API call made above, against the grants")
+        observed["iam"] = iam = check_iam(cfg)
+        print(
+            f"  {len(iam['deployables'])} deployables ({', '.join(iam['deployables'])}), "
+            f"{iam['checks']} call -> permission checks, {len(iam['missing'])} missing"
+        )
+        if iam["missing"]:
+            raise StepFailed(
+                "calls not granted in the dev environment: " + "; ".join(iam["missing"])
+            )
+        timings.append(("IAM contract", time.perf_counter() - t, f"{iam['checks']} checks"))
         ok = True
     except (StackError, StepFailed) as exc:
         print(f"error: {exc}")

@@ -107,7 +107,7 @@ def install() -> None:
             _write(_http_record(method, str(url), body))
         return original_request(self, method, url, *args, **kwargs)
 
-    requests.Session.request = request  # type: ignore[method-assign]
+    requests.Session.request = request  # type: ignore[method-assign,assignment]
 
     class _Recorder(
         grpc.UnaryUnaryClientInterceptor,

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.stack
 
 
 @pytest.fixture
-def fresh_api(stack, settings):
+def fresh_api(stack, settings, tmp_path):
     """gunicorn serving the API with a secret that has no version and an empty artifacts prefix."""
     secrets = clients.secret_client(settings)
     secret_id = f"fresh-keys-{uuid.uuid4().hex[:6]}"
@@ -35,6 +35,8 @@ def fresh_api(stack, settings):
         "RETAIL_ARTIFACT_KEYS_SECRET": secret,
         "RETAIL_ARTIFACTS": artifacts,
         "RETAIL_MODEL_POLL_S": "1",
+        # Not a deployed configuration: its calls stay out of the stack's IAM contract trace.
+        "RETAIL_CALL_TRACE_DIR": str(tmp_path / "calls"),
         "PATH": "/usr/bin:/bin",
     }
     port = 18190
@@ -82,7 +84,7 @@ def test_the_api_starts_without_keys_or_models_and_becomes_ready_when_they_appea
     keys = f"k1:{Keyring.new_key()}"
     publish(
         clients.storage_client(settings),
-        f"{artifacts}/promotions/promo-1.model",
+        f"{artifacts}/promotions/{promotion_model.run_id}.model",
         pickle.dumps(promotion_model),
         Keyring.parse(keys),
     )
@@ -102,4 +104,5 @@ def test_the_api_starts_without_keys_or_models_and_becomes_ready_when_they_appea
         if ready.status_code == 200:
             break
         time.sleep(0.3)
-    assert ready.status_code == 200 and ready.json()["promotions_run_id"] == "promo-1"
+    assert ready.status_code == 200
+    assert ready.json()["promotions_run_id"] == promotion_model.run_id

@@ -77,8 +77,10 @@ def test_main_command_at_a_small_size(tmp_path):
     scores = trained["promotion_scores"]
     assert scores["model_wape"] < scores["naive_wape"]
     run_id = fetched["run_id"]
-    assert f"artifacts/pricing/{run_id}.model" in trained["artifacts"]
-    assert f"artifacts/promotions/{run_id}.model" in trained["artifacts"]
+    # The dev deployment's names: prefixed buckets, topics and jobs.
+    assert fetched["destination"].startswith("gs://retail-local-dev-data/")
+    assert f"gs://retail-local-dev-artifacts/pricing/{run_id}.model" in trained["artifacts"]
+    assert f"gs://retail-local-dev-artifacts/promotions/{run_id}.model" in trained["artifacts"]
 
     api = seen["api"]
     assert api["products_priced"] == seen["data"]["rows"]["products"]
@@ -94,6 +96,15 @@ def test_main_command_at_a_small_size(tmp_path):
     assert set(access["before"]["priya@retail.example"]) == pricing  # via a nested group
     assert set(access["after"]) == promo  # moved groups: access followed
     assert access["second_changes"] >= 1
+
+    # Every Google API call of every deployable was allowed by its Terraform grants.
+    iam = seen["iam"]
+    assert iam["missing"] == []
+    assert set(iam["deployables"]) == {
+        "plan_fetch", "fetch_chunk", "finalize_fetch", "launch_training", "sync_rbac",
+        "pricing", "promotions", "api",
+    }  # fmt: skip
+    assert iam["checks"] > 50
 
     report = Path(seen["report"]).read_text()
     assert "<svg" in report and "Promotion model accuracy" in report

@@ -31,7 +31,7 @@ def function(stack, airflow, identity, monkeypatch, tmp_path):
     path.write_text(yaml.safe_dump(config))
     monkeypatch.setenv("RETAIL_RBAC_CONFIG", str(path))
     monkeypatch.setenv("AIRFLOW_TEST_PW", airflow.admin_password)
-    monkeypatch.setenv("RETAIL_DATA_BUCKET", f"{stack.project}-data")
+    monkeypatch.setenv("RETAIL_DATA_BUCKET", stack.names.bucket("data"))
     return create_app("sync_rbac", SOURCE, "cloudevent").test_client()
 
 

@@ -34,7 +34,8 @@ def test_a_fetch_asking_for_training_ends_in_pricing_results(stack, settings, re
     assert record is not None, "no pricing execution finished"
     assert record["succeeded"] and [t["index"] for t in record["tasks"]] == [0, 1]
     bq = clients.bigquery_client(settings)
-    sql = f"SELECT COUNT(*) AS n FROM `{settings.project}.{settings.results_dataset}.pricing` WHERE run_id = '{run_id}'"
+    table = f"{settings.project}.{settings.results_dataset}.pricing"
+    sql = f"SELECT COUNT(*) AS n FROM `{table}` WHERE run_id = '{run_id}'"
     assert next(iter(bq.query(sql).result()))["n"] == retail["rows"]["products"]
 
     # fetch-complete delivered again: no second execution
