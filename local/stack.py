@@ -916,8 +916,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = StackConfig.from_env()
+        marker = cfg.state_dir / "environment"
         if args.env:
             cfg = cfg.with_environment(args.env)
+        elif not os.environ.get("RETAIL_ENV") and marker.exists():
+            cfg = cfg.with_environment(marker.read_text().strip())  # the one this stack runs
         if args.command == "up":
             print(f"starting local stack in {cfg.state_dir}")
             up(cfg)
