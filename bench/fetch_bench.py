@@ -219,7 +219,7 @@ def _bench_request(settings, streams: int, **fields):
     return FetchRequest(
         run_id=run,
         table=_source(settings),
-        destination=f"gs://{settings.data_bucket}/bench/{run}",
+        destination=f"gs://{settings.data_bucket}/fetch/bench-{run}",
         parallelism=streams,
         **fields,
     )

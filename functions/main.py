@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
+from typing import Any
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from shared import clients, log, topology
+from shared import claims, clients, log, topology
 from shared.errors import PermanentError
 from shared.fetch.chunks import create_chunk as materialise_chunk
-from shared.fetch.finalize import finalize, mark_published
+from shared.fetch.finalize import finalize
 from shared.fetch.library import plan_for
 from shared.fetch.plan import run_id_for
+from shared.fetch.runs import announce_once, record_failure
 from shared.fetch.worker import fetch_chunk as read_chunk
+from shared.identifiers import GcsUri
 from shared.messages import (
     ChunkDone,
     ChunkReady,
@@ -34,13 +38,33 @@ log.configure()
 logger = log.get_logger("functions")
 
 
+def _topic_of(message: ChunkSpec | ChunkReady | ChunkDone) -> str:
+    if isinstance(message, ChunkSpec):
+        return topology.FETCH_CHUNKS
+    return (
+        topology.FETCH_CHUNK_DONE if isinstance(message, ChunkDone) else topology.FETCH_CHUNK_READY
+    )
+
+
 def _plan_fetch(request: FetchRequest, delivery: Delivery) -> None:
     settings = Settings.from_env()
     run_id = run_id_for(request, delivery.message_id)
     plan = plan_for(request, run_id, settings)
-    topic = topology.FETCH_CHUNKS if plan.strategy == "chunk_tables" else topology.FETCH_CHUNK_READY
-    publish_all(
-        clients.publisher_client(settings), settings.project, settings.topic(topic), plan.chunks
+    publisher = clients.publisher_client(settings)
+
+    def announce() -> int:
+        sent = 0
+        for topic in sorted({_topic_of(c) for c in plan.chunks}):
+            batch = [c for c in plan.chunks if _topic_of(c) == topic]
+            sent += len(publish_all(publisher, settings.project, settings.topic(topic), batch))
+        return sent
+
+    announced = announce_once(
+        clients.storage_client(settings),
+        request.destination,
+        run_id,
+        announce,
+        lease_s=settings.claim_lease_s,
     )
     logger.info(
         "planned fetch of %s: %d chunks (%s)",
@@ -54,8 +78,32 @@ def _plan_fetch(request: FetchRequest, delivery: Delivery) -> None:
             "chunks": len(plan.chunks),
             "estimated_rows": plan.estimated_rows,
             "reused_plan": plan.reused,
+            "announced": announced,
         },
     )
+
+
+def _run_failed(stage: str) -> Callable[[Any, Delivery, Exception], None]:
+    """Declare the message's run failed with the reason a retry cannot change."""
+
+    def record(message: Any, delivery: Delivery, exc: Exception) -> None:
+        request = getattr(message, "request", None)
+        destination = getattr(message, "destination", None) or getattr(request, "destination", None)
+        run_id = getattr(message, "run_id", None)
+        if isinstance(message, FetchRequest):
+            run_id = run_id_for(message, delivery.message_id)
+        if destination and run_id:
+            settings = Settings.from_env()
+            record_failure(
+                clients.storage_client(settings),
+                destination,
+                run_id,
+                stage,
+                str(exc),
+                allowed=settings.fetch_destinations,
+            )
+
+    return record
 
 
 def _create_chunk(spec: ChunkSpec, delivery: Delivery) -> None:
@@ -67,8 +115,18 @@ def _create_chunk(spec: ChunkSpec, delivery: Delivery) -> None:
         gcs=clients.storage_client(settings),
         billing_project=settings.project,
     )
-    topic = topology.FETCH_CHUNK_DONE if isinstance(out, ChunkDone) else topology.FETCH_CHUNK_READY
-    publish_all(clients.publisher_client(settings), settings.project, settings.topic(topic), [out])
+    topic = settings.topic(_topic_of(out))
+    publisher = clients.publisher_client(settings)
+    dest = GcsUri.parse(spec.request.destination)
+    # A duplicate delivery finds the chunk table made (job id per run and chunk) and must not
+    # announce it a second time: the announcement is claimed first.
+    claims.once(
+        clients.storage_client(settings).bucket(dest.bucket),
+        dest.child(f"_claims/chunk-{spec.chunk:05d}.json").path,
+        lambda: {"message_id": publish_all(publisher, settings.project, topic, [out])[0]},
+        lease_s=settings.claim_lease_s,
+        labels={"run_id": spec.run_id, "chunk": spec.chunk},
+    )
     logger.info(
         "chunk %d of %s created",
         spec.chunk,
@@ -106,17 +164,21 @@ def _fetch_chunk(message: ChunkReady, delivery: Delivery) -> None:
 
 def _finalize_fetch(done: ChunkDone, delivery: Delivery) -> None:
     settings = Settings.from_env()
-    gcs = clients.storage_client(settings)
-    result = finalize(done, gcs=gcs, bq=clients.bigquery_client(settings))
+    publisher = clients.publisher_client(settings)
+    topic = settings.topic(topology.FETCH_COMPLETE)
+
+    def publish(message: FetchComplete) -> str:
+        return publish_all(publisher, settings.project, topic, [message])[0]
+
+    result = finalize(
+        done,
+        gcs=clients.storage_client(settings),
+        bq=clients.bigquery_client(settings),
+        publish=publish,
+        lease_s=settings.claim_lease_s,
+    )
     if result.complete is None:
         return
-    publish_all(
-        clients.publisher_client(settings),
-        settings.project,
-        settings.topic(topology.FETCH_COMPLETE),
-        [result.complete],
-    )
-    mark_published(gcs, done.destination)
     logger.info(
         "run %s complete: %d rows in %d parts",
         done.run_id,
@@ -127,6 +189,7 @@ def _finalize_fetch(done: ChunkDone, delivery: Delivery) -> None:
             "function": "finalize_fetch",
             "rows": result.complete.rows,
             "manifest": result.complete.manifest_uri,
+            "published": result.published,
         },
     )
 
@@ -134,7 +197,14 @@ def _finalize_fetch(done: ChunkDone, delivery: Delivery) -> None:
 @functions_framework.cloud_event
 def plan_fetch(event: CloudEvent) -> None:
     """``fetch-requests`` -> plan (recorded once) -> ``fetch-chunk-ready`` or ``fetch-chunks``."""
-    handle(event, topology.FETCH_REQUESTS, FetchRequest, _plan_fetch, "plan_fetch")
+    handle(
+        event,
+        topology.FETCH_REQUESTS,
+        FetchRequest,
+        _plan_fetch,
+        "plan_fetch",
+        on_permanent=_run_failed("plan_fetch"),
+    )
 
 
 def _sync_rbac(trigger: RbacTrigger, delivery: Delivery) -> None:
@@ -172,11 +242,13 @@ def _launch_training(done: FetchComplete, delivery: Delivery) -> None:
             done.run_id,
             done.manifest_uri,
             jobs_client=clients.jobs_client(settings),
+            executions_client=clients.executions_client(settings),
             gcs=clients.storage_client(settings),
             marker_prefix=f"gs://{settings.data_bucket}/training",
             project=settings.project,
             region=settings.region,
             prefix=settings.prefix,
+            lease_s=settings.claim_lease_s,
         )
 
 
@@ -228,16 +300,37 @@ def sync_rbac(event: CloudEvent) -> None:
 @functions_framework.cloud_event
 def create_chunk(event: CloudEvent) -> None:
     """``fetch-chunks`` -> chunk table (CTAS, once) -> ``fetch-chunk-ready``."""
-    handle(event, topology.FETCH_CHUNKS, ChunkSpec, _create_chunk, "create_chunk")
+    handle(
+        event,
+        topology.FETCH_CHUNKS,
+        ChunkSpec,
+        _create_chunk,
+        "create_chunk",
+        on_permanent=_run_failed("create_chunk"),
+    )
 
 
 @functions_framework.cloud_event
 def fetch_chunk(event: CloudEvent) -> None:
     """``fetch-chunk-ready`` -> Parquet parts on GCS -> ``fetch-chunk-done`` (or hand on)."""
-    handle(event, topology.FETCH_CHUNK_READY, ChunkReady, _fetch_chunk, "fetch_chunk")
+    handle(
+        event,
+        topology.FETCH_CHUNK_READY,
+        ChunkReady,
+        _fetch_chunk,
+        "fetch_chunk",
+        on_permanent=_run_failed("fetch_chunk"),
+    )
 
 
 @functions_framework.cloud_event
 def finalize_fetch(event: CloudEvent) -> None:
     """``fetch-chunk-done`` -> manifest (exactly once) -> ``fetch-complete``."""
-    handle(event, topology.FETCH_CHUNK_DONE, ChunkDone, _finalize_fetch, "finalize_fetch")
+    handle(
+        event,
+        topology.FETCH_CHUNK_DONE,
+        ChunkDone,
+        _finalize_fetch,
+        "finalize_fetch",
+        on_permanent=_run_failed("finalize_fetch"),
+    )

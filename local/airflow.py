@@ -171,7 +171,14 @@ def up(
     install(version, say)
     af = Airflow(version, port, (home or ROOT / f"home-{version}").resolve())
     if _healthy(af):
-        return af
+        if _ours_running(af):
+            return af
+        from local.stack import port_holder
+
+        raise RuntimeError(
+            f"port {port} is held by another Airflow ({port_holder(port)}), not the one in "
+            f"{af.home}; stop it or choose another port (--airflow-port)"
+        )
     (af.home / "dags").mkdir(parents=True, exist_ok=True)
     if not (af.home / "secret").exists():
         (af.home / "secret").write_text(secrets.token_hex(24))
@@ -222,6 +229,15 @@ def up(
     if af.major == 3:
         _airflow(af, "sync-perm", "--include-dags", check=False)
     return af
+
+
+def _ours_running(af: Airflow) -> bool:
+    """The server this home started is alive (its pid file names a live process group)."""
+    try:
+        os.killpg(int((af.home / "server.pid").read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return (af.home / "admin-password").exists()
 
 
 def down(af: Airflow) -> None:

@@ -3,7 +3,9 @@ official ``google-cloud-run`` client code path runs, executing a job as local pr
 
     python -m local.cloud_run --port 8096 --state .local/stack/cloud-run
 
-Each task is ``python -m <module>`` with ``CLOUD_RUN_JOB``, ``CLOUD_RUN_EXECUTION``,
+It answers ``Executions/ListExecutions`` too (each execution with the overrides it ran with),
+so a delivery can check whether a run's job really started. Each task is
+``python -m <module>`` with ``CLOUD_RUN_JOB``, ``CLOUD_RUN_EXECUTION``,
 ``CLOUD_RUN_TASK_INDEX``, ``CLOUD_RUN_TASK_COUNT`` and ``CLOUD_RUN_TASK_ATTEMPT`` set, the
 request's environment overrides applied, tasks in parallel up to the job's parallelism, and a
 failed task retried up to the job's max retries. The jobs (names, task shape, environment) come
@@ -14,6 +16,7 @@ Terraform declares them. Each execution's outcome is written to ``<state>/execut
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import subprocess
@@ -26,7 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from google.cloud.run_v2.types import RunJobRequest
+from google.cloud.run_v2.types import (
+    Container,
+    EnvVar,
+    Execution,
+    ListExecutionsRequest,
+    ListExecutionsResponse,
+    RunJobRequest,
+    TaskTemplate,
+)
 from google.longrunning import operations_pb2
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,16 +73,63 @@ class Runner:
             context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.name}' was not found")
         execution = f"{job}-{uuid.uuid4().hex[:5]}"
         env = {**os.environ, **spec.env}
+        overrides: dict[str, str] = {}
         count = spec.task_count
         if request.overrides:
             for override in request.overrides.container_overrides:
-                env.update({e.name: e.value for e in override.env})
+                overrides.update({e.name: e.value for e in override.env})
             count = request.overrides.task_count or count
-        threading.Thread(
-            target=self._execute, args=(job, execution, spec, count, env), daemon=True
-        ).start()
+        env.update(overrides)
+        record = {
+            "job": job,
+            "name": f"{request.name}/executions/{execution}",
+            "execution": execution,
+            "run_id": overrides.get("RETAIL_RUN_ID"),
+            "overrides": overrides,
+            "task_count": count,
+            "started": time.time(),
+            "done": False,
+        }
+        self._write(record)
+        threading.Thread(target=self._execute, args=(record, spec, count, env), daemon=True).start()
         parent = request.name.split("/jobs/")[0]
         return operations_pb2.Operation(name=f"{parent}/operations/{execution}", done=False)
+
+    def _write(self, record: dict) -> None:
+        path = self.state / "executions" / f"{record['execution']}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(path)
+
+    def list_executions(
+        self, request: ListExecutionsRequest, context: grpc.ServicerContext
+    ) -> ListExecutionsResponse:
+        """The job's executions, newest first, with the overrides each ran with (as the
+        Admin API shows them in the execution's template)."""
+        job = request.parent.rsplit("/", 1)[-1]
+        if job not in self.jobs:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.parent}' was not found")
+        found = []
+        for path in (self.state / "executions").glob(f"{job}-*.json"):
+            try:
+                record = json.loads(path.read_text())
+            except ValueError:
+                continue
+            if record.get("job") != job or "started" not in record:
+                continue  # another job's, or written by an older runner
+            env = [EnvVar(name=k, value=v) for k, v in record.get("overrides", {}).items()]
+            execution = Execution(
+                name=record.get("name") or f"{request.parent}/executions/{record['execution']}",
+                job=job,
+                task_count=record.get("task_count", 0),
+                template=TaskTemplate(containers=[Container(env=env)]),
+                succeeded_count=sum(1 for t in record.get("tasks", []) if t["succeeded"]),
+                failed_count=sum(1 for t in record.get("tasks", []) if not t["succeeded"]),
+            )
+            execution.create_time = dt.datetime.fromtimestamp(record["started"], dt.UTC)
+            found.append(execution)
+        found.sort(key=lambda e: e.create_time, reverse=True)
+        return ListExecutionsResponse(executions=found)
 
     def _task(self, job: str, execution: str, spec: JobSpec, index: int, count: int, env: dict):
         for attempt in range(spec.max_retries + 1):
@@ -100,27 +158,26 @@ class Runner:
                 return {"index": index, "attempts": attempt + 1, "succeeded": True}
         return {"index": index, "attempts": spec.max_retries + 1, "succeeded": False}
 
-    def _execute(self, job: str, execution: str, spec: JobSpec, count: int, env: dict) -> None:
-        started = time.time()
+    def _execute(self, record: dict, spec: JobSpec, count: int, env: dict) -> None:
+        job, execution = record["job"], record["execution"]
         with futures.ThreadPoolExecutor(spec.parallelism) as pool:
             tasks = list(
                 pool.map(lambda i: self._task(job, execution, spec, i, count, env), range(count))
             )
-        record = {
-            "job": job,
-            "execution": execution,
-            "run_id": env.get("RETAIL_RUN_ID"),
-            "tasks": tasks,
-            "succeeded": all(t["succeeded"] for t in tasks),
-            "seconds": round(time.time() - started, 2),
-        }
-        path = self.state / "executions" / f"{execution}.json"
-        path.write_text(json.dumps(record, indent=1))
+        self._write(
+            {
+                **record,
+                "tasks": tasks,
+                "succeeded": all(t["succeeded"] for t in tasks),
+                "seconds": round(time.time() - record["started"], 2),
+                "done": True,
+            }
+        )
 
 
 def serve(port: int, state: Path, jobs: dict[str, JobSpec]) -> grpc.Server:
     runner = Runner(state, jobs)
-    handler = grpc.method_handlers_generic_handler(
+    jobs_service = grpc.method_handlers_generic_handler(
         "google.cloud.run.v2.Jobs",
         {
             "RunJob": grpc.unary_unary_rpc_method_handler(
@@ -130,8 +187,18 @@ def serve(port: int, state: Path, jobs: dict[str, JobSpec]) -> grpc.Server:
             )
         },
     )
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    server.add_generic_rpc_handlers((handler,))
+    executions_service = grpc.method_handlers_generic_handler(
+        "google.cloud.run.v2.Executions",
+        {
+            "ListExecutions": grpc.unary_unary_rpc_method_handler(
+                runner.list_executions,
+                request_deserializer=ListExecutionsRequest.deserialize,
+                response_serializer=ListExecutionsResponse.serialize,
+            )
+        },
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(8))
+    server.add_generic_rpc_handlers((jobs_service, executions_service))
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     return server

@@ -71,8 +71,13 @@ class StepFailed(RuntimeError):
 def start(cfg: StackConfig, airflow_port: int, airflow_home: Path | None = None,
           say: Callable[[str], None] = print) -> tuple[Any, StackConfig]:  # fmt: skip
     """Airflow first (the RBAC function needs its address and admin secret), then the stack."""
+    from local.airflow import down as airflow_down
     from local.airflow import up as airflow_up
+    from local.stack import check_ports, components, running_pgid
 
+    # Every port of the stack first, naming who holds one: nothing is started when any is
+    # taken (Airflow's own port is checked by airflow_up, which reuses only its own server).
+    check_ports(cfg, [c for c in components() if running_pgid(cfg, c) is None])
     say(f"  Airflow {AIRFLOW_VERSION} on port {airflow_port} (installed once, ~1 min)")
     af = airflow_up(AIRFLOW_VERSION, airflow_port, airflow_home, say=lambda m: say(f"  {m}"))
     config = cfg.state_dir / "rbac.yaml"
@@ -83,7 +88,12 @@ def start(cfg: StackConfig, airflow_port: int, airflow_home: Path | None = None,
     # password reaches it through the environment, as Secret Manager injects it in the cloud.
     cfg = dataclasses.replace(cfg, rbac_config=str(config))
     os.environ["AIRFLOW_PASSWORD"] = af.admin_password
-    up(cfg, say=lambda m: say(f"  {m}"))
+    try:
+        up(cfg, say=lambda m: say(f"  {m}"))
+    except BaseException:
+        down(cfg, say=lambda _m: None)  # whatever of the stack started, and Airflow
+        airflow_down(af)
+        raise
     os.environ.update(cfg.client_env())
     return af, cfg
 
@@ -164,13 +174,31 @@ def training(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 90
         for path in executions.glob("*.json"):
             with contextlib.suppress(ValueError):
                 record = json.loads(path.read_text())
-                if record.get("run_id") == run_id:
+                if record.get("run_id") == run_id and record.get("done"):
                     found[record["job"].removeprefix(settings.prefix)] = record
         return found if {"pricing", "promotions"} <= set(found) else None
 
     records = wait_for(finished, timeout_s=timeout_s, every_s=1.0)
     if not records:
         raise StepFailed(f"training of {run_id} did not finish in {timeout_s:.0f} s")
+    # Side effects counted, not only results: the Admin API's executions of each job that ran
+    # with this run id (fetch-complete may have been delivered more than once).
+    from shared.training.launch import RUN_ID_VAR, job_name
+
+    runs = clients.executions_client(settings)
+    counts = {
+        job: sum(
+            1
+            for e in runs.list_executions(
+                parent=job_name(settings.project, settings.region, settings.prefix, job)
+            )
+            if any(v.name == RUN_ID_VAR and v.value == run_id for c in e.template.containers
+                   for v in c.env)
+        )
+        for job in records
+    }  # fmt: skip
+    if any(n != 1 for n in counts.values()):
+        raise StepFailed(f"run {run_id} started {counts} executions; exactly one per job expected")
     failed = [job for job, r in records.items() if not r["succeeded"]]
     if failed:
         raise StepFailed(f"training job(s) {failed} failed; logs in {executions}")
@@ -189,7 +217,8 @@ def training(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 90
     )
     return {
         "executions": {
-            job: {"tasks": len(r["tasks"]), "seconds": r["seconds"]} for job, r in records.items()
+            job: {"tasks": len(r["tasks"]), "seconds": r["seconds"], "executions": counts[job]}
+            for job, r in records.items()
         },
         "pricing_rows": {row["status"]: row["n"] for row in pricing},
         "promotion_scores": scores,
@@ -390,7 +419,10 @@ def main(argv: list[str] | None = None) -> int:
         t = step("4. training: fetch-complete -> launch_training -> Cloud Run jobs")
         trained = observed["training"] = training(cfg, settings, got["run_id"])
         for job, ex in trained["executions"].items():
-            print(f"  job {job}: {ex['tasks']} parallel task(s), {ex['seconds']:.1f} s")
+            print(
+                f"  job {job}: {ex['executions']} execution for the run, "
+                f"{ex['tasks']} parallel task(s), {ex['seconds']:.1f} s"
+            )
         print(f"  results.pricing rows by status: {trained['pricing_rows']}")
         s = trained["promotion_scores"]
         print(
@@ -446,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         timings.append(("IAM contract", time.perf_counter() - t, f"{iam['checks']} checks"))
         ok = True
-    except (StackError, StepFailed) as exc:
+    except (StackError, StepFailed, RuntimeError) as exc:
         print(f"error: {exc}")
         ok = False
     finally:

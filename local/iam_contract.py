@@ -285,10 +285,15 @@ def granted(
     grants = decl["grants"].get(deployable, {})
     roles = list(grants.get("project", []))
     if scope != "project":
-        role = grants.get(scope, {}).get(target)
-        if role:
-            roles.append(role)
+        roles += _as_list(grants.get(scope, {}).get(target))
     return {p for role in roles for p in ref["roles"].get(role, [])}
+
+
+def _as_list(value: Any) -> list[str]:
+    """A target's grant: one role or a list of roles."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
 
 
 def check(
@@ -347,8 +352,9 @@ def _all_grants(decl: dict[str, Any], who: str) -> Iterable[tuple[str, tuple[str
             for role in value:
                 yield scope, ("project", role)
         else:
-            for target, role in value.items():
-                yield scope, (target, role)
+            for target, roles in value.items():
+                for role in _as_list(roles):
+                    yield scope, (target, role)
 
 
 def _roles_giving(
@@ -357,9 +363,8 @@ def _roles_giving(
     grants = decl["grants"].get(who, {})
     found = [("project/project", r) for r in grants.get("project", [])
              if permission in ref["roles"].get(r, [])]  # fmt: skip
-    role = grants.get(scope, {}).get(target) if scope != "project" else None
-    if role and permission in ref["roles"].get(role, []):
-        found.append((f"{scope}/{target}", role))
+    roles = _as_list(grants.get(scope, {}).get(target)) if scope != "project" else []
+    found += [(f"{scope}/{target}", r) for r in roles if permission in ref["roles"].get(r, [])]
     return found
 
 

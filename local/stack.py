@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from shared.fetch.runs import RunState
     from shared.platform import Names
 
 REPO = Path(__file__).resolve().parent.parent
@@ -365,6 +366,8 @@ def api_argv(port: int) -> list[str]:
         "4",
         "--log-level",
         "warning",
+        # Its default control socket is shared by every gunicorn of the user (~/.gunicorn).
+        "--no-control-socket",
         "shared.api.wsgi:app",
     ]
 
@@ -553,12 +556,50 @@ def running_pgid(cfg: StackConfig, comp: Component) -> int | None:
     return pgid if _group_alive(pgid) else None
 
 
+def port_holder(port: int) -> str:
+    """Which process listens on ``port`` (pid and command line), as far as /proc tells."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{inode}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                    return f"pid {proc.name} ({cmd[:120]})"
+    return "a process this user cannot see"
+
+
+def check_ports(
+    cfg: StackConfig, comps: list[Component], extra: dict[str, int] | None = None
+) -> None:
+    """Every port the components (and ``extra``) need is free; else name the port and who
+    holds it, before anything starts."""
+    busy = []
+    wanted = [(c.name, p) for c in comps for p in c.ports(cfg)] + list((extra or {}).items())
+    for name, port in wanted:
+        if _port_open(port):
+            busy.append(f"{name}: port {port} is held by {port_holder(port)}")
+    if busy:
+        raise StackError(
+            "ports in use (stop that process or choose other ports, RETAIL_*_PORT):\n  "
+            + "\n  ".join(busy)
+        )
+
+
 def _spawn(cfg: StackConfig, comp: Component, argv: list[str]) -> int:
     for port in comp.ports(cfg):
         if _port_open(port):
             raise StackError(
-                f"{comp.name}: port {port} is already in use by a process this stack did not "
-                f"start; stop it or choose other ports (RETAIL_*_PORT)"
+                f"{comp.name}: port {port} is held by {port_holder(port)}, which this stack "
+                f"did not start; stop it or choose other ports (RETAIL_*_PORT)"
             )
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     log = open(cfg.log_dir / f"{comp.name}.log", "ab")  # noqa: SIM115 - handed to the child
@@ -844,6 +885,26 @@ def dead_letters(cfg: StackConfig, limit: int = 1000) -> Counter[str]:
     return counts
 
 
+@_with_stack_env
+def recent_runs(cfg: StackConfig, limit: int = 10) -> list[RunState]:
+    """The newest fetch runs under the data bucket's fetch/ prefix and what each came to."""
+    from shared import clients
+    from shared.fetch.runs import state
+    from shared.settings import Settings
+
+    settings = Settings.from_env(cfg.client_env())
+    gcs = clients.storage_client(settings)
+    plans = [
+        b
+        for b in gcs.list_blobs(settings.data_bucket, prefix="fetch/")
+        if b.name.endswith("/_plan.json")
+    ]
+    plans.sort(key=lambda b: b.updated, reverse=True)
+    return [
+        state(gcs, f"gs://{settings.data_bucket}/{b.name.rsplit('/', 1)[0]}") for b in plans[:limit]
+    ]
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -860,6 +921,7 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print) -> None:
     marker.write_text(cfg.environment)
     if not any(running_pgid(cfg, c) is not None for c in components()):
         shutil.rmtree(cfg.trace_dir, ignore_errors=True)  # calls of this stack's run only
+    check_ports(cfg, [c for c in components() if running_pgid(cfg, c) is None])
     say(
         f"  {'environment':<28} {cfg.environment}: names and variables of infra/envs/"
         f"{cfg.environment} (shared/platform.yaml)"
@@ -943,6 +1005,8 @@ def main(argv: list[str] | None = None) -> int:
                 detail = ", ".join(f"{n} from {sub}" for sub, n in sorted(letters.items()))
                 waiting = sum(letters.values())
                 print(f"{'dead-letter':<{width}}{waiting:<11}{detail or 'none waiting'}")
+                for run in recent_runs(cfg):
+                    print(f"{'run ' + str(run.run_id):<{width}}{run.state:<11}{run.detail}")
                 return 0
             return 3
     except StackError as exc:

@@ -11,6 +11,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from google.api_core import exceptions as gexc
+
 from shared import clients, log
 from shared.errors import PlatformError
 from shared.pubsub import publish_all
@@ -98,8 +100,14 @@ def _parse_filter(text: str) -> dict:
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from shared.fetch.library import RunStalled, new_run_id, publish_and_follow, run_in_process
-    from shared.fetch.plan import check_request
+    from shared.fetch.library import (
+        RunFailed,
+        RunStalled,
+        new_run_id,
+        publish_and_follow,
+        run_in_process,
+    )
+    from shared.fetch.plan import check_destination, check_request
     from shared.messages import FetchRequest, Predicate
 
     settings = Settings.from_env()
@@ -117,7 +125,11 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         destination=args.dest or f"gs://{settings.data_bucket}/fetch/{run_id}",
         parallelism=args.parallelism,
     )
-    check_request(request, clients.bigquery_client(settings))  # fail now, not in a function log
+    # Fail now, not in a function log: the source, and a destination this run may write to.
+    check_request(request, clients.bigquery_client(settings))
+    check_destination(
+        request.destination, settings.fetch_destinations, clients.storage_client(settings)
+    )
     started = time.perf_counter()
     if args.in_process:
         with tqdm(unit="rows", unit_scale=True, file=sys.stderr, disable=args.quiet) as bar:
@@ -129,7 +141,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
                 manifest = publish_and_follow(
                     request, settings, timeout_s=args.timeout, progress=bar
                 )
-        except RunStalled as exc:
+        except (RunStalled, RunFailed) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         rows, size, parts = manifest["rows"], manifest["bytes"], len(manifest["parts"])
@@ -308,4 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except (SettingsError, ValueError, PlatformError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except gexc.GoogleAPICallError as exc:  # a Google API refused: one line, not a traceback
+        print(f"error: {exc.code} {type(exc).__name__}: {exc.message}", file=sys.stderr)
         return 2

@@ -114,3 +114,15 @@ def secret_client(settings: Settings) -> Any:
             transport=SecretManagerServiceGrpcTransport(channel=channel)
         )
     return secretmanager.SecretManagerServiceClient()
+
+
+@functools.cache
+def executions_client(settings: Settings) -> run_v2.ExecutionsClient:
+    """A Cloud Run Admin API v2 executions client (gRPC); locally, the local runner."""
+    from google.cloud import run_v2
+    from google.cloud.run_v2.services.executions.transports import ExecutionsGrpcTransport
+
+    if settings.cloud_run_emulator_host:
+        channel = grpc.insecure_channel(settings.cloud_run_emulator_host)
+        return run_v2.ExecutionsClient(transport=ExecutionsGrpcTransport(channel=channel))
+    return run_v2.ExecutionsClient()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -42,9 +43,34 @@ GcsPrefix = Annotated[str, AfterValidator(_gcs)]
 Scalar = bool | int | float | dt.date | dt.datetime | str
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_STRING_VALUE = 10_000
+
+
+def _clean_text(value: str, what: str) -> str:
+    """Text BigQuery and every client can carry: no control characters (tab and newline
+    aside), no lone UTF-16 surrogates (not encodable as UTF-8)."""
+    for ch in value:
+        code = ord(ch)
+        if 0xD800 <= code <= 0xDFFF:
+            raise ValueError(f"{what} holds a lone UTF-16 surrogate (U+{code:04X})")
+        if (code < 0x20 and ch not in "\t\n\r") or code == 0x7F:
+            raise ValueError(f"{what} holds a control character (U+{code:04X})")
+    return value
+
+
 def _scalar(value: Any) -> Scalar:
     if not isinstance(value, bool | int | float | str | dt.date):
         raise ValueError("a filter value must be a string, number, boolean or date")
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if is_int and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("an integer filter value must fit BigQuery's INT64")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a filter value must be a finite number")
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_VALUE:
+            raise ValueError(f"a filter value is at most {MAX_STRING_VALUE} characters")
+        _clean_text(value, "a filter value")
     return value
 
 
@@ -112,6 +138,12 @@ class FetchRequest(Contract):
 
     @model_validator(mode="after")
     def _source(self) -> FetchRequest:
+        for name, cols in (("columns", self.columns or []), ("index_columns", self.index_columns)):
+            seen = {c.lower() for c in cols}  # BigQuery column names are case-insensitive
+            if len(seen) != len(cols):
+                raise ValueError(f"{name} names a column twice")
+        if self.query is not None:
+            _clean_text(self.query, "the query")
         if (self.table is None) == (self.query is None):
             raise ValueError("exactly one of 'table' and 'query' must be given")
         if self.query is not None and self.strategy != "chunk_tables":
@@ -218,12 +250,48 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return path or "<message>"
 
 
+# Limits checked before parsing: a message is small metadata, never deeply nested.
+MAX_MESSAGE_BYTES = 2_000_000
+MAX_DEPTH = 32
+
+
+def too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
+    """True when brackets nest deeper than ``limit`` (outside strings): checked by scanning,
+    so a 10,000-level document never reaches the recursive JSON parser."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
 def parse(model: type[M], data: bytes | str | dict, topic: str) -> M:
     """Decode ``data`` (JSON bytes or an already decoded dict) into ``model``."""
     if isinstance(data, bytes | str):
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise MalformedMessage(topic, "<body>", f"larger than {MAX_MESSAGE_BYTES} bytes")
         try:
-            data = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            text = data.decode() if isinstance(data, bytes) else data
+        except UnicodeDecodeError as exc:
+            raise MalformedMessage(topic, "<body>", f"not UTF-8: {exc}") from None
+        if too_deep(text):
+            raise MalformedMessage(topic, "<body>", f"nested deeper than {MAX_DEPTH} levels")
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise MalformedMessage(topic, "<body>", f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise MalformedMessage(

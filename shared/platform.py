@@ -145,6 +145,9 @@ def facts(
         "time_budget_s": str(limits["time_budget_s"]),
         "part_max_rows": str(env["part_max_rows"]),
         "part_target_mb": str(env["part_target_mb"]),
+        "claim_lease_s": str(env["claim_lease_s"]),
+        # Fetches write only below the data bucket's fetch/ prefix (not beside the models).
+        "fetch_destinations": f"gs://{names.bucket('data')}/fetch/",
         "model_poll_s": str(env["model_poll_s"]),
         "promotions_table": f"{source}.promotions",
         "products_table": f"{source}.products",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 from pydantic import BaseModel
 
@@ -23,6 +24,8 @@ from shared.log import get_logger
 from shared.messages import Contract, dump, parse
 
 log = get_logger("shared.pubsub")
+# 4xx answers a retry can change: throttling, timeouts, and races our code resolves itself.
+_RETRYABLE_CLIENT_ERRORS = (gexc.TooManyRequests, gexc.Conflict, gexc.PreconditionFailed)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -56,9 +59,14 @@ def handle(
     model: type[M],
     process: Callable[[M, Delivery], object],
     function: str,
+    on_permanent: Callable[[M, Delivery, Exception], object] | None = None,
 ) -> object | None:
-    """Parse ``event`` as ``model`` and run ``process``; acknowledge permanent failures."""
+    """Parse ``event`` as ``model`` and run ``process``; acknowledge permanent failures.
+
+    ``on_permanent`` is told about a permanent failure of a well-formed message (e.g. to
+    declare its run failed with the reason, so nobody waits for it)."""
     delivery: Delivery | None = None
+    message: M | None = None
 
     def labels(exc: Exception, outcome: str) -> dict:
         return {
@@ -75,6 +83,11 @@ def handle(
         return process(message, delivery)
     except PermanentError as exc:
         # Retrying will not fix this: log why, and return so the message is acknowledged.
+        if on_permanent is not None and message is not None and delivery is not None:
+            try:
+                on_permanent(message, delivery, exc)
+            except Exception as hook_exc:  # the refusal stands; say why it was not recorded
+                log.error("%s could not record the failure: %s", function, hook_exc)
         log.error(
             "%s rejected a %s message: %s",
             function,
@@ -85,6 +98,25 @@ def handle(
                 "field": getattr(exc, "field", None),
                 "run_id": getattr(getattr(exc, "message", None), "run_id", None),
             },
+        )
+        return None
+    except gexc.ClientError as exc:
+        if isinstance(exc, _RETRYABLE_CLIENT_ERRORS) or exc.code == 408:
+            raise
+        # A Google API answered 4xx: the request itself is wrong (bad SQL, a missing bucket,
+        # a denied permission); a retry cannot change that. Say what the API said, acknowledge.
+        refusal = PermanentError(f"{exc.code} {type(exc).__name__}: {exc.message}")
+        if on_permanent is not None and message is not None and delivery is not None:
+            try:
+                on_permanent(message, delivery, refusal)
+            except Exception as hook_exc:
+                log.error("%s could not record the failure: %s", function, hook_exc)
+        log.error(
+            "%s rejected a %s message: %s",
+            function,
+            topic,
+            refusal,
+            extra={**labels(exc, "acknowledged"), "api_status": exc.code},
         )
         return None
     except Exception as exc:

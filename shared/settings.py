@@ -54,6 +54,11 @@ class Settings:
     part_target_mb: int = 32
     # Where trained models, their pointers and scores live (a versioned bucket in the cloud).
     artifacts: str = ""
+    # How long a claimed side effect (shared/claims.py) may go without a recorded result
+    # before another delivery checks the real state and takes over.
+    claim_lease_s: int = 30
+    # Where fetches may write: gs://bucket/prefix entries; a destination must lie below one.
+    fetch_destinations: tuple[str, ...] = ()
     # The deployment environment (shared/platform.yaml) and its results dataset.
     environment: str = ""
     results_dataset: str = "results"
@@ -101,8 +106,16 @@ class Settings:
             time_budget_s=_int(env, "RETAIL_TIME_BUDGET_S", 480, minimum=0),
             part_max_rows=_int(env, "RETAIL_PART_MAX_ROWS", 1_000_000),
             part_target_mb=_int(env, "RETAIL_PART_TARGET_MB", 32),
+            claim_lease_s=_int(env, "RETAIL_CLAIM_LEASE_S", 30),
             artifacts=(env.get("RETAIL_ARTIFACTS") or f"gs://{data_bucket}/artifacts").rstrip("/"),
             environment=env.get("RETAIL_ENV") or "",
+            fetch_destinations=tuple(
+                d.strip()
+                for d in (
+                    env.get("RETAIL_FETCH_DESTINATIONS") or f"gs://{data_bucket}/fetch/"
+                ).split(",")
+                if d.strip()
+            ),
             results_dataset=env.get("RETAIL_RESULTS_DATASET")
             or f"{prefix.replace('-', '_')}results",
         )

@@ -13,17 +13,22 @@ import json
 from typing import Annotated, Any, Literal
 
 from flask import Flask, jsonify, request
+from google.api_core import exceptions as gexc
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from shared.api.analytics import Filters, PromotionAnalytics
 from shared.api.models import ModelStore
+from shared.messages import too_deep
 from shared.training.promotions import MECHANIC_CODES, PlannedPromotion
 
 MAX_PAGE = 500
 MAX_OFFSET = 10**9
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 1 << 20
+MAX_ID = 2**53  # ids travel as JSON numbers: exact up to 2**53
+MAX_STORES = 100_000
+MAX_JSON_DEPTH = 8  # the deepest valid body is {"promotions": [{...}]}
 MAX_DURATION_DAYS = 91
 MECHANICS = tuple(MECHANIC_CODES)
 PRICE_FIELDS = (
@@ -59,14 +64,16 @@ class PromotionIn(BaseModel):
     """A planned promotion, as the request states it (strict JSON types, no unknown fields)."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
-    product_id: WholeInt = Field(ge=1)
+    product_id: WholeInt = Field(ge=1, le=MAX_ID)
     mechanic: Literal["tpr", "multibuy", "bogo"]
     discount: float = Field(gt=0, lt=1)
     start_date: dt.date
     duration_days: WholeInt = Field(ge=1, le=MAX_DURATION_DAYS)
     feature: bool = False
     display: bool = False
-    stores: WholeInt | None = Field(default=None, ge=1)
+    # Bounded to what a retailer has: the model multiplies by it, and an unbounded integer
+    # (10**308) would make the answer infinite, which JSON cannot carry.
+    stores: WholeInt | None = Field(default=None, ge=1, le=MAX_STORES)
 
 
 class BatchIn(BaseModel):
@@ -80,6 +87,10 @@ def _field(loc: tuple) -> str | None:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _validated(model: type[BaseModel], raw: bytes) -> BaseModel:
@@ -119,14 +130,14 @@ def _promotion_schemas() -> dict[str, Any]:
         "additionalProperties": False,
         "required": ["product_id", "mechanic", "discount", "start_date", "duration_days"],
         "properties": {
-            "product_id": {"type": "integer", "minimum": 1},
+            "product_id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
             "mechanic": {"type": "string", "enum": list(MECHANICS)},
             "discount": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
             "start_date": {"type": "string", "format": "date"},
             "duration_days": {"type": "integer", "minimum": 1, "maximum": MAX_DURATION_DAYS},
             "feature": {"type": "boolean"},
             "display": {"type": "boolean"},
-            "stores": {"type": ["integer", "null"], "minimum": 1},
+            "stores": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_STORES},
         },
     }
     prediction = {
@@ -277,6 +288,7 @@ def openapi() -> dict[str, Any]:
                         "413": _error(
                             f"body over {MAX_BODY_BYTES} bytes or batch over {MAX_BATCH} promotions"
                         ),
+                        "415": _error("a body that is not application/json"),
                         "503": _error("no promotion model yet"),
                         **responses,
                     },
@@ -504,10 +516,15 @@ def create_app(
 
     @app.post("/v1/promotions:predict")
     def predict_promotions():
+        if request.mimetype != "application/json":
+            raise ApiError(415, f"Content-Type must be application/json, got {request.mimetype!r}")
         raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            text = raw.decode()
+            if too_deep(text, MAX_JSON_DEPTH):
+                raise ApiError(400, f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+            body = json.loads(text, parse_constant=_no_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ApiError(400, f"malformed JSON: {exc}") from None
         batch = isinstance(body, dict) and "promotions" in body
         if batch and isinstance(body["promotions"], list) and len(body["promotions"]) > MAX_BATCH:
@@ -559,7 +576,12 @@ def create_app(
             raise ApiError(503, "promotion analytics is not configured")
         if filters.start and filters.end and filters.start > filters.end:
             return jsonify({"items": [], "next_offset": None})
-        items, more = analytics.page(filters, limit, offset)
+        try:
+            items, more = analytics.page(filters, limit, offset)
+        except gexc.NotFound:
+            raise ApiError(
+                503, "no promotion analytics yet: the promotion job has not written its table"
+            ) from None
         return jsonify({"items": items, "next_offset": offset + len(items) if more else None})
 
     return app

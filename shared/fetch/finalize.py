@@ -3,18 +3,26 @@
 Each ``ChunkDone`` is recorded as ``_chunks/<chunk>.json`` (overwrite-same, so duplicates are
 harmless). The delivery that sees every chunk recorded writes ``_manifest.json`` with a
 create-only precondition: exactly one writer wins and the run is declared complete exactly once.
-``fetch-complete`` is then published; a ``_published`` marker lets a redelivery publish it if
-the winner died in between (consumers dedupe on ``run_id``).
+The manifest writer then publishes ``fetch-complete`` through a claim
+(``_claims/fetch-complete.json``, :mod:`shared.claims`). Other deliveries that find the manifest
+never publish while the writer may still be at work: they wait for the claim's result, and only
+when the manifest is older than the lease with nothing recorded (the writer died) do they go
+through the claim themselves, so one of them publishes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery, storage
 
+from shared import claims
 from shared.errors import PermanentError
 from shared.fetch.chunks import drop_chunk_tables
 from shared.fetch.store import PLAN_OBJECT, read_json
@@ -24,8 +32,10 @@ from shared.messages import ChunkDone, FetchComplete, FetchRequest
 
 log = get_logger("shared.fetch.finalize")
 MANIFEST_OBJECT = "_manifest.json"
-PUBLISHED_OBJECT = "_published"
+PUBLISH_CLAIM = "_claims/fetch-complete.json"
 CHUNKS_PREFIX = "_chunks/"
+_CHUNK_RECORD = re.compile(r"\d{5}\.json")
+_PART = re.compile(r"part-\d{5}-\d{5}\.parquet")
 
 
 class RowCountMismatch(PermanentError):
@@ -34,16 +44,27 @@ class RowCountMismatch(PermanentError):
 
 @dataclass(frozen=True)
 class Finalized:
-    """What a ``finalize`` call found: still waiting, or complete (and whether to publish)."""
+    """What a ``finalize`` call found: still waiting, or complete; ``complete`` is set for the
+    call that declared the run complete, ``published`` when this call published it."""
 
     chunks_recorded: int
     complete: FetchComplete | None = None
+    published: bool = False
+
+
+Publish = Callable[[FetchComplete], str]
 
 
 def finalize(
-    done: ChunkDone, *, gcs: storage.Client, bq: bigquery.Client | None = None
+    done: ChunkDone,
+    *,
+    gcs: storage.Client,
+    bq: bigquery.Client | None = None,
+    publish: Publish | None = None,
+    lease_s: float = claims.DEFAULT_LEASE_S,
 ) -> Finalized:
-    """Record ``done``; if it was the last chunk, write the manifest and say what to publish.
+    """Record ``done``; if it was the last chunk, write the manifest and, with ``publish``
+    (returns the message id), publish ``fetch-complete`` exactly once.
 
     With ``bq``, a complete ``chunk_tables`` run's temporary tables are dropped (again, on a
     redelivery: dropping is idempotent, and table expiration catches what a crash leaves).
@@ -53,7 +74,11 @@ def finalize(
     bucket.blob(dest.child(f"{CHUNKS_PREFIX}{done.chunk:05d}.json").path).upload_from_string(
         done.model_dump_json(), content_type="application/json"
     )
-    names = list(gcs.list_blobs(dest.bucket, prefix=dest.child(CHUNKS_PREFIX).path))
+    names = [
+        b
+        for b in gcs.list_blobs(dest.bucket, prefix=dest.child(CHUNKS_PREFIX).path, delimiter="/")
+        if _CHUNK_RECORD.fullmatch(b.name.rsplit("/", 1)[-1])
+    ]
     if len(names) < done.chunk_count:
         return Finalized(len(names))
 
@@ -64,7 +89,7 @@ def finalize(
     existing = read_json(bucket, manifest_path)
     if existing is not None:
         _drop_tables(bq, plan)
-        return _already_complete(bucket, dest, existing, len(names))
+        return _announce(bucket, dest, existing, len(names), publish, lease_s, writer=False)
 
     chunks = sorted(
         (ChunkDone.model_validate_json(blob.download_as_bytes()) for blob in names),
@@ -87,6 +112,7 @@ def finalize(
         "bytes": sum(p.bytes for p in parts),
         "parts": [p.model_dump() for p in parts],
         "train": request.train,
+        "completed_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     try:
         bucket.blob(manifest_path).upload_from_string(
@@ -94,10 +120,10 @@ def finalize(
         )
     except gexc.PreconditionFailed:
         winner = read_json(bucket, manifest_path) or manifest
-        return _already_complete(bucket, dest, winner, len(names))
+        return _announce(bucket, dest, winner, len(names), publish, lease_s, writer=False)
     _delete_stale_parts(gcs, dest, {p.uri for p in parts})
     _drop_tables(bq, plan)
-    return Finalized(len(names), _complete_message(dest, manifest))
+    return _announce(bucket, dest, manifest, len(names), publish, lease_s, writer=True)
 
 
 def _drop_tables(bq: bigquery.Client | None, plan: dict) -> None:
@@ -118,22 +144,45 @@ def _complete_message(dest: GcsUri, manifest: dict) -> FetchComplete:
     )
 
 
-def _already_complete(bucket: storage.Bucket, dest: GcsUri, manifest: dict, n: int) -> Finalized:
-    """Another delivery wrote the manifest; publish again only if nobody recorded publishing."""
-    if bucket.blob(dest.child(PUBLISHED_OBJECT).path).exists():
-        return Finalized(n)
-    return Finalized(n, _complete_message(dest, manifest))
-
-
-def mark_published(gcs: storage.Client, destination: str) -> None:
-    """Record that ``fetch-complete`` went out for the run at ``destination``."""
-    dest = GcsUri.parse(destination)
-    gcs.bucket(dest.bucket).blob(dest.child(PUBLISHED_OBJECT).path).upload_from_string(b"")
+def _announce(
+    bucket: storage.Bucket,
+    dest: GcsUri,
+    manifest: dict,
+    n: int,
+    publish: Publish | None,
+    lease_s: float,
+    *,
+    writer: bool,
+) -> Finalized:
+    """Publish ``fetch-complete`` once: the manifest writer does; another delivery only after
+    the writer had a lease's time and recorded nothing."""
+    message = _complete_message(dest, manifest)
+    if publish is None:
+        return Finalized(n, message if writer else None)
+    claim = dest.child(PUBLISH_CLAIM).path
+    if not writer:
+        completed = dt.datetime.fromisoformat(manifest.get("completed_at") or "1970-01-01+00:00")
+        while time.time() - completed.timestamp() < lease_s:
+            if claims.result_of(bucket, claim) is not None:
+                return Finalized(n)
+            time.sleep(0.2)
+    outcome = claims.once(
+        bucket,
+        claim,
+        lambda: {"message_id": publish(message), "run_id": message.run_id},
+        lease_s=lease_s,
+        labels={"run_id": message.run_id},
+    )
+    return Finalized(n, message if writer else None, published=outcome.acted)
 
 
 def _delete_stale_parts(gcs: storage.Client, dest: GcsUri, keep: set[str]) -> None:
     """Parts an interrupted attempt left behind that the manifest does not list."""
-    for blob in gcs.list_blobs(dest.bucket, prefix=dest.child("part-").path):
+    # Only this run's own objects: direct children named like its parts (never a deeper
+    # prefix that happens to start with "part-").
+    for blob in gcs.list_blobs(dest.bucket, prefix=dest.child("part-").path, delimiter="/"):
+        if not _PART.fullmatch(blob.name.rsplit("/", 1)[-1]):
+            continue
         if f"gs://{dest.bucket}/{blob.name}" not in keep:
             log.info("deleting stale part %s", blob.name)
             blob.delete()

@@ -24,6 +24,7 @@ from shared.errors import PlatformError
 from shared.fetch.chunks import create_chunk
 from shared.fetch.finalize import CHUNKS_PREFIX, MANIFEST_OBJECT, finalize
 from shared.fetch.plan import Plan, plan_fetch, read_plan
+from shared.fetch.runs import FAILED_OBJECT
 from shared.fetch.worker import fetch_chunk
 from shared.identifiers import GcsUri
 from shared.messages import ChunkDone, ChunkReady, ChunkSpec, FetchRequest, Predicate, dump
@@ -48,6 +49,7 @@ def plan_for(request: FetchRequest, run_id: str, settings: Settings) -> Plan:
         gcs=clients.storage_client(settings),
         part_target_mb=settings.part_target_mb,
         part_max_rows=settings.part_max_rows,
+        allowed_destinations=settings.fetch_destinations,
     )
 
 
@@ -65,8 +67,10 @@ def run_in_process(
     read_client = clients.bigquery_read_client(settings)
     plan = plan_for(request, run_id, settings)
 
-    def step(message: ChunkSpec | ChunkReady) -> ChunkSpec | ChunkReady | ChunkDone:
+    def step(message: ChunkSpec | ChunkReady | ChunkDone) -> ChunkSpec | ChunkReady | ChunkDone:
         """One stage of one chunk, as the functions would run it; returns the next message."""
+        if isinstance(message, ChunkDone):  # an empty run's one chunk
+            return message
         if isinstance(message, ChunkSpec):
             return create_chunk(
                 message, bq=bq, read_client=read_client, gcs=gcs, billing_project=settings.project
@@ -172,6 +176,10 @@ class RunStalled(PlatformError):
     """A published run did not complete in time (or never planned); the message says which."""
 
 
+class RunFailed(PlatformError):
+    """The run ended failed; the message names the stage and the reason."""
+
+
 def publish_and_follow(
     request: FetchRequest,
     settings: Settings,
@@ -195,7 +203,15 @@ def publish_and_follow(
     dest = GcsUri.parse(request.destination)
     gcs = clients.storage_client(settings)
     manifest_blob = gcs.bucket(dest.bucket).blob(dest.child(MANIFEST_OBJECT).path)
+    failed_blob = gcs.bucket(dest.bucket).blob(dest.child(FAILED_OBJECT).path)
     while not manifest_blob.exists():
+        if failed_blob.exists():
+            failure = json.loads(failed_blob.download_as_bytes())
+            if failure.get("run_id") == request.run_id:
+                raise RunFailed(
+                    f"run {request.run_id} failed in {failure.get('stage')}: "
+                    f"{failure.get('reason')}"
+                )
         elapsed = time.monotonic() - started
         if elapsed > timeout_s:
             raise RunStalled(f"run {request.run_id} not complete after {timeout_s:.0f} s")
@@ -207,7 +223,9 @@ def publish_and_follow(
                 progress.total = plan["source_rows"]
             done = sum(
                 json.loads(b.download_as_bytes())["rows"]
-                for b in gcs.list_blobs(dest.bucket, prefix=dest.child(CHUNKS_PREFIX).path)
+                for b in gcs.list_blobs(
+                    dest.bucket, prefix=dest.child(CHUNKS_PREFIX).path, delimiter="/"
+                )
             )
             progress.update(done - progress.n)
         time.sleep(poll_s)

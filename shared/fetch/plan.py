@@ -26,7 +26,7 @@ from shared.fetch.store import PLAN_OBJECT, read_json, read_plan
 from shared.fetch.worker import row_width, rows_per_part
 from shared.identifiers import GcsUri, TableRef
 from shared.log import get_logger
-from shared.messages import ChunkReady, ChunkSpec, FetchRequest
+from shared.messages import ChunkDone, ChunkReady, ChunkSpec, FetchRequest
 
 log = get_logger("shared.fetch.plan")
 __all__ = ["PLAN_OBJECT", "Plan", "check_request", "plan_fetch", "read_plan", "run_id_for"]
@@ -37,7 +37,9 @@ class Plan:
     """What ``plan_fetch`` decided: one message per chunk, and whether the plan was new.
 
     ``streams`` plans hold ``ChunkReady`` messages (for ``fetch_chunk``), ``chunk_tables``
-    plans ``ChunkSpec`` messages (for ``create_chunk``).
+    plans ``ChunkSpec`` messages (for ``create_chunk``). A filter that matches no rows leaves
+    no stream to read: the plan is then one empty ``ChunkDone``, so the run still completes
+    (with 0 rows) through ``finalize_fetch``.
     """
 
     run_id: str
@@ -45,7 +47,7 @@ class Plan:
     strategy: str
     snapshot_time: str
     estimated_rows: int
-    chunks: list[ChunkReady] | list[ChunkSpec]
+    chunks: list[ChunkReady] | list[ChunkSpec] | list[ChunkDone]
     reused: bool = False
 
 
@@ -117,11 +119,13 @@ def _schema(fields: list[bigquery.SchemaField]) -> list[dict]:
 
 def _plan_from_record(record: dict, reused: bool) -> Plan:
     strategy = record.get("strategy", "streams")
-    chunks: list[ChunkSpec] | list[ChunkReady] = (
-        [ChunkSpec.model_validate(c) for c in record["chunks"]]
-        if strategy == "chunk_tables"
-        else [ChunkReady.model_validate(c) for c in record["chunks"]]
-    )
+    chunks: list[ChunkSpec] | list[ChunkReady] | list[ChunkDone]
+    if any("rows" in c and "stream" not in c for c in record["chunks"]):  # an empty run
+        chunks = [ChunkDone.model_validate(c) for c in record["chunks"]]
+    elif strategy == "chunk_tables":
+        chunks = [ChunkSpec.model_validate(c) for c in record["chunks"]]
+    else:
+        chunks = [ChunkReady.model_validate(c) for c in record["chunks"]]
     return Plan(
         run_id=record["run_id"],
         table=record["table"],
@@ -144,6 +148,56 @@ def _recorded(bucket: storage.Bucket, dest: GcsUri, run_id: str) -> Plan | None:
             "choose an empty destination"
         )
     return _plan_from_record(existing, reused=True)
+
+
+def check_destination(
+    destination: str, allowed: tuple[str, ...] | list[str], gcs: storage.Client | None = None
+) -> GcsUri:
+    """The destination, refused unless it lies strictly below an allowed ``gs://bucket/prefix``
+    and, with ``gcs``, neither lies inside another run's destination nor holds any object:
+    checked before anything is written, so a run can never overwrite or delete another's."""
+    if any(ch in destination for ch in "\\%?#*[]") or any(ord(ch) < 0x20 for ch in destination):
+        raise InvalidRequest(
+            f"destination {destination!r}: backslashes, percent-encoding, wildcards and "
+            "control characters are not allowed"
+        )
+    try:
+        dest = GcsUri.parse(destination)
+    except ValueError as exc:
+        raise InvalidRequest(f"destination: {exc}") from None
+    roots = [GcsUri.parse(a) for a in allowed]
+    root = next(
+        (r for r in roots if r.bucket == dest.bucket
+         and dest.path.startswith(f"{r.path}/" if r.path else "") and dest.path != r.path),
+        None,
+    )  # fmt: skip
+    if root is None:
+        where = ", ".join(f"{r}/" for r in roots)
+        raise InvalidRequest(f"destination {dest} is not below an allowed prefix ({where})")
+    if gcs is None:
+        return dest
+    bucket = gcs.bucket(dest.bucket)
+    parts = dest.path.split("/")
+    top = len(root.path.split("/")) if root.path else 0
+    for n in range(top + 1, len(parts)):
+        ancestor = "/".join(parts[:n])
+        if bucket.blob(f"{ancestor}/{PLAN_OBJECT}").exists():
+            raise InvalidRequest(
+                f"destination {dest} lies inside another run's destination gs://{dest.bucket}/"
+                f"{ancestor}"
+            )
+    try:
+        inside = [
+            b.name for b in gcs.list_blobs(dest.bucket, prefix=f"{dest.path}/", max_results=3)
+        ]
+    except gexc.NotFound:
+        raise InvalidRequest(f"destination bucket {dest.bucket!r} does not exist") from None
+    foreign = [n for n in inside if not n.endswith(("/_failed.json", "/_claims/announce.json"))]
+    if foreign:
+        raise InvalidRequest(
+            f"destination {dest} already holds objects (e.g. {foreign[0]}); choose an empty one"
+        )
+    return dest
 
 
 def _claim(bucket: storage.Bucket, dest: GcsUri, run_id: str, record: dict) -> Plan:
@@ -175,8 +229,17 @@ def plan_fetch(
     gcs: storage.Client,
     part_target_mb: int = 32,
     part_max_rows: int = 1_000_000,
+    allowed_destinations: tuple[str, ...] | None = None,
 ) -> Plan:
-    """Plan a fetch with the request's strategy, or return the plan recorded for this run."""
+    """Plan a fetch with the request's strategy, or return the plan recorded for this run.
+
+    With ``allowed_destinations``, a new run's destination is checked first
+    (:func:`check_destination`)."""
+    dest = GcsUri.parse(request.destination)
+    if allowed_destinations is not None:
+        check_destination(request.destination, allowed_destinations)
+        if _recorded(gcs.bucket(dest.bucket), dest, run_id) is None:
+            check_destination(request.destination, allowed_destinations, gcs)
     parts = {"part_target_mb": part_target_mb, "part_max_rows": part_max_rows}
     if request.strategy == "chunk_tables":
         return plan_chunk_tables(
@@ -299,7 +362,7 @@ def plan_streams(
         share=row_width(selected) / row_width(table.schema),
     )
     streams = [s.name for s in session.streams]
-    chunks = [
+    chunks: list[ChunkReady] | list[ChunkDone] = [
         ChunkReady(
             run_id=run_id,
             chunk=i,
@@ -310,6 +373,9 @@ def plan_streams(
         )
         for i, name in enumerate(streams)
     ]
+    if not streams:  # nothing matches: a complete run of 0 rows, not one that never ends
+        chunks = [ChunkDone(run_id=run_id, chunk=0, chunk_count=1, destination=str(dest),
+                            parts=[], rows=0)]  # fmt: skip
     record = {
         "run_id": run_id,
         "strategy": "streams",

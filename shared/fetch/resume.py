@@ -29,7 +29,7 @@ def pending(gcs: storage.Client, destination: str) -> list[ChunkSpec | ChunkRead
         return []
     done = {
         int(b.name.rsplit("/", 1)[-1].split(".")[0])
-        for b in gcs.list_blobs(dest.bucket, prefix=dest.child(CHUNKS_PREFIX).path)
+        for b in gcs.list_blobs(dest.bucket, prefix=dest.child(CHUNKS_PREFIX).path, delimiter="/")
     }
     out: list[ChunkSpec | ChunkReady | ChunkDone] = []
     for i, chunk in enumerate(plan["chunks"]):

@@ -1,32 +1,46 @@
 """Starting a training job: one Cloud Run job execution per (job, fetch run), with the
 dataset and run id passed as environment overrides.
 
-``fetch-complete`` may arrive twice: a marker per job and run on GCS, written once the call
-succeeded, means a later delivery starts nothing. Two deliveries racing before the marker
-exists may both start an execution; that costs compute, not correctness, as tasks and the
-merge are idempotent.
+``fetch-complete`` may arrive twice, at the same moment, or its delivery may die mid-way. The
+launch is claimed before it is done (``<marker prefix>/<job>/<run id>/_launch.json``,
+:mod:`shared.claims`): one delivery creates the claim, calls ``RunJob`` and records the
+operation on it; the others return the recorded launch. If the claim's holder went away without
+recording anything, the next delivery waits out the lease, then asks the Cloud Run Admin API
+for the job's executions: one that ran with this run id is recorded instead of starting another.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
-from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 if TYPE_CHECKING:  # imported when a job is started: the other functions start faster without it
     from google.cloud import run_v2
 
+from shared import claims
 from shared.identifiers import GcsUri
 from shared.log import get_logger
 
 log = get_logger("shared.training.launch")
 JOBS = ("pricing", "promotions")
+RUN_ID_VAR = "RETAIL_RUN_ID"
 
 
 def job_name(project: str, region: str, prefix: str, job: str) -> str:
     return f"projects/{project}/locations/{region}/jobs/{prefix}{job}"
+
+
+def execution_of_run(
+    executions_client: run_v2.ExecutionsClient, job: str, run_id: str
+) -> dict | None:
+    """The execution of ``job`` (full name) that ran with ``run_id``, if any (the Admin API
+    lists each execution with the overrides it ran with)."""
+    for execution in executions_client.list_executions(parent=job, timeout=30):
+        for container in execution.template.containers:
+            if any(e.name == RUN_ID_VAR and e.value == run_id for e in container.env):
+                return {"execution": execution.name, "found_by": "list_executions"}
+    return None
 
 
 def launch(
@@ -35,35 +49,54 @@ def launch(
     manifest_uri: str,
     *,
     jobs_client: run_v2.JobsClient,
+    executions_client: run_v2.ExecutionsClient | None = None,
     gcs: storage.Client,
     marker_prefix: str,
     project: str,
     region: str,
     prefix: str = "",
+    lease_s: float = claims.DEFAULT_LEASE_S,
 ) -> str | None:
-    """Start ``job`` on the run's dataset unless already started; returns the operation name."""
+    """Start ``job`` on the run's dataset unless it was started; returns the operation name
+    when this call started it, None when the run's execution already exists."""
     from google.cloud import run_v2
 
     if job not in JOBS:
         raise ValueError(f"unknown training job {job!r}; one of {JOBS}")
-    marker = GcsUri.parse(marker_prefix).child(f"{job}/{run_id}/_launched")
-    blob = gcs.bucket(marker.bucket).blob(marker.path)
-    if blob.exists():
-        log.info("%s for run %s already launched", job, run_id, extra={"run_id": run_id})
-        return None
+    name = job_name(project, region, prefix, job)
+    claim = GcsUri.parse(marker_prefix).child(f"{job}/{run_id}/_launch.json")
     env = [
         run_v2.EnvVar(name="RETAIL_MANIFEST_URI", value=manifest_uri),
         run_v2.EnvVar(name="RETAIL_RUN_ID", value=run_id),
     ]
     request = run_v2.RunJobRequest(
-        name=job_name(project, region, prefix, job),
+        name=name,
         overrides=run_v2.RunJobRequest.Overrides(
             container_overrides=[run_v2.RunJobRequest.Overrides.ContainerOverride(env=env)]
         ),
     )
-    operation = jobs_client.run_job(request=request)
-    name = operation.operation.name
-    with contextlib.suppress(gexc.PreconditionFailed):  # a concurrent duplicate also started
-        blob.upload_from_string(name, if_generation_match=0)
-    log.info("launched %s for run %s: %s", job, run_id, name, extra={"run_id": run_id, "job": job})
-    return name
+
+    def start() -> dict:
+        operation = jobs_client.run_job(request=request, timeout=30)
+        return {"operation": operation.operation.name}
+
+    def started() -> dict | None:
+        if executions_client is None:
+            return None
+        return execution_of_run(executions_client, name, run_id)
+
+    outcome = claims.once(
+        gcs.bucket(claim.bucket),
+        claim.path,
+        start,
+        verify=started,
+        lease_s=lease_s,
+        labels={"run_id": run_id, "job": job},
+    )
+    if not outcome.acted:
+        log.info("%s for run %s already launched", job, run_id, extra={"run_id": run_id})
+        return None
+    operation: str = outcome.result["operation"]
+    log.info("launched %s for run %s: %s", job, run_id, operation,
+             extra={"run_id": run_id, "job": job})  # fmt: skip
+    return operation

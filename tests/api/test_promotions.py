@@ -255,3 +255,47 @@ def test_a_model_swap_under_load_loses_no_request(settings, served, promotion_mo
     first_new = runs.index("promo-2")
     # Requests already in flight at the swap may still answer from the old run; none after.
     assert set(runs[:first_new]) == {"promo-1"} and set(runs[first_new + 4 :]) == {"promo-2"}
+
+
+def test_hostile_bodies_get_a_json_4xx_never_a_500_or_invalid_json(
+    settings, served, promotion_model
+):
+    """Issue 14, part 5: deep nesting, huge numbers, NaN, a wrong Content-Type."""
+    prefix, store, client = served
+    publish_promotions(settings, prefix, promotion_model, "promo-h")
+    store.refresh()
+    product_id = sorted(promotion_model.baselines)[0]
+    cases = {
+        "deep": "[" * 10_000 + "]" * 10_000,
+        "deep in promotions": '{"promotions": ' + "[" * 10_000 + "]" * 10_000 + "}",
+        "stores 10**400": json.dumps(plan(product_id))[:-1] + ', "stores": ' + "9" * 401 + "}",
+        "stores 10**308": json.dumps(plan(product_id, stores=10**308)),
+        "NaN discount": json.dumps(plan(product_id)).replace("0.25", "NaN"),
+        "Infinity": '{"product_id": Infinity}',
+    }  # fmt: skip
+    for name, body in cases.items():
+        answer = predict(client, body)
+        assert answer.status_code == 400, (name, answer.status_code)
+        json.loads(answer.get_data(as_text=True))  # valid JSON, whatever the input
+        assert answer.json["error"]["reason"], name
+    wrong_type = client.post(
+        "/v1/promotions:predict", data=json.dumps(plan(product_id)), headers=HEADERS,
+        content_type="text/plain",
+    )  # fmt: skip
+    assert (
+        wrong_type.status_code == 415 and "application/json" in wrong_type.json["error"]["reason"]
+    )
+    fine = predict(client, plan(product_id, stores=100))
+    assert (
+        fine.status_code == 200 and json.loads(fine.get_data(as_text=True))["predicted_revenue"] > 0
+    )
+
+
+def test_analytics_before_the_first_promotion_run_answers_503_with_a_reason(stack, settings):
+    missing = f"{settings.project}.{settings.results_dataset}.no_table_{uuid.uuid4().hex[:6]}"
+    analytics = PromotionAnalytics(clients.bigquery_client(settings), missing, missing)
+    store = ModelStore(clients.storage_client(settings), KEYRING, f"gs://{settings.data_bucket}/x")
+    client = create_app(store, analytics=analytics, api_key="local-key").test_client()
+    answer = client.get("/v1/promotions/analytics", headers=HEADERS)
+    assert answer.status_code == 503
+    assert "promotion job has not" in answer.json["error"]["reason"]

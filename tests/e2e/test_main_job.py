@@ -73,6 +73,11 @@ def test_main_command_at_a_small_size(tmp_path):
     trained = seen["training"]
     assert set(trained["executions"]) == {"pricing", "promotions"}
     assert trained["executions"]["pricing"]["tasks"] == 2  # parallel Cloud Run tasks
+    # One execution of each job for the run, counted through the Cloud Run Admin API.
+    assert {j: e["executions"] for j, e in trained["executions"].items()} == {
+        "pricing": 1,
+        "promotions": 1,
+    }
     assert sum(trained["pricing_rows"].values()) == seen["data"]["rows"]["products"]
     scores = trained["promotion_scores"]
     assert scores["model_wape"] < scores["naive_wape"]

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.stack
 
 
 def test_fetch_through_pubsub_prints_totals_of_the_manifest(stack, settings, retail, capsys):
-    dest = f"gs://{settings.data_bucket}/cli/{uuid.uuid4().hex[:8]}"
+    dest = f"gs://{settings.data_bucket}/fetch/cli-{uuid.uuid4().hex[:8]}"
     table = f"{settings.project}.retail.transactions"
     code = main(["fetch", table, "--dest", dest, "-p", "3", "--where", "units >= 3", "--quiet"])
     out = capsys.readouterr().out
@@ -23,7 +23,7 @@ def test_fetch_through_pubsub_prints_totals_of_the_manifest(stack, settings, ret
 
 
 def test_fetch_of_a_query_in_process_uses_chunk_tables(stack, settings, retail, capsys):
-    dest = f"gs://{settings.data_bucket}/cli/{uuid.uuid4().hex[:8]}"
+    dest = f"gs://{settings.data_bucket}/fetch/cli-{uuid.uuid4().hex[:8]}"
     query = f"SELECT product_id, units FROM `{settings.project}.retail.transactions`"
     code = main(["fetch", "--query", query, "--index", "product_id", "--dest", dest])
     code_in_process = main(
@@ -52,7 +52,7 @@ def test_fetch_of_a_query_in_process_uses_chunk_tables(stack, settings, retail, 
 def test_bad_fetch_arguments_fail_before_anything_is_published(
     stack, settings, retail, capsys, argv, message
 ):
-    dest = f"gs://{settings.data_bucket}/cli/{uuid.uuid4().hex[:8]}"
+    dest = f"gs://{settings.data_bucket}/fetch/cli-{uuid.uuid4().hex[:8]}"
     assert main([*argv, "--dest", dest, "--quiet"]) == 2
     assert message in capsys.readouterr().err
     assert manifest_of(settings, dest) == (None, None)

@@ -212,30 +212,44 @@ def test_in_process_fetch_survives_gcp_faults(stack, settings, retail, limits):
 
 
 def test_a_message_that_keeps_failing_is_dead_lettered_and_can_be_redriven(stack, settings):
-    from local.stack import dead_letters, redrive
+    """The Cloud Run Admin API is unreachable (its local server stopped): launch_training fails
+    transiently on every delivery, the message is dead-lettered, nothing is lost; once the API
+    is back, a redrive starts the execution."""
+    from local.stack import EMULATORS, _start_all, _stop, dead_letters, redrive
+    from shared.messages import FetchComplete
 
+    cloud_run = next(c for c in EMULATORS if c.name == "cloud-run")
     run_id = f"d-{uuid.uuid4().hex[:8]}"
-    bucket = f"missing-{run_id}"
-    done = ChunkDone(
-        run_id=run_id, chunk=0, chunk_count=1, destination=f"gs://{bucket}/x", parts=[], rows=0
+    complete = FetchComplete(
+        run_id=run_id,
+        manifest_uri=f"gs://{settings.data_bucket}/fetch/{run_id}/_manifest.json",
+        rows=0, bytes=0, parts=0, train=["promotions"],
+    )  # fmt: skip
+    _stop(stack, cloud_run)
+    try:
+        publisher = clients.publisher_client(settings)
+        publisher.publish(
+            publisher.topic_path(settings.project, settings.topic(topology.FETCH_COMPLETE)),
+            dump(complete),
+        ).result()
+        # Five failed deliveries (backoff from 1 s), then the dead-letter topic holds it.
+        assert wait_for(lambda: dead_letters(stack).get("launch-training", 0) >= 1, timeout_s=120)
+        failures = [
+            e
+            for e in function_logs(stack, "launch_training", outcome="retry")
+            if e.get("error_type") == "ServiceUnavailable"
+        ]
+        assert len(failures) >= 5
+        # Looking does not consume it.
+        assert dead_letters(stack).get("launch-training", 0) >= 1
+    finally:
+        _start_all(stack, [cloud_run], lambda _m: None)
+    assert redrive(stack)[topology.FETCH_COMPLETE] >= 1
+    executions = stack.state_dir / "cloud-run" / "executions"
+    assert wait_for(
+        lambda: any(
+            json.loads(p.read_text()).get("run_id") == run_id
+            for p in executions.glob(f"{stack.names.job('promotions')}-*.json")
+        ),
+        timeout_s=60,
     )
-    publisher = clients.publisher_client(settings)
-    publisher.publish(
-        publisher.topic_path(settings.project, settings.topic(topology.FETCH_CHUNK_DONE)),
-        dump(done),
-    ).result()
-    # Five failed deliveries (backoff from 1 s), then the dead-letter topic holds it.
-    assert wait_for(lambda: dead_letters(stack).get("finalize-fetch", 0) >= 1, timeout_s=120)
-    failures = [
-        e
-        for e in function_logs(stack, "finalize_fetch", outcome="retry")
-        if e.get("error_type") == "NotFound"
-    ]
-    assert len(failures) >= 5
-    # Looking does not consume it; once the cause is fixed, a redrive finishes the work.
-    assert dead_letters(stack).get("finalize-fetch", 0) >= 1
-    clients.storage_client(settings).create_bucket(bucket)
-    assert redrive(stack)[topology.FETCH_CHUNK_DONE] >= 1
-    recorded = clients.storage_client(settings).bucket(bucket).blob("x/_chunks/00000.json")
-    assert wait_for(recorded.exists, timeout_s=30)
-    assert dead_letters(stack).get("finalize-fetch", 0) == 0

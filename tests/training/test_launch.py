@@ -22,7 +22,7 @@ def execution(stack, run_id, job="pricing"):
         f"{stack.names.job(job)}-*.json"
     ):
         record = json.loads(path.read_text())
-        if record["run_id"] == run_id:
+        if record["run_id"] == run_id and record.get("done"):
             return record
     return None
 

@@ -19,9 +19,14 @@ locals {
       [for role in try(local.platform.grants[who].project, []) : { who = who, scope = "project", target = var.project_id, role = role }],
       flatten([
         for scope in ["topics", "buckets", "datasets", "secrets", "jobs"] : [
-          for target in keys(try(local.platform.grants[who][scope], {})) : {
-            who = who, scope = scope, target = target, role = local.platform.grants[who][scope][target]
-          } if scope != "secrets" || contains(keys(local.secrets), target)
+          for pair in flatten([
+            for target in keys(try(local.platform.grants[who][scope], {})) : [
+              # A target's grant is one role or a list of roles.
+              for role in flatten([local.platform.grants[who][scope][target]]) : { target = target, role = role }
+            ]
+            ]) : {
+            who = who, scope = scope, target = pair.target, role = pair.role
+          } if scope != "secrets" || contains(keys(local.secrets), pair.target)
         ]
       ])
     )

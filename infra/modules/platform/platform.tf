@@ -29,6 +29,8 @@ locals {
     time_budget_s        = tostring(local.settings.fetch_limits.time_budget_s)
     part_max_rows        = tostring(local.settings.part_max_rows)
     part_target_mb       = tostring(local.settings.part_target_mb)
+    claim_lease_s        = tostring(local.settings.claim_lease_s)
+    fetch_destinations   = "gs://${google_storage_bucket.data.name}/fetch/"
     model_poll_s         = tostring(local.settings.model_poll_s)
     promotions_table     = "${var.project_id}.${local.source_dataset}.promotions"
     products_table       = "${var.project_id}.${local.source_dataset}.products"

@@ -1,0 +1,120 @@
+"""A run's state on GCS, and the side effects of a run that must happen once.
+
+Every run ends with an answer: ``_manifest.json`` (complete) or ``_failed.json`` (failed, with
+the stage and the reason: a query that fails when run, a chunk that cannot be read). Both are
+create-only, so the first answer stands. Followers (the CLI, ``publish_and_follow``,
+``python -m local status``) read :func:`state`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+
+from shared import claims
+from shared.fetch.store import PLAN_OBJECT, read_json
+from shared.identifiers import GcsUri
+from shared.log import get_logger
+
+log = get_logger("shared.fetch.runs")
+MANIFEST_OBJECT = "_manifest.json"
+FAILED_OBJECT = "_failed.json"
+ANNOUNCE_CLAIM = "_claims/announce.json"
+
+
+@dataclass(frozen=True)
+class RunState:
+    """``complete``, ``failed``, ``running`` (planned, no answer yet) or ``unknown``."""
+
+    state: str
+    run_id: str | None = None
+    detail: str = ""
+    manifest: dict | None = None
+
+
+def state(gcs: storage.Client, destination: str) -> RunState:
+    """What the run at ``destination`` came to."""
+    dest = GcsUri.parse(destination)
+    bucket = gcs.bucket(dest.bucket)
+    manifest = read_json(bucket, dest.child(MANIFEST_OBJECT).path)
+    if manifest is not None:
+        return RunState("complete", manifest.get("run_id"), f"{manifest['rows']} rows", manifest)
+    failed = read_json(bucket, dest.child(FAILED_OBJECT).path)
+    if failed is not None:
+        return RunState(
+            "failed", failed.get("run_id"), f"{failed.get('stage')}: {failed.get('reason')}"
+        )
+    plan = read_json(bucket, dest.child(PLAN_OBJECT).path)
+    if plan is not None:
+        return RunState("running", plan.get("run_id"), f"{len(plan.get('chunks', []))} chunks")
+    return RunState("unknown")
+
+
+def record_failure(
+    gcs: storage.Client,
+    destination: str,
+    run_id: str,
+    stage: str,
+    reason: str,
+    allowed: tuple[str, ...] = (),
+) -> bool:
+    """Declare the run failed (first reason wins); only in the run's own destination: one that
+    holds its plan, or (before planning) an allowed, empty one outside any other run's tree."""
+    from shared.errors import InvalidRequest
+    from shared.fetch.plan import check_destination
+
+    try:
+        dest = GcsUri.parse(destination)
+    except ValueError:
+        return False
+    bucket = gcs.bucket(dest.bucket)
+    try:
+        plan = read_json(bucket, dest.child(PLAN_OBJECT).path)
+    except gexc.NotFound:
+        return False  # no such bucket: nowhere to write
+    if plan is not None and plan.get("run_id") != run_id:
+        return False
+    if plan is None:
+        try:
+            check_destination(destination, allowed, gcs)
+        except InvalidRequest:
+            return False
+    record = {
+        "run_id": run_id,
+        "stage": stage,
+        "reason": reason[:2000],
+        "failed_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    try:
+        bucket.blob(dest.child(FAILED_OBJECT).path).upload_from_string(
+            json.dumps(record, indent=1), content_type="application/json", if_generation_match=0
+        )
+    except (gexc.PreconditionFailed, gexc.NotFound, gexc.Forbidden):
+        return False
+    log.error("run %s failed in %s: %s", run_id, stage, reason, extra={"run_id": run_id})
+    return True
+
+
+def announce_once(
+    gcs: storage.Client,
+    destination: str,
+    run_id: str,
+    announce: Callable[[], int],
+    lease_s: float = claims.DEFAULT_LEASE_S,
+) -> bool:
+    """Publish a run's chunk messages once, however often its request is delivered; True
+    when this call published them."""
+    dest = GcsUri.parse(destination)
+    outcome = claims.once(
+        gcs.bucket(dest.bucket),
+        dest.child(ANNOUNCE_CLAIM).path,
+        lambda: {"messages": announce()},
+        lease_s=lease_s,
+        labels={"run_id": run_id},
+    )
+    return outcome.acted
