@@ -62,8 +62,11 @@ def _clean_text(value: str, what: str) -> str:
 def _scalar(value: Any) -> Scalar:
     if not isinstance(value, bool | int | float | str | dt.date):
         raise ValueError("a filter value must be a string, number, boolean or date")
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    if is_int and not INT64_MIN <= value <= INT64_MAX:
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not INT64_MIN <= value <= INT64_MAX
+    ):
         raise ValueError("an integer filter value must fit BigQuery's INT64")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("a filter value must be a finite number")
