@@ -604,10 +604,11 @@ def _spawn(cfg: StackConfig, comp: Component, argv: list[str]) -> int:
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     log = open(cfg.log_dir / f"{comp.name}.log", "ab")  # noqa: SIM115 - handed to the child
     # A deployable sees what Terraform gives it, not the caller's platform variables.
+    identity = ("FUNCTION_", "K_SERVICE", "K_REVISION", "CLOUD_RUN_")
     inherited = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("RETAIL_") and not k.endswith("_EMULATOR_HOST")
+        if not k.startswith(("RETAIL_", *identity)) and not k.endswith("_EMULATOR_HOST")
     }
     env = {**inherited, **comp.env(cfg)}
     proc = subprocess.Popen(
@@ -920,7 +921,10 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print) -> None:
         )
     marker.write_text(cfg.environment)
     if not any(running_pgid(cfg, c) is not None for c in components()):
-        shutil.rmtree(cfg.trace_dir, ignore_errors=True)  # calls of this stack's run only
+        # A fresh start: the calls and logs of this run only (the emulators number messages
+        # from 1 again, so an old log line could pass for a new one).
+        shutil.rmtree(cfg.trace_dir, ignore_errors=True)
+        shutil.rmtree(cfg.log_dir, ignore_errors=True)
     check_ports(cfg, [c for c in components() if running_pgid(cfg, c) is None])
     say(
         f"  {'environment':<28} {cfg.environment}: names and variables of infra/envs/"

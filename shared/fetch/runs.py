@@ -69,8 +69,8 @@ def record_failure(
     from shared.fetch.plan import check_destination
 
     try:
-        dest = GcsUri.parse(destination)
-    except ValueError:
+        dest = check_destination(destination, allowed)  # no API call outside the allow-list
+    except InvalidRequest:
         return False
     bucket = gcs.bucket(dest.bucket)
     try:

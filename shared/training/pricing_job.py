@@ -11,6 +11,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -129,44 +130,39 @@ def _replace_run_rows(
     ref: TableRef,
     run_id: str,
     source_uri: str,
+    source_generation: int,
     schema: list[bigquery.SchemaField],
     expected: int,
-    attempts: int = 3,
 ) -> None:
     """Replace the run's rows with the merged file's, then check the count.
 
-    DELETE then append is two jobs: a merge that overlaps another (a task rerun while the
-    first merge runs) or a load job submitted twice by a client retry could leave the rows
-    twice. The count the run must have is known, so it is checked and the replace is redone
-    until it holds; the rows are never left duplicated without an error.
+    One merge per set of shard versions runs (claimed in :func:`merge_when_complete`), and the
+    load job's id derives from the merged file's generation, so a client retry of the load
+    finds the job it already submitted instead of appending the rows twice. The count is
+    checked afterwards and a mismatch fails the task loudly: nothing here hides a duplicate.
     """
     params = bigquery.QueryJobConfig(
         query_parameters=[bigquery.ScalarQueryParameter("run", "STRING", run_id)]
     )
-    found = -1
-    for _ in range(attempts):
-        bq.query(f"DELETE FROM {ref.sql} WHERE run_id = @run", job_config=params).result()
-        bq.load_table_from_uri(
-            source_uri,
-            str(ref),
-            job_config=bigquery.LoadJobConfig(
-                source_format=bigquery.SourceFormat.PARQUET,
-                schema=schema,
-                write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-            ),
-        ).result()
-        count = f"SELECT COUNT(*) AS n FROM {ref.sql} WHERE run_id = @run"
-        found = next(iter(bq.query(count, job_config=params).result()))["n"]
-        if found == expected:
-            return
-        log.warning(
-            "pricing run %s: %d rows after the replace, %d expected; replacing again",
-            run_id,
-            found,
-            expected,
-            extra={"run_id": run_id},
+    bq.query(f"DELETE FROM {ref.sql} WHERE run_id = @run", job_config=params).result()
+    safe_run = re.sub(r"[^A-Za-z0-9_-]", "_", run_id)
+    bq.load_table_from_uri(
+        source_uri,
+        str(ref),
+        job_id=f"pricing_load_{safe_run}_{source_generation}",
+        job_config=bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            schema=schema,
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+        ),
+    ).result()
+    count = f"SELECT COUNT(*) AS n FROM {ref.sql} WHERE run_id = @run"
+    found = next(iter(bq.query(count, job_config=params).result()))["n"]
+    if found != expected:
+        raise TransientError(
+            f"pricing run {run_id}: {found} rows in {ref.sql} after the replace, "
+            f"{expected} expected"
         )
-    raise TransientError(f"pricing run {run_id}: {found} rows in {ref.sql}, {expected} expected")
 
 
 def merge(
@@ -194,13 +190,22 @@ def merge(
     merged_uri = dest.child("_merged.parquet")
     buffer = io.BytesIO()
     pq.write_table(merged, buffer)
-    gcs.bucket(merged_uri.bucket).blob(merged_uri.path).upload_from_string(buffer.getvalue())
+    merged_blob = gcs.bucket(merged_uri.bucket).blob(merged_uri.path)
+    merged_blob.upload_from_string(buffer.getvalue())
     ref = TableRef.parse(results_table)
     schema = bq_schema(merged.schema)
     table = bigquery.Table(str(ref), schema=schema)
     table.time_partitioning = bigquery.TimePartitioning(field="run_date")
     bq.create_table(table, exists_ok=True)
-    _replace_run_rows(bq, ref, run_id, str(merged_uri), schema, expected=results.num_rows)
+    _replace_run_rows(
+        bq,
+        ref,
+        run_id,
+        str(merged_uri),
+        int(merged_blob.generation or 0),
+        schema,
+        expected=results.num_rows,
+    )
     products = results.to_pylist()
     artifact = {"kind": "pricing", "run_id": run_id, "products": products}
     # The serving API polls the pointer and swaps to the new model when it changes.

@@ -74,16 +74,14 @@ def test_request_becomes_one_chunk_message_per_stream(stack, settings, retail, t
     assert plan["table"] == req.table
 
 
-def test_redelivered_request_announces_the_same_streams(stack, settings, retail, tap):
+def test_redelivered_request_reuses_the_plan_and_announces_its_streams_once(
+    stack, settings, retail, tap
+):
     req = request(settings)
     publish(settings, dump(req))
     first = wait_for(lambda: plan_object(settings, req))
     assert first is not None
     publish(settings, dump(req))  # the same request again, as a redelivery would bring it
-    chunks = chunks_of(tap, req.run_id, 2 * len(first["chunks"]))
-    assert len(chunks) == 2 * len(first["chunks"])
-    assert {c.stream for c in chunks} == {c["stream"] for c in first["chunks"]}
-    assert plan_object(settings, req) == first
     logs = wait_for(
         lambda: (
             len(function_logs(stack, "plan_fetch", run_id=req.run_id)) == 2
@@ -91,6 +89,11 @@ def test_redelivered_request_announces_the_same_streams(stack, settings, retail,
         )
     )
     assert [line["reused_plan"] for line in logs] == [False, True]
+    assert [line["announced"] for line in logs] == [True, False]  # claimed: announced once
+    chunks = chunks_of(tap, req.run_id, len(first["chunks"]))
+    assert {c.stream for c in chunks} == {c["stream"] for c in first["chunks"]}
+    assert len(chunks) == len(first["chunks"])  # not twice
+    assert plan_object(settings, req) == first
 
 
 @pytest.mark.parametrize(

@@ -124,5 +124,5 @@ def test_busy_port_is_reported_and_nothing_is_left_running(tmp_path):
             timeout=60,
         )
     assert result.returncode == 2
-    assert f"bigquery: port {port} is already in use" in result.stderr
+    assert f"bigquery: port {port} is held by pid" in result.stderr  # names the holder
     assert not port_open(44443) and not port_open(48085)  # GCS and Pub/Sub were stopped again
