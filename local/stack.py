@@ -359,11 +359,11 @@ def api_argv(port: int) -> list[str]:
         "--bind",
         f"{HOST}:{port}",
         "--worker-class",
-        "gthread",
+        "shared.api.server.JsonErrorsThreadWorker",
         "--workers",
         "2",
         "--threads",
-        "4",
+        "16",
         "--log-level",
         "warning",
         # Its default control socket is shared by every gunicorn of the user (~/.gunicorn).

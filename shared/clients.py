@@ -32,17 +32,51 @@ calltrace.install()
 _GRPC_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
 
+# Every Google API request gives up well inside a function's 540 s budget.
+API_DEADLINE_S = 120.0
+
+
+class BoundedBigQueryClient(bigquery.Client):
+    """A BigQuery client whose every API request, retries included, ends within
+    ``deadline_s`` (the library retries a 5xx for up to 600 s by default, longer than a
+    function may run; one bad request once kept ``plan_fetch`` retrying past its budget)."""
+
+    deadline_s: float = API_DEADLINE_S
+
+    def _call_api(
+        self,
+        retry: Any,
+        span_name: str | None = None,
+        span_attributes: dict | None = None,
+        job_ref: Any = None,
+        headers: dict | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if retry:
+            retry = retry.with_timeout(self.deadline_s)
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.deadline_s
+        return super()._call_api(
+            retry,
+            span_name=span_name,
+            span_attributes=span_attributes,
+            job_ref=job_ref,
+            headers=headers,
+            **kwargs,
+        )
+
+
 @functools.cache
 def bigquery_client(settings: Settings) -> bigquery.Client:
-    """A BigQuery REST client."""
+    """A BigQuery REST client (every request bounded by :data:`API_DEADLINE_S`)."""
     if settings.bigquery_emulator_host:
-        return bigquery.Client(
+        return BoundedBigQueryClient(
             project=settings.project,
             location=settings.location,
             credentials=AnonymousCredentials(),
             client_options=ClientOptions(api_endpoint=settings.bigquery_emulator_host),
         )
-    return bigquery.Client(project=settings.project, location=settings.location)
+    return BoundedBigQueryClient(project=settings.project, location=settings.location)
 
 
 @functools.cache

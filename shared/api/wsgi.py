@@ -16,6 +16,7 @@ from shared import clients, log
 from shared.api.analytics import PromotionAnalytics
 from shared.api.app import create_app
 from shared.api.models import ModelStore
+from shared.api.server import BodyDeadline
 from shared.settings import Settings
 from shared.training.artifacts import Keyring
 
@@ -35,3 +36,5 @@ analytics = PromotionAnalytics(
     os.environ.get("RETAIL_STORES_TABLE") or f"{_settings.project}.retail.stores",
 )
 app = create_app(store, analytics=analytics, api_key=os.environ.get("RETAIL_API_KEY") or None)
+# A slow client may not hold a server thread: its body must arrive within 10 s.
+app.wsgi_app = BodyDeadline(app.wsgi_app)  # type: ignore[method-assign]

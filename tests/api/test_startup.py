@@ -4,6 +4,7 @@ version yet and no model was ever trained. The service must start and pass its s
 become ready by itself once a key version and a model appear, all with the environment
 Terraform gives it."""
 
+import json
 import pickle
 import subprocess
 import time
@@ -106,3 +107,51 @@ def test_the_api_starts_without_keys_or_models_and_becomes_ready_when_they_appea
         time.sleep(0.3)
     assert ready.status_code == 200
     assert ready.json()["promotions_run_id"] == promotion_model.run_id
+
+
+def test_errors_the_http_server_answers_itself_are_json(fresh_api):
+    """Issue 14, part 5: a URI too long, headers too large, a malformed request line."""
+    url = fresh_api[0]
+    assert _get(f"{url}/healthz").status_code == 200
+    long_uri = requests.get(f"{url}/v1/prices/{'1' * 9000}", timeout=5)
+    big_header = requests.get(f"{url}/healthz", headers={"X-Big": "x" * 9000}, timeout=5)
+    for answer, status in ((long_uri, 414), (big_header, 431)):
+        assert answer.status_code == status
+        assert answer.headers["Content-Type"] == "application/json"
+        assert answer.json()["error"]["status"] == status
+    import socket
+
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"NOT A REQUEST LINE\r\n\r\n")
+        raw = sock.recv(4096).decode()
+    head, _, body = raw.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400") and json.loads(body)["error"]["status"] == 400
+
+
+def test_slow_clients_do_not_starve_the_server(fresh_api):
+    """Issue 14, part 5: 16 clients send their headers, then trickle the body; /healthz still
+    answers at once, and each slow body is cut off with a JSON 408 instead of holding a
+    thread."""
+    import socket
+
+    url = fresh_api[0]
+    assert _get(f"{url}/healthz").status_code == 200
+    port = int(url.rsplit(":", 1)[1])
+    slow = []
+    for _ in range(16):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall(
+            b"POST /v1/promotions:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        slow.append(sock)
+    try:
+        started = time.monotonic()
+        assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
+        assert time.monotonic() - started < 2.0
+        answer = slow[0].recv(4096).decode()  # the body never comes: cut off
+        assert answer.startswith("HTTP/1.1 408") and '"status": 408' in answer
+    finally:
+        for sock in slow:
+            sock.close()

@@ -4,6 +4,7 @@ their shape, not only by field name."""
 
 import io
 import json
+import logging
 
 import pytest
 
@@ -53,9 +54,13 @@ def test_in_range_values_and_ordinary_text_pass():
 
 def test_secrets_are_redacted_by_their_shape_wherever_they_are():
     out = io.StringIO()
-    log.configure(stream=out)
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(log.JsonFormatter())
+    logger = logging.getLogger("redaction-test")
+    logger.addHandler(handler)
+    logger.propagate = False
     token = "ya29.a0AfH6SMBx-secret-token-value"
-    log.get_logger("t").warning(
+    logger.warning(
         "calling https://reconciler:hunter2@airflow.example/api with Bearer %s", token,
         extra={"headers": {"Authorization": f"Bearer {token}"}, "calls": [f"Bearer {token}"],
                "note": "key k1:" + "A" * 43 + "="},
