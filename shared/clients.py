@@ -121,16 +121,35 @@ def subscriber_client(settings: Settings) -> pubsub_v1.SubscriberClient:
     return pubsub_v1.SubscriberClient(**_pubsub_kwargs(settings))
 
 
+def _grpc_client(client_class: Any, transport_class: Any, emulator_host: str | None) -> Any:
+    """A gRPC API client: the cloud's default, or one on an insecure channel to a local stand-in."""
+    if emulator_host:
+        return client_class(transport=transport_class(channel=grpc.insecure_channel(emulator_host)))
+    return client_class()
+
+
 @functools.cache
 def jobs_client(settings: Settings) -> run_v2.JobsClient:
     """A Cloud Run Admin API v2 jobs client (gRPC); locally, the local runner of jobs."""
     from google.cloud import run_v2
     from google.cloud.run_v2.services.jobs.transports import JobsGrpcTransport
 
-    if settings.cloud_run_emulator_host:
-        channel = grpc.insecure_channel(settings.cloud_run_emulator_host)
-        return run_v2.JobsClient(transport=JobsGrpcTransport(channel=channel))
-    return run_v2.JobsClient()
+    client: run_v2.JobsClient = _grpc_client(
+        run_v2.JobsClient, JobsGrpcTransport, settings.cloud_run_emulator_host
+    )
+    return client
+
+
+@functools.cache
+def executions_client(settings: Settings) -> run_v2.ExecutionsClient:
+    """A Cloud Run Admin API v2 executions client (gRPC); locally, the local runner."""
+    from google.cloud import run_v2
+    from google.cloud.run_v2.services.executions.transports import ExecutionsGrpcTransport
+
+    client: run_v2.ExecutionsClient = _grpc_client(
+        run_v2.ExecutionsClient, ExecutionsGrpcTransport, settings.cloud_run_emulator_host
+    )
+    return client
 
 
 @functools.cache
@@ -142,21 +161,8 @@ def secret_client(settings: Settings) -> Any:
         SecretManagerServiceGrpcTransport,
     )
 
-    if settings.secret_manager_emulator_host:
-        channel = grpc.insecure_channel(settings.secret_manager_emulator_host)
-        return secretmanager.SecretManagerServiceClient(
-            transport=SecretManagerServiceGrpcTransport(channel=channel)
-        )
-    return secretmanager.SecretManagerServiceClient()
-
-
-@functools.cache
-def executions_client(settings: Settings) -> run_v2.ExecutionsClient:
-    """A Cloud Run Admin API v2 executions client (gRPC); locally, the local runner."""
-    from google.cloud import run_v2
-    from google.cloud.run_v2.services.executions.transports import ExecutionsGrpcTransport
-
-    if settings.cloud_run_emulator_host:
-        channel = grpc.insecure_channel(settings.cloud_run_emulator_host)
-        return run_v2.ExecutionsClient(transport=ExecutionsGrpcTransport(channel=channel))
-    return run_v2.ExecutionsClient()
+    return _grpc_client(
+        secretmanager.SecretManagerServiceClient,
+        SecretManagerServiceGrpcTransport,
+        settings.secret_manager_emulator_host,
+    )
