@@ -6,7 +6,7 @@ Starts the local stack (for GCS), publishes a pricing and a promotion model trai
 synthetic retailer to a bench prefix, then runs, side by side on the same loopback:
 
 - the baseline: Flask's development server (threaded), as a quick deployment would run it;
-- ours: gunicorn with gthread workers (2 processes x 16 threads), as the Cloud Run service runs;
+- ours: gunicorn with gthread workers (2 processes x 32 threads), as the Cloud Run service runs;
 
 each for single promotion predictions (POST) and price lookups (GET), and finally ours under
 prediction load while a new model run is published and swapped in (every response must be

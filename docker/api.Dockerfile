@@ -23,4 +23,4 @@ RUN pip install --no-cache-dir '.[api]' \
 USER 10001
 EXPOSE 8080
 # gunicorn binds 0.0.0.0:$PORT when PORT is set, as Cloud Run sets it.
-CMD ["gunicorn", "--worker-class", "shared.api.server.JsonErrorsThreadWorker", "--workers", "2", "--threads", "16", "--timeout", "0", "--no-control-socket", "shared.api.wsgi:app"]
+CMD ["gunicorn", "--worker-class", "shared.api.server.JsonErrorsThreadWorker", "--workers", "2", "--threads", "32", "--timeout", "0", "--no-control-socket", "shared.api.wsgi:app"]

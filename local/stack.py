@@ -363,7 +363,7 @@ def api_argv(port: int) -> list[str]:
         "--workers",
         "2",
         "--threads",
-        "16",
+        "32",
         "--log-level",
         "warning",
         # Its default control socket is shared by every gunicorn of the user (~/.gunicorn).

@@ -209,8 +209,12 @@ def _cmd_rbac_role(args: argparse.Namespace) -> int:
     import os
 
     from shared.rbac.airflow import AirflowClient
+    from shared.rbac.config import reserved_role_problem
     from shared.rbac.reconcile import project_permissions
 
+    problem = reserved_role_problem(args.role, (args.base_role,))
+    if problem:
+        raise ValueError(f"-r {problem}")
     if args.user:
         password = os.environ.get(args.password_env, "")
         if not password:

@@ -10,6 +10,7 @@ re-assign the users, checked by reading the role back); ``POST /roles`` answers 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -63,18 +64,36 @@ class AirflowClient:
         self._username, self._password, self._token = username, password, token
         self.calls = Calls()
         self.version: int | None = None
+        self.probe_attempts = 4
 
     # ------------------------------------------------------------------ transport
 
     def _detect(self) -> None:
         if self.version is not None:
             return
-        # Airflow 3 serves its public health check under /api/v2; Airflow 2 has no /api/v2.
-        try:
-            probe = self.session.get(f"{self.url}/api/v2/monitor/health", timeout=10)
-        except requests.RequestException as exc:
-            raise TransientError(f"Airflow at {self.url}: {type(exc).__name__}") from None
-        self.version = 3 if probe.status_code == 200 else 2
+        # Airflow 3 serves its public health check under /api/v2; Airflow 2 has no /api/v2
+        # (404). Anything else is not an answer about the version: a 5xx, a 429 or a dropped
+        # connection is retried, and if it lasts, reported as it is (never "this is 2").
+        last = ""
+        for attempt in range(self.probe_attempts):
+            if attempt:
+                time.sleep(min(2.0**attempt * 0.25, 4.0))
+            try:
+                probe = self.session.get(f"{self.url}/api/v2/monitor/health", timeout=10)
+            except requests.RequestException as exc:
+                last = type(exc).__name__
+                continue
+            if probe.status_code in (200, 404):
+                self.version = 3 if probe.status_code == 200 else 2
+                break
+            last = f"{probe.status_code} {probe.text[:200]}"
+            if probe.status_code < 500 and probe.status_code != 429:
+                raise AirflowError(f"GET /api/v2/monitor/health (version probe): {last}")
+        else:
+            raise TransientError(
+                f"Airflow at {self.url}: version probe failed {self.probe_attempts} times, "
+                f"last: {last}"
+            )
         self.fab = f"{self.url}/auth/fab/v1" if self.version == 3 else f"{self.url}/api/v1"
         self.dags_api = f"{self.url}/api/v2" if self.version == 3 else f"{self.url}/api/v1"
         if self._token:

@@ -54,6 +54,22 @@ def _env(value: str) -> str:
     return value
 
 
+# Airflow's own roles: a project role with one of these names would rewrite a role every user
+# may hold (Composer registers users as Op) and strip it from people in no group.
+RESERVED_ROLES = ("Admin", "Op", "User", "Viewer", "Public")
+
+
+def reserved_role_problem(role: str, also: tuple[str, ...] = ()) -> str | None:
+    """Why ``role`` may not be a project role (case-insensitively a built-in), or None."""
+    for name in (*RESERVED_ROLES, *also):
+        if role.strip().lower() == name.lower():
+            return (
+                f"{role!r} is Airflow's built-in role {name!r}; a project needs a role of its "
+                f"own (e.g. 'project-{role.strip().lower()}')"
+            )
+    return None
+
+
 Email = Annotated[str, AfterValidator(_email)]
 RoleName = Annotated[str, AfterValidator(_role)]
 EnvName = Annotated[str, AfterValidator(_env)]
@@ -134,13 +150,24 @@ class RbacConfig(_Model):
     projects: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")], Project]
     allow_list: list[Email] = Field(default_factory=list)
     max_revocations: int = Field(default=25, ge=0)
+    # DAGs two projects may both select on purpose; any other overlap is refused.
+    shared_dags: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    # The identity the reconciler runs as (its Airflow user's name or email); by default the
+    # basic-auth username. It is never stripped of a role: a plan that would is refused.
+    reconciler: str | None = None
+
+    @property
+    def own_identity(self) -> str | None:
+        who = self.reconciler or self.airflow.auth.username
+        return who.lower() if who else None
 
     @model_validator(mode="after")
     def _distinct_roles(self) -> RbacConfig:
         seen: dict[str, str] = {}
         for name, project in self.projects.items():
-            if project.role in (self.admin_role, self.base_role):
-                raise ValueError(f"projects.{name}.role: {project.role!r} is a built-in role")
+            problem = reserved_role_problem(project.role, (self.admin_role, self.base_role))
+            if problem:
+                raise ValueError(f"projects.{name}.role: {problem}")
             if project.role in seen:
                 other = seen[project.role]
                 raise ValueError(f"projects.{name}.role: {project.role!r} is also {other}'s role")
@@ -179,13 +206,42 @@ def parse_config(data: object, source: str = "<config>") -> RbacConfig:
         raise InvalidRequest(f"{source}: {where}{reason}") from None
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key written twice in one mapping (plain YAML keeps
+    the last one and silently drops the first project)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[object, int] = {}
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is written twice (lines {seen[key]} and {line})",
+                key_node.start_mark,
+            )  # fmt: skip
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def parse_yaml(text: str, source: str) -> RbacConfig:
+    """Parse and validate config text; a duplicate key or bad YAML names the file and line."""
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        raise InvalidRequest(f"{source}: not valid YAML: {exc}") from None
+    return parse_config(data, source)
+
+
 def load_config(path: str | Path) -> RbacConfig:
     """Read and validate a YAML config file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise InvalidRequest(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise InvalidRequest(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, str(path))
+    return parse_yaml(text, str(path))

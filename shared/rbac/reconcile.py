@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from shared.errors import InvalidRequest, PermanentError
 from shared.log import get_logger
-from shared.rbac.airflow import AirflowClient, Perm, User
+from shared.rbac.airflow import AirflowClient, AirflowError, Perm, User
 from shared.rbac.config import RbacConfig
 from shared.rbac.groups import Membership
 
@@ -25,6 +25,14 @@ DAG_RUN_ACTIONS = ("can_read", "can_create", "can_delete", "menu_access")
 
 class RevocationCapExceeded(PermanentError):
     """More revocations than the config allows in one run: nothing was applied."""
+
+
+class SelfLockout(PermanentError):
+    """The plan would take a role away from the reconciler's own user: nothing was applied."""
+
+
+class ChangesFailed(PermanentError):
+    """Some changes were refused by Airflow or need a person; the others were applied."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,8 @@ class Plan:
     changes: list[Change]
     held_back: list[Change] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Changes a person must resolve (e.g. the username is another person's email).
+    conflicts: list[str] = field(default_factory=list)
 
     @property
     def revocations(self) -> int:
@@ -82,6 +92,21 @@ def desired_state(
     roles: dict[str, frozenset[Perm]] = {}
     users: dict[str, dict[str, str]] = {}
     project_dags: dict[str, list[str]] = {}
+    selected_by: dict[str, list[str]] = {}
+    for name, project in config.projects.items():
+        for dag, tags in dags.items():
+            if project.dags.matches(dag, tags):
+                selected_by.setdefault(dag, []).append(name)
+    overlap = sorted(
+        d for d, ps in selected_by.items() if len(ps) > 1 and d not in config.shared_dags
+    )
+    if overlap:
+        names = " and ".join(f"projects.{p}" for p in selected_by[overlap[0]])
+        raise InvalidRequest(
+            f"DAG {overlap[0]!r} is selected by {names}"
+            + (f" ({len(overlap)} DAGs in all)" if len(overlap) > 1 else "")
+            + "; narrow the selectors, or list it in shared_dags if both should see it"
+        )
     for name, project in config.projects.items():
         missing = [d for d in project.dags.ids if d not in dags]
         if missing:
@@ -125,12 +150,21 @@ def plan(
                     why="project DAGs or base role changed",
                 )
             )
-    by_email = {u.email: u for u in actual_users if u.email}
+    by_email = {u.email.lower(): u for u in actual_users if u.email}
+    by_username = {u.username.lower(): u for u in actual_users}
     untouched = lambda u: u.email in allow or u.username.lower() in allow  # noqa: E731
+    conflicts: list[str] = []
     for email, want in sorted(desired.users.items()):
         if email in allow:
             continue
         user = by_email.get(email)
+        if user is None and email in by_username:
+            other = by_username[email]
+            conflicts.append(
+                f"{email}: the Airflow user named {other.username!r} has the email "
+                f"{other.email!r}; a person must merge or rename them (nothing written)"
+            )
+            continue
         if user is None:
             why = "; ".join(f"{r}: {w}" for r, w in sorted(want.items()))
             changes.append(Change("create_user", email, add=frozenset(want), why=why))
@@ -158,7 +192,17 @@ def plan(
                     why="in none of the configured groups",
                 )
             )
-    result = Plan(changes)
+    own = config.own_identity
+    for change in changes:
+        if own and change.remove and change.kind == "set_user_roles":
+            holder = by_username.get(change.target.lower())
+            if change.target.lower() == own or (holder and holder.email.lower() == own):
+                raise SelfLockout(
+                    f"the plan would remove {sorted(change.remove)} from the reconciler's own "
+                    f"user {change.target!r}; put it in an admin group or allow_list. Nothing "
+                    "was applied"
+                )
+    result = Plan(changes, conflicts=conflicts)
     if not membership.complete:
         # Unknown membership: a removal might be wrong. Keep the additions, hold the removals.
         kept, held = [], []
@@ -169,7 +213,7 @@ def plan(
                     kept.append(Change(change.kind, change.target, change.add, why=change.why))
             else:
                 kept.append(change)
-        result = Plan(kept, held)
+        result = Plan(kept, held, conflicts=conflicts)
         result.notes.append(
             "groups not read: "
             + ", ".join(sorted(membership.failed))
@@ -191,9 +235,12 @@ def apply(
     desired: Desired,
     *,
     dry_run: bool = False,
-) -> int:
-    """Make the calls for ``changes`` (none with ``dry_run``); one log line per change."""
+) -> list[str]:
+    """Make the calls for ``changes`` (none with ``dry_run``); one log line per change. A
+    change Airflow refuses is reported (who, what, Airflow's error) and the others still
+    apply; returns the failures."""
     users = {u.username: u for u in actual_users}
+    failures: list[str] = []
     for change in changes:
         log.info(
             "%s%s %s: +%s -%s (%s)",
@@ -214,17 +261,33 @@ def apply(
         )
         if dry_run:
             continue
-        if change.kind == "create_role":
-            client.create_role(change.target, set(desired.roles[change.target]))
-        elif change.kind == "set_role":
-            holders = [u for u in actual_users if change.target in u.roles]
-            perms = (actual_roles[change.target] | change.add) - change.remove
-            client.set_role(change.target, perms, holders)
-        elif change.kind == "create_user":
-            client.create_user(change.target, set(change.add))
-        elif change.kind == "set_user_roles":
-            user = users[change.target]
-            roles = (user.roles | change.add) - change.remove
-            client.set_user_roles(user, roles)
-            user.roles = roles
-    return len(changes)
+        try:
+            _apply_one(change, client, actual_roles, actual_users, users, desired)
+        except AirflowError as exc:
+            failures.append(f"{change.kind} {change.target}: {exc}")
+            log.error("%s %s failed: %s", change.kind, change.target, exc,
+                      extra={"change": change.kind, "target": change.target})  # fmt: skip
+    return failures
+
+
+def _apply_one(
+    change: Change,
+    client: AirflowClient,
+    actual_roles: dict[str, set[Perm]],
+    actual_users: list[User],
+    users: dict[str, User],
+    desired: Desired,
+) -> None:
+    if change.kind == "create_role":
+        client.create_role(change.target, set(desired.roles[change.target]))
+    elif change.kind == "set_role":
+        holders = [u for u in actual_users if change.target in u.roles]
+        perms = (actual_roles[change.target] | change.add) - change.remove
+        client.set_role(change.target, perms, holders)
+    elif change.kind == "create_user":
+        client.create_user(change.target, set(change.add))
+    elif change.kind == "set_user_roles":
+        user = users[change.target]
+        roles = (user.roles | change.add) - change.remove
+        client.set_user_roles(user, roles)
+        user.roles = roles

@@ -17,7 +17,7 @@ from shared.log import get_logger
 from shared.rbac.airflow import AirflowClient
 from shared.rbac.config import RbacConfig
 from shared.rbac.groups import GroupsReader
-from shared.rbac.reconcile import Change, Desired, apply, desired_state, plan
+from shared.rbac.reconcile import Change, ChangesFailed, Desired, apply, desired_state, plan
 
 if TYPE_CHECKING:
     from google.cloud import storage
@@ -59,6 +59,8 @@ class SyncResult:
     airflow_reads: int = 0
     airflow_writes: int = 0
     desired: Desired | None = None
+    failures: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
 
 
 def digest_of(desired: Desired) -> str:
@@ -98,8 +100,11 @@ def sync(
             planned.held_back,
             planned.notes,
         )
-        apply(planned.changes, airflow, roles, users, desired, dry_run=dry_run)
-        if digests is not None and not dry_run and membership.complete:
+        result.failures = apply(planned.changes, airflow, roles, users, desired, dry_run=dry_run)
+        result.conflicts = planned.conflicts
+        # The digest says "nothing to do": only true when every change went through.
+        clean = not result.failures and not result.conflicts
+        if digests is not None and not dry_run and membership.complete and clean:
             digests.put(digest)
     result.group_calls = membership.calls
     result.airflow_reads, result.airflow_writes = airflow.calls.reads, airflow.calls.writes
@@ -117,8 +122,16 @@ def sync(
             "airflow_reads": result.airflow_reads,
             "airflow_writes": result.airflow_writes,
             "notes": result.notes,
+            "failures": result.failures,
+            "conflicts": result.conflicts,
         },
     )
+    problems = result.failures + [f"conflict: {c}" for c in result.conflicts]
+    if problems:
+        raise ChangesFailed(
+            f"{len(problems)} of {len(result.changes) + len(result.conflicts)} change(s) not "
+            f"applied, the others were: " + "; ".join(problems)
+        )
     return result
 
 
@@ -138,10 +151,8 @@ def airflow_client(config: RbacConfig) -> AirflowClient:
 
 def load_config_from(location: str, gcs: storage.Client | None = None) -> RbacConfig:
     """The config from a local path or a ``gs://`` object."""
-    import yaml
-
     from shared.identifiers import GcsUri
-    from shared.rbac.config import load_config, parse_config
+    from shared.rbac.config import load_config, parse_yaml
 
     if not location.startswith("gs://"):
         return load_config(location)
@@ -149,8 +160,4 @@ def load_config_from(location: str, gcs: storage.Client | None = None) -> RbacCo
     if gcs is None:
         raise InvalidRequest("a gs:// config needs a storage client")
     text = gcs.bucket(uri.bucket).blob(uri.path).download_as_text()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidRequest(f"{location}: not valid YAML: {exc}") from None
-    return parse_config(data, location)
+    return parse_yaml(text, location)

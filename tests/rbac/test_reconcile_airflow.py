@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import requests
 
 from local.airflow import visible_dags
 from shared.errors import InvalidRequest
@@ -202,3 +203,133 @@ def test_cli_single_role_mode_like_the_old_tool(airflow, capsys, monkeypatch):
     assert ("can_read", "DAGs") not in perms and ("can_read", "DAG Code") in perms
     assert main([*argv, "--user", "admin"]) == 0
     assert "already up to date" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("role", ["Op", "op", "User", "Public", "admin", "VIEWER"])
+def test_built_in_roles_are_refused_as_project_roles_and_left_untouched(
+    airflow, capsys, monkeypatch, role
+):
+    """Issue 15, item 2: `role: Op` rewrote Airflow's own role and stripped it from people."""
+    from shared.cli import main
+
+    before = _admin(airflow).roles()
+    projects = make_config(airflow).model_dump()["projects"]
+    projects["pricing"]["role"] = role
+    with pytest.raises(InvalidRequest, match="built-in role"):
+        make_config(airflow, projects=projects)
+    monkeypatch.setenv("AIRFLOW_PASSWORD", airflow.admin_password)
+    argv = ["rbac", "role", "-u", airflow.url, "-r", role, "-d", "promo_", "--user", "admin"]
+    assert main(argv) == 2
+    assert "built-in role" in capsys.readouterr().err
+    assert _admin(airflow).roles() == before  # nothing rewritten
+
+
+def test_a_project_written_twice_in_the_yaml_is_refused_naming_the_lines(airflow, tmp_path):
+    """Issue 15, item 3: YAML keeps the second of two equal keys and drops the first."""
+    from shared.rbac.config import load_config
+
+    path = tmp_path / "rbac.yaml"
+    path.write_text(
+        f"airflow: {{url: {airflow.url}, auth: {{type: basic, username: admin, "
+        "password_env: AIRFLOW_TEST_PW}}\n"
+        "projects:\n"
+        "  pricing:\n"
+        "    role: project-pricing\n"
+        "    groups: [pricing@corp.example]\n"
+        "    dags: {prefixes: [pricing_]}\n"
+        "  pricing:\n"
+        "    role: project-pricing-2\n"
+        "    groups: [promo@corp.example]\n"
+        "    dags: {prefixes: [promo_]}\n"
+    )
+    with pytest.raises(InvalidRequest, match=r"key 'pricing' is written twice \(lines 3 and 7\)"):
+        load_config(path)
+
+
+class _FlakyHealth(requests.adapters.HTTPAdapter):
+    """A transport that answers the version probe with ``status`` the first ``times`` times
+    and passes everything else (and later probes) to the real Airflow."""
+
+    def __init__(self, status: int, times: int):
+        super().__init__()
+        self.status, self.left = status, times
+
+    def send(self, request, **kwargs):
+        if request.url.endswith("/api/v2/monitor/health") and self.left > 0:
+            self.left -= 1
+            response = requests.Response()
+            response.status_code, response._content = self.status, b"upstream unavailable"
+            response.request, response.url = request, request.url
+            return response
+        return super().send(request, **kwargs)
+
+
+def test_a_failed_version_probe_is_retried_and_a_lasting_one_reported_as_it_is(airflow):
+    """Issue 15, item 8: one failed probe made Airflow 3 look like 2 (and the error blamed
+    /api/v1 being removed)."""
+    from shared.errors import TransientError
+    from shared.rbac.airflow import AirflowClient
+
+    def client(status, times):
+        session = requests.Session()
+        session.mount("http://", _FlakyHealth(status, times))
+        return AirflowClient(
+            airflow.url, username="admin", password=airflow.admin_password, session=session
+        )
+
+    once = client(503, 1)
+    assert set(once.dags()) >= {"pricing_daily", "promo_uplift"}  # works after one retry
+    assert once.version == airflow.major
+    lasting = client(503, 100)
+    with pytest.raises(TransientError, match="version probe failed 4 times, last: 503") as info:
+        lasting.dags()
+    assert "/api/v1" not in str(info.value)
+
+
+def test_a_dag_selected_by_two_projects_is_refused_unless_shared_on_purpose(airflow, identity, run):
+    """Issue 15, item 3: both roles silently got a DAG two selectors matched."""
+    identity.set_groups(GROUPS)
+    projects = make_config(airflow).model_dump()["projects"]
+    projects["promotions"]["dags"]["ids"] = ["pricing_daily"]
+    writes_before = _admin(airflow).roles()
+    with pytest.raises(InvalidRequest, match=r"'pricing_daily' is selected by projects.pricing "
+                                             r"and projects.promotions"):  # fmt: skip
+        run(make_config(airflow, projects=projects))
+    assert _admin(airflow).roles() == writes_before
+    run(make_config(airflow, projects=projects, shared_dags=["pricing_daily"]))
+    assert "pricing_daily" in sees(airflow, "carol@corp.example")
+
+
+def test_one_rejected_write_is_reported_and_the_others_still_apply(airflow, identity, run):
+    """Issue 15, item 5: a username that is another person's email answered 409 and stopped
+    the run before later changes, on every run."""
+    from shared.rbac.reconcile import ChangesFailed
+
+    admin = _admin(airflow)
+    admin._detect()
+    clash = f"zed-{airflow.major}@corp.example"
+    admin._call("POST", f"{admin.fab}/users", "create_user", json={
+        "username": clash, "email": f"zed.old-{airflow.major}@corp.example",
+        "first_name": "zed", "last_name": "old", "roles": [{"name": "Viewer"}],
+        "password": "not-used-Aa1!",
+    })  # fmt: skip
+    later = f"zz-{airflow.major}@corp.example"  # sorts after the clash
+    identity.set_groups({**GROUPS, "promo@corp.example": [clash, later]})
+    for _ in range(2):  # and again: the same report, the rest converged
+        with pytest.raises(ChangesFailed, match=f"conflict: {clash}: the Airflow user named"):
+            run()
+        assert sees(airflow, later) == PROMO
+    assert "project-promotions" not in {u.username: u for u in admin.users()}[clash].roles
+
+
+def test_the_reconciler_never_strips_its_own_roles(airflow, identity, run):
+    """Issue 15, item 7: with an empty allow-list and its account in no admin group, one run
+    removed its own Admin role and every later run failed with 403."""
+    from shared.rbac.reconcile import SelfLockout
+
+    identity.set_groups(GROUPS)
+    with pytest.raises(SelfLockout, match="reconciler's own user 'admin'"):
+        run(make_config(airflow, allow_list=[]))
+    me = {u.username: u for u in _admin(airflow).users()}["admin"]
+    assert "Admin" in me.roles
+    run()  # and the next run (admin allow-listed) still works

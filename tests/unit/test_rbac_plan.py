@@ -30,6 +30,8 @@ CONFIG = {
     },
     "allow_list": ["keeper@x.com"],
     "max_revocations": 2,
+    # ops_a carries the tag "sales": both projects select it, on purpose.
+    "shared_dags": ["ops_a"],
 }
 
 
@@ -58,7 +60,7 @@ def world(m, users, roles=None):
         ),
         (
             {"projects": {"s": {"role": "Admin", "groups": ["a@b.co"], "dags": {"ids": ["a"]}}}},
-            "projects.s.role: 'Admin' is a built-in role",
+            "projects.s.role: 'Admin' is Airflow's built-in role",
         ),
         (
             {"airflow": {"url": "http://af", "auth": {"type": "basic", "username": "u"}}},
@@ -140,3 +142,11 @@ def test_more_revocations_than_the_cap_stops_the_run():
     users = [User(u, f"{u}@x.com", {"p-sales"}) for u in "abc"]
     with pytest.raises(RevocationCapExceeded, match="3 revocations planned"):
         world(members(), users)
+
+
+def test_a_dag_two_projects_select_is_refused_unless_listed_as_shared():
+    config = parse_config({**CONFIG, "shared_dags": []})
+    with pytest.raises(
+        InvalidRequest, match=r"'ops_a' is selected by projects\.sales and projects\.ops"
+    ):
+        desired_state(config, members(), DAGS, BASE, None)
