@@ -121,10 +121,19 @@ def subscriber_client(settings: Settings) -> pubsub_v1.SubscriberClient:
     return pubsub_v1.SubscriberClient(**_pubsub_kwargs(settings))
 
 
+# A local stand-in that restarts is reachable again within seconds (gRPC's default reconnect
+# backoff grows to 120 s).
+_LOCAL_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
+
+
 def _grpc_client(client_class: Any, transport_class: Any, emulator_host: str | None) -> Any:
     """A gRPC API client: the cloud's default, or one on an insecure channel to a local stand-in."""
     if emulator_host:
-        return client_class(transport=transport_class(channel=grpc.insecure_channel(emulator_host)))
+        channel = grpc.insecure_channel(emulator_host, _LOCAL_RECONNECT)
+        return client_class(transport=transport_class(channel=channel))
     return client_class()
 
 

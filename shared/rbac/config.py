@@ -13,6 +13,9 @@ projects:
     dags: {prefixes: [pricing_], tags: [pricing]}
 allow_list: [reconciler@example.iam.gserviceaccount.com, breakglass@example.com]
 max_revocations: 25
+shared_dags: [daily_cleanup]         # DAGs two projects may both select, on purpose
+builtin_roles_of_members: report     # or remove / keep: members' Op, User, Viewer, Admin
+reconciler: reconciler@example.iam.gserviceaccount.com   # never stripped of a role
 ```
 
 Secrets are never in the file: a password or token is read from the environment variable the
@@ -155,6 +158,10 @@ class RbacConfig(_Model):
     # The identity the reconciler runs as (its Airflow user's name or email); by default the
     # basic-auth username. It is never stripped of a role: a plan that would is refused.
     reconciler: str | None = None
+    # Airflow's broad roles (Op, User, Viewer, Admin) let a group-managed user see every DAG;
+    # Composer registers new users as Op. report (default): say who and why every run;
+    # remove: take them away from managed users (counted against max_revocations); keep.
+    builtin_roles_of_members: Literal["keep", "remove", "report"] = "report"
 
     @property
     def own_identity(self) -> str | None:

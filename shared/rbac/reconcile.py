@@ -19,6 +19,8 @@ from shared.rbac.groups import Membership
 log = get_logger("shared.rbac")
 
 GLOBAL_DAG_RESOURCES = {"DAGs", "DAG Runs"}
+# Built-in roles that see every DAG (global can_read on DAGs).
+BROAD_ROLES = frozenset({"Admin", "Op", "User", "Viewer"})
 DAG_ACTIONS = ("can_read", "can_edit", "can_delete")
 DAG_RUN_ACTIONS = ("can_read", "can_create", "can_delete", "menu_access")
 
@@ -154,6 +156,7 @@ def plan(
     by_username = {u.username.lower(): u for u in actual_users}
     untouched = lambda u: u.email in allow or u.username.lower() in allow  # noqa: E731
     conflicts: list[str] = []
+    seeing_all: list[str] = []
     for email, want in sorted(desired.users.items()):
         if email in allow:
             continue
@@ -170,11 +173,21 @@ def plan(
             changes.append(Change("create_user", email, add=frozenset(want), why=why))
             continue
         new = (user.roles - managed) | set(want)
+        broad = (user.roles & BROAD_ROLES) - set(want)
+        if broad:
+            seeing_all.append(f"{email} ({', '.join(sorted(broad))})")
+            if config.builtin_roles_of_members == "remove":
+                new -= broad
         if new != user.roles:
             add, remove = new - user.roles, user.roles - new
             why = "; ".join(
                 [f"{r}: {want[r]}" for r in sorted(add)]
-                + [f"{r}: no longer in its groups" for r in sorted(remove)]
+                + [
+                    f"{r}: built-in role seeing every DAG (builtin_roles_of_members: remove)"
+                    if r in broad
+                    else f"{r}: no longer in its groups"
+                    for r in sorted(remove)
+                ]
             )
             changes.append(
                 Change("set_user_roles", user.username, frozenset(add), frozenset(remove), why)
@@ -203,6 +216,18 @@ def plan(
                     "was applied"
                 )
     result = Plan(changes, conflicts=conflicts)
+    if seeing_all:
+        action = {
+            "remove": "their broad roles are removed",
+            "keep": "kept (builtin_roles_of_members: keep)",
+            "report": "set builtin_roles_of_members: remove to take them away",
+        }[config.builtin_roles_of_members]
+        result.notes.append(
+            f"{len(seeing_all)} group-managed user(s) can see DAGs outside their projects "
+            f"through a built-in role: {', '.join(seeing_all[:20])}"
+            + (" ..." if len(seeing_all) > 20 else "")
+            + f"; {action}"
+        )
     if not membership.complete:
         # Unknown membership: a removal might be wrong. Keep the additions, hold the removals.
         kept, held = [], []
@@ -213,7 +238,8 @@ def plan(
                     kept.append(Change(change.kind, change.target, change.add, why=change.why))
             else:
                 kept.append(change)
-        result = Plan(kept, held, conflicts=conflicts)
+        notes = result.notes
+        result = Plan(kept, held, notes=notes, conflicts=conflicts)
         result.notes.append(
             "groups not read: "
             + ", ".join(sorted(membership.failed))

@@ -251,5 +251,5 @@ def test_a_message_that_keeps_failing_is_dead_lettered_and_can_be_redriven(stack
             json.loads(p.read_text()).get("run_id") == run_id
             for p in executions.glob(f"{stack.names.job('promotions')}-*.json")
         ),
-        timeout_s=60,
+        timeout_s=120,
     )

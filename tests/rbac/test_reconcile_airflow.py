@@ -333,3 +333,23 @@ def test_the_reconciler_never_strips_its_own_roles(airflow, identity, run):
     me = {u.username: u for u in _admin(airflow).users()}["admin"]
     assert "Admin" in me.roles
     run()  # and the next run (admin allow-listed) still works
+
+
+def test_a_member_who_also_holds_op_is_reported_and_with_remove_loses_it(airflow, identity, run):
+    """Issue 15, item 4: a member who also held Op (Composer's registration role) kept it and
+    saw every DAG, without a word."""
+    member = f"opal-{airflow.major}@corp.example"
+    identity.set_groups({**GROUPS, "pricing@corp.example": [member]})
+    run()
+    admin = _admin(airflow)
+    user = {u.email: u for u in admin.users()}[member]
+    admin.set_user_roles(user, user.roles | {"Op"})
+    assert sees(airflow, member) >= ALL  # Op sees everything
+
+    reported = run(force=True)
+    assert any(f"{member} (Op)" in n and "can see DAGs outside" in n for n in reported.notes)
+    assert sees(airflow, member) >= ALL  # report (the default) changes nothing
+
+    removed = run(make_config(airflow, builtin_roles_of_members="remove"), force=True)
+    assert any(c.target == member and "Op" in c.remove for c in removed.changes)
+    assert sees(airflow, member) == PRICING
