@@ -278,15 +278,14 @@ def identity(process: str, names: Any, decl: dict[str, Any]) -> str | None:
     return None
 
 
-def granted(
-    decl: dict[str, Any], ref: dict[str, Any], deployable: str, scope: str, target: str
-) -> set[str]:
-    """Permissions ``deployable`` holds on ``target`` (project grants reach everything)."""
-    grants = decl["grants"].get(deployable, {})
-    roles = list(grants.get("project", []))
+def grants_on(decl: dict[str, Any], who: str, scope: str, target: str) -> list[tuple[str, str]]:
+    """``(where, role)`` of every grant ``who`` holds on ``target`` (project grants reach
+    everything); ``where`` is ``scope/target`` as :func:`_all_grants` names it."""
+    grants = decl["grants"].get(who, {})
+    found = [("project/project", r) for r in grants.get("project", [])]
     if scope != "project":
-        roles += _as_list(grants.get(scope, {}).get(target))
-    return {p for role in roles for p in ref["roles"].get(role, [])}
+        found += [(f"{scope}/{target}", r) for r in _as_list(grants.get(scope, {}).get(target))]
+    return found
 
 
 def _as_list(value: Any) -> list[str]:
@@ -328,16 +327,19 @@ def check(
                 if target is None:
                     report.missing.append(Need(who, n.method, n.permission, n.scope, n.target))
                     continue
-                have = granted(decl, ref, who, n.scope, target)
+                giving = [
+                    (where, role)
+                    for where, role in grants_on(decl, who, n.scope, target)
+                    if n.permission in ref["roles"].get(role, [])
+                ]
                 report.checked.setdefault(who, []).append((n.method, n.permission, target))
-                if n.permission not in have:
+                if not giving:
                     if n.method in OPTIONAL:
                         report.optional.add((who, n.method, n.permission))
                         continue
                     report.missing.append(Need(who, n.method, n.permission, n.scope, target))
                     continue
-                for role in _roles_giving(decl, ref, who, n.scope, target, n.permission):
-                    used.add((who, role[0], role[1]))
+                used.update((who, where, role) for where, role in giving)
     for who in sorted(report.deployables):
         for scope, role_target in _all_grants(decl, who):
             target, role = role_target
@@ -355,17 +357,6 @@ def _all_grants(decl: dict[str, Any], who: str) -> Iterable[tuple[str, tuple[str
             for target, roles in value.items():
                 for role in _as_list(roles):
                     yield scope, (target, role)
-
-
-def _roles_giving(
-    decl: dict[str, Any], ref: dict[str, Any], who: str, scope: str, target: str, permission: str
-) -> list[tuple[str, str]]:
-    grants = decl["grants"].get(who, {})
-    found = [("project/project", r) for r in grants.get("project", [])
-             if permission in ref["roles"].get(r, [])]  # fmt: skip
-    roles = _as_list(grants.get(scope, {}).get(target)) if scope != "project" else []
-    found += [(f"{scope}/{target}", r) for r in roles if permission in ref["roles"].get(r, [])]
-    return found
 
 
 def newest_trace(root: Path = REPO / ".local") -> Path | None:
