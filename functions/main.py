@@ -145,8 +145,8 @@ def _fetch_chunk(message: ChunkReady, delivery: Delivery) -> None:
         time_budget_s=settings.time_budget_s,
     )
     out = outcome.following
-    topic = topology.FETCH_CHUNK_DONE if isinstance(out, ChunkDone) else topology.FETCH_CHUNK_READY
-    publish_all(clients.publisher_client(settings), settings.project, settings.topic(topic), [out])
+    topic = settings.topic(_topic_of(out))
+    publish_all(clients.publisher_client(settings), settings.project, topic, [out])
     logger.info(
         "chunk %d of %s: %s",
         message.chunk,

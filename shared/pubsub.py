@@ -77,23 +77,24 @@ def handle(
             "outcome": outcome,
         }
 
+    def reject(refusal: Exception, extra: dict) -> None:
+        """Retrying will not fix this: record it on the run, log why; the caller returns so
+        the message is acknowledged."""
+        if on_permanent is not None and message is not None and delivery is not None:
+            try:
+                on_permanent(message, delivery, refusal)
+            except Exception as hook_exc:  # the refusal stands; say why it was not recorded
+                log.error("%s could not record the failure: %s", function, hook_exc)
+        log.error("%s rejected a %s message: %s", function, topic, refusal, extra=extra)
+
     try:
         delivery = delivery_from_event(event, topic)
         message = parse(model, delivery.data, topic)
         return process(message, delivery)
     except PermanentError as exc:
-        # Retrying will not fix this: log why, and return so the message is acknowledged.
-        if on_permanent is not None and message is not None and delivery is not None:
-            try:
-                on_permanent(message, delivery, exc)
-            except Exception as hook_exc:  # the refusal stands; say why it was not recorded
-                log.error("%s could not record the failure: %s", function, hook_exc)
-        log.error(
-            "%s rejected a %s message: %s",
-            function,
-            topic,
+        reject(
             exc,
-            extra={
+            {
                 **labels(exc, "acknowledged"),
                 "field": getattr(exc, "field", None),
                 "run_id": getattr(getattr(exc, "message", None), "run_id", None),
@@ -106,18 +107,7 @@ def handle(
         # A Google API answered 4xx: the request itself is wrong (bad SQL, a missing bucket,
         # a denied permission); a retry cannot change that. Say what the API said, acknowledge.
         refusal = PermanentError(f"{exc.code} {type(exc).__name__}: {exc.message}")
-        if on_permanent is not None and message is not None and delivery is not None:
-            try:
-                on_permanent(message, delivery, refusal)
-            except Exception as hook_exc:
-                log.error("%s could not record the failure: %s", function, hook_exc)
-        log.error(
-            "%s rejected a %s message: %s",
-            function,
-            topic,
-            refusal,
-            extra={**labels(exc, "acknowledged"), "api_status": exc.code},
-        )
+        reject(refusal, {**labels(exc, "acknowledged"), "api_status": exc.code})
         return None
     except Exception as exc:
         # Anything else may pass (a service down, a quota): fail the delivery so Pub/Sub
