@@ -238,8 +238,11 @@ def plan_fetch(
     dest = GcsUri.parse(request.destination)
     if allowed_destinations is not None:
         check_destination(request.destination, allowed_destinations)
-        if _recorded(gcs.bucket(dest.bucket), dest, run_id) is None:
-            check_destination(request.destination, allowed_destinations, gcs)
+    existing = _recorded(gcs.bucket(dest.bucket), dest, run_id)
+    if existing is not None:  # a redelivery: the plan recorded for this run
+        return existing
+    if allowed_destinations is not None:
+        check_destination(request.destination, allowed_destinations, gcs)
     parts = {"part_target_mb": part_target_mb, "part_max_rows": part_max_rows}
     if request.strategy == "chunk_tables":
         return plan_chunk_tables(
@@ -274,12 +277,10 @@ def plan_chunk_tables(
     part_target_mb: int = 32,
     part_max_rows: int = 1_000_000,
 ) -> Plan:
-    """Plan a ``chunk_tables`` fetch: balanced bounds, one ``ChunkSpec`` per chunk."""
+    """Plan a ``chunk_tables`` fetch: balanced bounds, one ``ChunkSpec`` per chunk (a plan
+    already recorded for the run is returned by :func:`plan_fetch` before this runs)."""
     dest = GcsUri.parse(request.destination)
     bucket = gcs.bucket(dest.bucket)
-    existing = _recorded(bucket, dest, run_id)
-    if existing is not None:
-        return existing
     snapshot = dt.datetime.now(dt.UTC)
     select, types_, fields = chunk_tables.source_sql(request, bq, snapshot)
     chunk_tables.check_temp_dataset(bq, temp_dataset)
@@ -317,14 +318,12 @@ def plan_streams(
     part_target_mb: int = 32,
     part_max_rows: int = 1_000_000,
 ) -> Plan:
-    """Plan a ``streams`` fetch, or return the plan already recorded for this run."""
+    """Plan a ``streams`` fetch (a plan already recorded for the run is returned by
+    :func:`plan_fetch` before this runs)."""
     if request.strategy != "streams":
         raise InvalidRequest(f"plan_streams got a {request.strategy!r} request")
     dest = GcsUri.parse(request.destination)
     bucket = gcs.bucket(dest.bucket)
-    existing = _recorded(bucket, dest, run_id)
-    if existing is not None:
-        return existing
 
     ref, table, restriction = check_source(request, bq)
     source_rows = count_rows(bq, ref, restriction, table)
