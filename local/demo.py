@@ -183,20 +183,17 @@ def training(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 90
         raise StepFailed(f"training of {run_id} did not finish in {timeout_s:.0f} s")
     # Side effects counted, not only results: the Admin API's executions of each job that ran
     # with this run id (fetch-complete may have been delivered more than once).
-    from shared.training.launch import RUN_ID_VAR, job_name
+    from shared.training.launch import executions_of_run, job_name
 
     runs = clients.executions_client(settings)
     counts = {
-        job: sum(
-            1
-            for e in runs.list_executions(
-                parent=job_name(settings.project, settings.region, settings.prefix, job)
+        job: len(
+            executions_of_run(
+                runs, job_name(settings.project, settings.region, settings.prefix, job), run_id
             )
-            if any(v.name == RUN_ID_VAR and v.value == run_id for c in e.template.containers
-                   for v in c.env)
         )
         for job in records
-    }  # fmt: skip
+    }
     if any(n != 1 for n in counts.values()):
         raise StepFailed(f"run {run_id} started {counts} executions; exactly one per job expected")
     failed = [job for job, r in records.items() if not r["succeeded"]]

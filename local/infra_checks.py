@@ -258,12 +258,9 @@ def contract_problems(infra: Path = INFRA, repo: Path = REPO) -> list[str]:
         out += _differ(f"training shapes of {env_name}", jobs, set(env.get("training", {})))
 
     # Schedules: the crons DESIGN.md asks for.
-    from shared.topology import Schedule
+    from shared.topology import schedules_of
 
-    code_schedules = {
-        name: Schedule(name, s["cron"], s["topic"], json.dumps(s["body"]), s.get("why", ""))
-        for name, s in decl["schedules"].items()
-    }
+    code_schedules = {s.name: s for s in schedules_of(decl)}
     design = repo.parent / "shared" / "DESIGN.md"  # beside the repository on developer machines
     out += schedule_problems(code_schedules, design.read_text() if design.exists() else None)
 

@@ -595,12 +595,7 @@ def check_ports(
 
 
 def _spawn(cfg: StackConfig, comp: Component, argv: list[str]) -> int:
-    for port in comp.ports(cfg):
-        if _port_open(port):
-            raise StackError(
-                f"{comp.name}: port {port} is held by {port_holder(port)}, which this stack "
-                f"did not start; stop it or choose other ports (RETAIL_*_PORT)"
-            )
+    check_ports(cfg, [comp])
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     log = open(cfg.log_dir / f"{comp.name}.log", "ab")  # noqa: SIM115 - handed to the child
     # A deployable sees what Terraform gives it, not the caller's platform variables.

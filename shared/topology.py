@@ -82,7 +82,12 @@ class Schedule:
     why: str
 
 
-SCHEDULES: tuple[Schedule, ...] = tuple(
-    Schedule(name, s["cron"], s["topic"], json.dumps(s["body"]), s["why"])
-    for name, s in _DECL["schedules"].items()
-)
+def schedules_of(decl: dict) -> tuple[Schedule, ...]:
+    """The Scheduler jobs a declaration (``platform.yaml`` or a copy being checked) lists."""
+    return tuple(
+        Schedule(name, s["cron"], s["topic"], json.dumps(s["body"]), s.get("why", ""))
+        for name, s in decl["schedules"].items()
+    )
+
+
+SCHEDULES: tuple[Schedule, ...] = schedules_of(_DECL)

@@ -31,16 +31,28 @@ def job_name(project: str, region: str, prefix: str, job: str) -> str:
     return f"projects/{project}/locations/{region}/jobs/{prefix}{job}"
 
 
+def executions_of_run(
+    executions_client: run_v2.ExecutionsClient, job: str, run_id: str
+) -> list[str]:
+    """Names of the executions of ``job`` (full name) that ran with ``run_id`` (the Admin API
+    lists each execution with the overrides it ran with)."""
+    return [
+        execution.name
+        for execution in executions_client.list_executions(parent=job, timeout=30)
+        if any(
+            e.name == RUN_ID_VAR and e.value == run_id
+            for container in execution.template.containers
+            for e in container.env
+        )
+    ]
+
+
 def execution_of_run(
     executions_client: run_v2.ExecutionsClient, job: str, run_id: str
 ) -> dict | None:
-    """The execution of ``job`` (full name) that ran with ``run_id``, if any (the Admin API
-    lists each execution with the overrides it ran with)."""
-    for execution in executions_client.list_executions(parent=job, timeout=30):
-        for container in execution.template.containers:
-            if any(e.name == RUN_ID_VAR and e.value == run_id for e in container.env):
-                return {"execution": execution.name, "found_by": "list_executions"}
-    return None
+    """The execution of ``job`` that ran with ``run_id``, if any, as a launch claim records it."""
+    found = executions_of_run(executions_client, job, run_id)
+    return {"execution": found[0], "found_by": "list_executions"} if found else None
 
 
 def launch(

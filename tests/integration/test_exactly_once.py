@@ -21,7 +21,7 @@ from shared.fetch.finalize import finalize
 from shared.fetch.library import plan_for
 from shared.fetch.worker import fetch_chunk
 from shared.messages import ChunkDone, ChunkReady, FetchComplete, dump, parse
-from shared.training.launch import RUN_ID_VAR, job_name, launch
+from shared.training.launch import executions_of_run, job_name, launch
 
 from .helpers import Tap, wait_for
 from .test_fetch_pipeline import new_request
@@ -140,14 +140,8 @@ def test_finalize_from_4_processes_x_2_threads_publishes_once(stack, settings, r
 
 
 def executions_of(settings, job, run_id) -> int:
-    runs = clients.executions_client(settings)
     name = job_name(settings.project, settings.region, settings.prefix, job)
-    return sum(
-        1
-        for e in runs.list_executions(parent=name)
-        for c in e.template.containers
-        if any(v.name == RUN_ID_VAR and v.value == run_id for v in c.env)
-    )
+    return len(executions_of_run(clients.executions_client(settings), name, run_id))
 
 
 def test_fetch_complete_delivered_8_times_at_once_starts_one_execution_per_job(stack, settings):
