@@ -115,7 +115,7 @@ def desired_state(
             raise InvalidRequest(
                 f"projects.{name}.dags.ids: DAG {missing[0]!r} does not exist in Airflow"
             )
-        selected = sorted(d for d, tags in dags.items() if project.dags.matches(d, tags))
+        selected = sorted(d for d, projects in selected_by.items() if name in projects)
         project_dags[name] = selected
         roles[project.role] = project_permissions(base, selected, existing)
         for group in project.groups:
