@@ -45,13 +45,16 @@ class BodyDeadline:
     ``idle_s``), so a client that sends its headers and then trickles the body cannot hold a
     server thread for long. A late body is answered 408."""
 
-    def __init__(self, app: Any, seconds: float = 10.0, idle_s: float = 5.0) -> None:
-        self.app, self.seconds, self.idle_s = app, seconds, idle_s
+    def __init__(
+        self, app: Any, seconds: float = 10.0, idle_s: float = 5.0, max_bytes: int = 1 << 20
+    ) -> None:
+        self.app, self.seconds, self.idle_s, self.max_bytes = app, seconds, idle_s, max_bytes
 
     def __call__(self, environ: dict, start_response: Any) -> Any:
         sock = environ.get("gunicorn.socket")
         length = environ.get("CONTENT_LENGTH") or "0"
-        if sock is None or not length.isdigit() or int(length) == 0:
+        if sock is None or not length.isdigit() or not 0 < int(length) <= self.max_bytes:
+            # Nothing to read, or more than the app accepts: the app answers (413) unread.
             return self.app(environ, start_response)
         deadline = time.monotonic() + self.seconds
         sock.settimeout(self.idle_s)

@@ -14,7 +14,7 @@ import os
 
 from shared import clients, log
 from shared.api.analytics import PromotionAnalytics
-from shared.api.app import create_app
+from shared.api.app import MAX_BODY_BYTES, create_app
 from shared.api.models import ModelStore
 from shared.api.server import BodyDeadline
 from shared.settings import Settings
@@ -37,4 +37,4 @@ analytics = PromotionAnalytics(
 )
 app = create_app(store, analytics=analytics, api_key=os.environ.get("RETAIL_API_KEY") or None)
 # A slow client may not hold a server thread: its body must arrive within 10 s.
-app.wsgi_app = BodyDeadline(app.wsgi_app)  # type: ignore[method-assign]
+app.wsgi_app = BodyDeadline(app.wsgi_app, max_bytes=MAX_BODY_BYTES)  # type: ignore[method-assign]

@@ -168,3 +168,20 @@ def test_slow_clients_do_not_starve_the_server(fresh_api):
     finally:
         for sock in slow:
             sock.close()
+
+
+def test_an_oversized_body_is_refused_without_being_read(fresh_api):
+    """The slow-body guard does not buffer a body larger than the API accepts: 413 at once."""
+    import socket
+
+    url = fresh_api[0]
+    assert _get(f"{url}/healthz").status_code == 200
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/promotions:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n{"
+        )
+        started = time.monotonic()
+        answer = _read_response(sock)
+    assert answer.startswith("HTTP/1.1 413") and time.monotonic() - started < 5
