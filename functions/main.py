@@ -209,7 +209,13 @@ def plan_fetch(event: CloudEvent) -> None:
 
 def _sync_rbac(trigger: RbacTrigger, delivery: Delivery) -> None:
     from shared.rbac.groups import GroupsReader, cloud_identity_service
-    from shared.rbac.sync import GcsDigest, airflow_client, load_config_from, sync
+    from shared.rbac.sync import (
+        GcsDigest,
+        GcsRoleLedger,
+        airflow_client,
+        load_config_from,
+        sync,
+    )
 
     settings = Settings.from_env()
     location = os.environ.get("RETAIL_RBAC_CONFIG")
@@ -223,6 +229,7 @@ def _sync_rbac(trigger: RbacTrigger, delivery: Delivery) -> None:
         airflow=airflow_client(config),
         digests=GcsDigest(gcs.bucket(settings.data_bucket)),
         force=trigger.force,
+        ledger=GcsRoleLedger(gcs.bucket(settings.data_bucket)),
     )
     logger.info(
         "rbac sync (%s): %d changes",

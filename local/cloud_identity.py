@@ -7,8 +7,10 @@ Seed (YAML): ``groups: {team@example.com: [alice@example.com, sub-team@example.c
 a member that is itself a key of ``groups`` is a nested GROUP, an address ending in
 ``gserviceaccount.com`` a SERVICE_ACCOUNT, anything else a USER. Test hooks (not in the real
 API): ``PUT /_admin/groups`` replaces the memberships, ``POST /_admin/faults``
-``{"group": "<email or *>", "mode": "500" | "timeout", "count": n}`` makes the next n reads
-fail, ``GET /_admin/calls`` counts requests.
+``{"group": "<email or *>", "mode": "500" | "429" | "timeout", "count": n, "page": k}`` makes
+the next n reads of that group fail (with ``page``, only the k-th page of its memberships,
+0-based, so a read can fail half-way through a large group), ``GET /_admin/calls`` counts
+requests.
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ def create_app(groups: dict[str, list[str]] | None = None) -> Flask:
 
     load(groups or {})
 
-    def fault_for(group: str):
+    def fault_for(group: str, page: int | None = None):
         for fault in state["faults"]:
             if fault["count"] > 0 and fault["group"] in ("*", group):
+                if fault["page"] is not None and fault["page"] != page:
+                    continue
                 fault["count"] -= 1
                 return fault["mode"]
         return None
@@ -58,6 +62,8 @@ def create_app(groups: dict[str, list[str]] | None = None) -> Flask:
     def fail(mode: str, group: str):
         if mode == "timeout":
             time.sleep(30)
+        if mode == "429":
+            return _error(429, "RESOURCE_EXHAUSTED", f"quota exceeded reading {group}")
         return _error(500, "INTERNAL", f"injected failure reading {group}")
 
     @app.get("/v1/groups:lookup")
@@ -79,13 +85,13 @@ def create_app(groups: dict[str, list[str]] | None = None) -> Flask:
             email = state["by_id"].get(gid)
             if email is None:
                 return _error(404, "NOT_FOUND", f"groups/{gid} not found")
-            mode = fault_for(email)
+            size = min(int(request.args.get("pageSize") or 50), PAGE_MAX)
+            start = int(request.args.get("pageToken") or 0)
+            mode = fault_for(email, start // max(size, 1))
             members = list(state["groups"][email])
             known = set(state["groups"])
         if mode:
             return fail(mode, email)
-        size = min(int(request.args.get("pageSize") or 50), PAGE_MAX)
-        start = int(request.args.get("pageToken") or 0)
         page = members[start : start + size]
         body: dict = {
             "memberships": [
@@ -121,6 +127,7 @@ def create_app(groups: dict[str, list[str]] | None = None) -> Flask:
                     "group": fault.get("group", "*").lower(),
                     "mode": str(fault.get("mode", "500")),
                     "count": int(fault.get("count", 1)),
+                    "page": None if fault.get("page") is None else int(fault["page"]),
                 }
             )
         return jsonify(fault)

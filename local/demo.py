@@ -250,7 +250,7 @@ def ask_api(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 60)
         raise StepFailed(f"the API did not pick up the models of {run_id} in {timeout_s:.0f} s")
     prices = requests.get(f"{api}/v1/prices", params={"limit": 500}, timeout=10).json()
     estimated = [p for p in prices["items"] if p["status"] == "ok"]
-    estimated.sort(key=lambda p: -abs(p["expected_revenue_change"] or 0))
+    estimated.sort(key=lambda p: (p.get("rank") is None, p.get("rank") or 0))
     bq = clients.bigquery_client(settings)
     top = next(
         iter(
@@ -431,12 +431,12 @@ def main(argv: list[str] | None = None) -> int:
 
         t = step("5. prediction API (models picked up without restart)")
         asked = observed["api"] = ask_api(cfg, settings, got["run_id"])
-        print(f"  GET /v1/prices: {asked['products_priced']} products; largest expected changes:")
+        print(f"  GET /v1/prices: {asked['products_priced']} products; top-ranked decisions:")
         for p in asked["prices"]:
             print(
                 f"    product {p['product_id']:>4}: elasticity {p['elasticity']:+.2f} "
-                f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}], price {p['current_price']:.2f} -> "
-                f"{p['recommended_price']:.2f}, revenue {p['expected_revenue_change']:+.1%}"
+                f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}], {p['decision']} "
+                f"{p['regular_price']:.2f} -> {p['recommended_price']:.2f}: {p['reason']}"
             )
         pred, plan = asked["prediction"], asked["plan"]
         print(

@@ -154,18 +154,31 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_rbac_sync(args: argparse.Namespace) -> int:
+    from shared.identifiers import GcsUri
     from shared.rbac.groups import GroupsReader, cloud_identity_service
-    from shared.rbac.sync import airflow_client, load_config_from, sync
+    from shared.rbac.sync import (
+        FileRoleLedger,
+        GcsRoleLedger,
+        airflow_client,
+        load_config_from,
+        sync,
+    )
 
-    settings = None
-    if args.config.startswith("gs://"):
-        settings = Settings.from_env()
-    config = load_config_from(args.config, clients.storage_client(settings) if settings else None)
+    on_gcs = [a for a in (args.config, args.state) if a and a.startswith("gs://")]
+    gcs = clients.storage_client(Settings.from_env()) if on_gcs else None
+    config = load_config_from(args.config, gcs)
+    ledger: GcsRoleLedger | FileRoleLedger | None = None
+    if args.state and args.state.startswith("gs://"):
+        uri = GcsUri.parse(args.state)
+        ledger = GcsRoleLedger(gcs.bucket(uri.bucket), uri.path)  # type: ignore[union-attr]
+    elif args.state:
+        ledger = FileRoleLedger(args.state)
     result = sync(
         config,
         groups=GroupsReader(cloud_identity_service()),
         airflow=airflow_client(config),
         dry_run=args.dry_run,
+        ledger=ledger,
     )
     rows = [
         (
@@ -304,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     rsync = rbac.add_parser("sync", help="reconcile Airflow with the groups in a config")
     rsync.add_argument("--config", required=True, help="rbac.yaml (a path or gs:// URI)")
     rsync.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    rsync.add_argument(
+        "--state",
+        help="the ledger of roles the reconciler owns, a JSON path or gs://bucket/path (the "
+        "function keeps gs://<data bucket>/rbac/owned-roles.json); without it, a removed "
+        "project's role is not retired",
+    )
     rsync.set_defaults(run=_cmd_rbac_sync)
     role = rbac.add_parser("role", help="one role for the DAGs with a prefix (the old tool)")
     role.add_argument("-u", "--url", required=True, help="Airflow base URL")

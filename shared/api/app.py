@@ -31,17 +31,33 @@ MAX_STORES = 100_000
 MAX_JSON_DEPTH = 8  # the deepest valid body is {"promotions": [{...}]}
 MAX_DURATION_DAYS = 91
 MECHANICS = tuple(MECHANIC_CODES)
-PRICE_FIELDS = (
-    "product_id",
-    "status",
+# What an analyst signs off: the decision and its reason, the price, the expected weekly gain
+# with its 90% interval, the elasticity with its 95% interval (and the plain log-log one).
+PRICE_NUMBERS = (
     "elasticity",
     "ci_low",
     "ci_high",
-    "current_price",
+    "elasticity_plain",
+    "regular_price",
+    "unit_cost",
     "recommended_price",
-    "margin_price",
-    "expected_revenue_change",
+    "candidate_price",
+    "expected_gain",
+    "gain_low",
+    "gain_high",
+    "expected_change",
 )
+PRICE_STRINGS = (
+    "decision",
+    "reason",
+    "reason_code",
+    "objective",
+    "binding_rule",
+    "cost_source",
+    "identification",
+)
+PRICE_FIELDS = ("product_id", "status", "rank", *PRICE_STRINGS, *PRICE_NUMBERS)
+DECISIONS = ("move", "hold")
 
 
 class ApiError(Exception):
@@ -347,10 +363,13 @@ def openapi() -> dict[str, Any]:
                             "in": "query",
                             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
                         },
+                        _query("decision", {"type": "string", "enum": list(DECISIONS)}),
+                        _query("order", {"type": "string", "enum": ["product_id", "rank"]}),
                     ],
                     "responses": {
                         "200": {
-                            "description": "a page of recommendations",
+                            "description": "a page of recommendations (order=rank: the moves "
+                            "by expected gain, largest first)",
                             "content": {
                                 "application/json": {
                                     "schema": {
@@ -395,13 +414,9 @@ def openapi() -> dict[str, Any]:
                     "properties": {
                         "product_id": {"type": "integer"},
                         "status": {"type": "string"},
-                        "elasticity": number,
-                        "ci_low": number,
-                        "ci_high": number,
-                        "current_price": number,
-                        "recommended_price": number,
-                        "margin_price": number,
-                        "expected_revenue_change": number,
+                        "rank": {"type": ["integer", "null"]},
+                        **{k: {"type": ["string", "null"]} for k in PRICE_STRINGS},
+                        **{k: number for k in PRICE_NUMBERS},
                         "model_run_id": {"type": "string"},
                     },
                 },
@@ -509,8 +524,15 @@ def create_app(
     def prices():
         limit = _int_arg("limit", 100, 1, MAX_PAGE)
         offset = _int_arg("offset", 0, 0, MAX_OFFSET)
+        decision = _str_arg("decision", DECISIONS)
+        order = _str_arg("order", ("product_id", "rank"))
         current = model()
         ids = sorted(current.products)
+        if decision:
+            ids = [i for i in ids if current.products[i].get("decision") == decision]
+        if order == "rank":
+            ids.sort(key=lambda i: (current.products[i].get("rank") is None,
+                                    current.products[i].get("rank") or 0, i))  # fmt: skip
         page = [_price(current.products[i], current.run_id) for i in ids[offset : offset + limit]]
         return jsonify({"items": page, "total": len(ids), "model_run_id": current.run_id})
 

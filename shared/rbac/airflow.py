@@ -2,16 +2,18 @@
 with the FAB auth manager (``/auth/fab/v1``, DAGs on ``/api/v2``), detected at first use.
 
 Differences handled here so the reconciler does not see them: Airflow 3 wants a JWT from
-``/auth/token``; 2.10's ``PATCH /roles`` only adds permissions (a removal is delete, recreate,
-re-assign the users, checked by reading the role back); ``POST /roles`` answers ``{}``;
-``PATCH /users`` needs the full body; lists page at 100. Reads and writes are counted.
+``/auth/token``; 2.10's ``PATCH /roles`` only adds permissions, so a removal there goes
+through a stand-in role that holds the new permissions while the role is recreated (see
+``set_role``: no holder is ever without the new permissions); ``POST /roles`` answers ``{}``;
+``PATCH /users`` needs the full body; lists page at 100. Reads and writes are counted, and
+every write is logged in ``calls.writes_log`` ("METHOD path").
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -22,6 +24,9 @@ from shared.log import get_logger
 
 log = get_logger("shared.rbac.airflow")
 PAGE = 100
+# A stand-in role exists only while a role's permissions shrink on Airflow 2 (config role names
+# cannot contain "~", so no project's role can collide with one).
+STAND_IN = "~next"
 Perm = tuple[str, str]  # (action, resource)
 
 
@@ -39,10 +44,15 @@ class Calls:
     reads: int = 0
     writes: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    writes_log: list[str] = field(default_factory=list)
 
 
 class AirflowError(PermanentError):
     """Airflow refused a call; the message names the call and Airflow's reason."""
+
+
+class NeedsPerson(AirflowError):
+    """The change cannot be made without touching what the reconciler must never touch."""
 
 
 class AirflowClient:
@@ -67,6 +77,17 @@ class AirflowClient:
         self.probe_attempts = 4
 
     # ------------------------------------------------------------------ transport
+
+    @property
+    def fab(self) -> str:
+        """The roles-and-users API's base URL (detected on first use)."""
+        self._detect()
+        return self._fab
+
+    @property
+    def dags_api(self) -> str:
+        self._detect()
+        return self._dags_api
 
     def _detect(self) -> None:
         if self.version is not None:
@@ -94,8 +115,8 @@ class AirflowClient:
                 f"Airflow at {self.url}: version probe failed {self.probe_attempts} times, "
                 f"last: {last}"
             )
-        self.fab = f"{self.url}/auth/fab/v1" if self.version == 3 else f"{self.url}/api/v1"
-        self.dags_api = f"{self.url}/api/v2" if self.version == 3 else f"{self.url}/api/v1"
+        self._fab = f"{self.url}/auth/fab/v1" if self.version == 3 else f"{self.url}/api/v1"
+        self._dags_api = f"{self.url}/api/v2" if self.version == 3 else f"{self.url}/api/v1"
         if self._token:
             self.session.headers["Authorization"] = f"Bearer {self._token}"
         elif self.version == 3 and self._username:
@@ -104,6 +125,8 @@ class AirflowClient:
                 json={"username": self._username, "password": self._password},
                 timeout=self.timeout_s,
             )
+            if got.status_code >= 500 or got.status_code == 429:
+                raise TransientError(f"POST /auth/token: {got.status_code}")
             if got.status_code >= 300:
                 raise AirflowError(f"POST /auth/token: {got.status_code} (check the credentials)")
             self.session.headers["Authorization"] = f"Bearer {got.json()['access_token']}"
@@ -115,6 +138,7 @@ class AirflowClient:
         write = method != "GET"
         if write:
             self.calls.writes += 1
+            self.calls.writes_log.append(f"{method} {url.removeprefix(self.url)}")
         else:
             self.calls.reads += 1
         self.calls.by_kind[kind] = self.calls.by_kind.get(kind, 0) + 1
@@ -200,14 +224,42 @@ class AirflowClient:
         )
 
     def delete_role(self, name: str) -> None:
-        self._call("DELETE", f"{self.fab}/roles/{quote(name, safe='')}", "delete_role")
+        """Delete role ``name``; one that is already gone counts as deleted."""
+        try:
+            self._call("DELETE", f"{self.fab}/roles/{quote(name, safe='')}", "delete_role")
+        except AirflowError as exc:
+            if ": 404 " not in str(exc):
+                raise
 
-    def role(self, name: str) -> set[Perm]:
-        found = self._call("GET", f"{self.fab}/roles/{quote(name, safe='')}", "get_role")
+    def role(self, name: str) -> set[Perm] | None:
+        try:
+            found = self._call("GET", f"{self.fab}/roles/{quote(name, safe='')}", "get_role")
+        except AirflowError as exc:
+            if ": 404 " in str(exc):
+                return None
+            raise
         return {(a["action"]["name"], a["resource"]["name"]) for a in found.get("actions", [])}
 
-    def set_role(self, name: str, perms: set[Perm], users: list[User]) -> None:
-        """Make role ``name`` hold exactly ``perms``; ``users`` are its current holders."""
+    def set_role(
+        self,
+        name: str,
+        perms: set[Perm],
+        holders: list[User],
+        protected: Sequence[User] = (),
+    ) -> None:
+        """Make role ``name`` hold exactly ``perms``. ``holders`` are the users holding it that
+        may be written to (their ``roles`` are kept up to date here); ``protected`` hold it too
+        and must never be written to.
+
+        PATCH first: Airflow 3 sets the permissions in place, Airflow 2.10 only adds (harmless:
+        holders gain the new permissions before anything is taken away). If the role read back
+        still has more than ``perms``, Airflow 2.10 can only remove by recreating the role; to
+        keep every holder's access through it, a stand-in role with ``perms`` is given to each
+        holder first, then the role is recreated and given back, then the stand-in goes. A
+        failure at any step leaves each holder with the role or the stand-in (at least
+        ``perms``); the next run finishes the switch (the stand-in is retired like any role
+        the reconciler owns and no longer wants).
+        """
         self._call(
             "PATCH",
             f"{self.fab}/roles/{quote(name, safe='')}",
@@ -217,11 +269,31 @@ class AirflowClient:
         )
         if self.role(name) == perms:
             return
-        # Airflow 2.10 only adds on PATCH: recreate the role and give it back to its users.
+        if protected:
+            raise NeedsPerson(
+                f"role {name!r}: Airflow {self.version} removes permissions only by recreating "
+                f"the role, which would take it from {sorted(u.username for u in protected)} "
+                "(allow-listed: never written to); take the role from them by hand or take "
+                "them off the allow-list (permissions were only added)"
+            )
+        stand_in = name + STAND_IN
+        if self.role(stand_in) is None:
+            self.create_role(stand_in, perms)
+        else:  # left by an interrupted switch: make sure it holds at least ``perms``
+            self._call(
+                "PATCH",
+                f"{self.fab}/roles/{quote(stand_in, safe='')}",
+                "patch_role",
+                params={"update_mask": "actions"},
+                json={"name": stand_in, "actions": self._actions(perms)},
+            )
+        for user in holders:
+            self.set_user_roles(user, user.roles | {stand_in})
         self.delete_role(name)
         self.create_role(name, perms)
-        for user in users:
-            self.set_user_roles(user, user.roles)
+        for user in holders:
+            self.set_user_roles(user, (user.roles - {stand_in}) | {name})
+        self.delete_role(stand_in)
 
     def create_user(self, email: str, roles: set[str]) -> None:
         local = email.split("@")[0]
@@ -241,6 +313,10 @@ class AirflowClient:
         )
 
     def set_user_roles(self, user: User, roles: set[str]) -> None:
+        """Give ``user`` exactly ``roles`` (no call if that is what it has); updates
+        ``user.roles``."""
+        if roles == user.roles:
+            return
         self._call(
             "PATCH",
             f"{self.fab}/users/{quote(user.username, safe='')}",
@@ -254,3 +330,4 @@ class AirflowClient:
                 "roles": [{"name": r} for r in sorted(roles)],
             },
         )
+        user.roles = set(roles)

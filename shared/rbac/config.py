@@ -35,7 +35,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from shared.errors import InvalidRequest
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_ROLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")
+# 59 at most: Airflow keeps 64, and a role being switched has a "~next" stand-in beside it.
+_ROLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,58}")
 _ENV = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 

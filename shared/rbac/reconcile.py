@@ -4,16 +4,22 @@
 in ``plan``: the allow-list is never changed; if any group could not be read, nothing is
 revoked (additions from the groups that were read still go ahead: they are right whatever
 the unread groups hold); above the revocation cap nothing is applied at all.
+
+Ownership: the roles the reconciler created are recorded (``owned``, kept by ``sync`` beside
+the digest) before they are created. A recorded role no project has any more (the project was
+renamed or removed), and any "~next" stand-in left by an interrupted switch, is *retired*:
+revoked from everyone (counted against the cap) and then deleted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from shared.errors import InvalidRequest, PermanentError
 from shared.log import get_logger
-from shared.rbac.airflow import AirflowClient, AirflowError, Perm, User
-from shared.rbac.config import RbacConfig
+from shared.rbac.airflow import STAND_IN, AirflowClient, AirflowError, Perm, User
+from shared.rbac.config import RbacConfig, reserved_role_problem
 from shared.rbac.groups import Membership
 
 log = get_logger("shared.rbac")
@@ -47,7 +53,7 @@ class Desired:
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # create_role | set_role | create_user | set_user_roles
+    kind: str  # create_role | set_role | create_user | set_user_roles | delete_role
     target: str
     add: frozenset = frozenset()
     remove: frozenset = frozenset()
@@ -55,7 +61,10 @@ class Change:
 
     @property
     def revocations(self) -> int:
-        return len(self.remove) if self.kind == "set_user_roles" else 0
+        """Roles taken from a user (a stand-in is no access of its own: not counted)."""
+        if self.kind != "set_user_roles":
+            return 0
+        return sum(1 for r in self.remove if not str(r).endswith(STAND_IN))
 
 
 @dataclass
@@ -127,15 +136,32 @@ def desired_state(
     return Desired(roles, users, project_dags)
 
 
+def retired_roles(
+    config: RbacConfig, desired: Desired, actual_roles: dict[str, set[Perm]], owned: set[str]
+) -> set[str]:
+    """Roles in Airflow the reconciler owns and no project wants: recorded as created by it
+    (``owned``) or a stand-in. Airflow's own roles and the admin and base roles never are."""
+    return {
+        role
+        for role in actual_roles
+        if (role in owned or role.endswith(STAND_IN))
+        and role not in desired.roles
+        and role not in (config.admin_role, config.base_role)
+        and reserved_role_problem(role) is None
+    }
+
+
 def plan(
     config: RbacConfig,
     desired: Desired,
     actual_roles: dict[str, set[Perm]],
     actual_users: list[User],
     membership: Membership,
+    owned: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> Plan:
     """The changes that make Airflow match ``desired``, with the safety rules applied."""
-    managed = config.managed_roles
+    retired = retired_roles(config, desired, actual_roles, owned)
+    managed = config.managed_roles | retired
     allow = set(config.allow_list)
     changes: list[Change] = []
     for role, perms in sorted(desired.roles.items()):
@@ -185,6 +211,8 @@ def plan(
                 + [
                     f"{r}: built-in role seeing every DAG (builtin_roles_of_members: remove)"
                     if r in broad
+                    else f"{r}: {_retired_why(r)}"
+                    if r in retired
                     else f"{r}: no longer in its groups"
                     for r in sorted(remove)
                 ]
@@ -202,9 +230,20 @@ def plan(
                     "set_user_roles",
                     user.username,
                     remove=frozenset(remove),
-                    why="in none of the configured groups",
+                    why="in none of the configured groups"
+                    if not remove & retired
+                    else "; ".join(f"{r}: {_retired_why(r)}" for r in sorted(remove & retired)),
                 )
             )
+    for role in sorted(retired):
+        kept_by = sorted(u.username for u in actual_users if role in u.roles and untouched(u))
+        if kept_by:
+            conflicts.append(
+                f"role {role!r} ({_retired_why(role)}) is held by allow-listed {kept_by}, "
+                "whom the reconciler never writes to; take it from them by hand (not deleted)"
+            )
+            continue
+        changes.append(Change("delete_role", role, why=_retired_why(role)))
     own = config.own_identity
     for change in changes:
         if own and change.remove and change.kind == "set_user_roles":
@@ -232,7 +271,7 @@ def plan(
         # Unknown membership: a removal might be wrong. Keep the additions, hold the removals.
         kept, held = [], []
         for change in changes:
-            if change.remove:
+            if change.remove or change.kind == "delete_role":
                 held.append(change)
                 if change.add:
                     kept.append(Change(change.kind, change.target, change.add, why=change.why))
@@ -253,6 +292,20 @@ def plan(
     return result
 
 
+def _retired_why(role: str) -> str:
+    if role.endswith(STAND_IN):
+        return "stand-in left by an interrupted role switch"
+    return "owned by the reconciler, no project's role any more (project renamed or removed)"
+
+
+class RoleLedger(Protocol):
+    """The roles the reconciler created (recorded before each is created)."""
+
+    def owned(self) -> set[str]: ...
+    def add(self, roles: set[str]) -> None: ...
+    def discard(self, roles: set[str]) -> None: ...
+
+
 def apply(
     changes: list[Change],
     client: AirflowClient,
@@ -261,10 +314,14 @@ def apply(
     desired: Desired,
     *,
     dry_run: bool = False,
+    allow: set[str] = frozenset(),  # type: ignore[assignment]
+    ledger: RoleLedger | None = None,
 ) -> list[str]:
     """Make the calls for ``changes`` (none with ``dry_run``); one log line per change. A
     change Airflow refuses is reported (who, what, Airflow's error) and the others still
-    apply; returns the failures."""
+    apply; returns the failures. Users in ``allow`` (emails or usernames) are never written
+    to; a role is recorded in ``ledger`` before it is created and dropped after it is deleted.
+    """
     users = {u.username: u for u in actual_users}
     failures: list[str] = []
     for change in changes:
@@ -288,7 +345,7 @@ def apply(
         if dry_run:
             continue
         try:
-            _apply_one(change, client, actual_roles, actual_users, users, desired)
+            _apply_one(change, client, actual_roles, actual_users, users, desired, allow, ledger)
         except AirflowError as exc:
             failures.append(f"{change.kind} {change.target}: {exc}")
             log.error("%s %s failed: %s", change.kind, change.target, exc,
@@ -303,17 +360,25 @@ def _apply_one(
     actual_users: list[User],
     users: dict[str, User],
     desired: Desired,
+    allow: set[str],
+    ledger: RoleLedger | None,
 ) -> None:
     if change.kind == "create_role":
+        if ledger is not None:
+            ledger.add({change.target})
         client.create_role(change.target, set(desired.roles[change.target]))
+    elif change.kind == "delete_role":
+        client.delete_role(change.target)
+        if ledger is not None:
+            ledger.discard({change.target})
     elif change.kind == "set_role":
         holders = [u for u in actual_users if change.target in u.roles]
+        protected = [u for u in holders if u.email in allow or u.username.lower() in allow]
         perms = (actual_roles[change.target] | change.add) - change.remove
-        client.set_role(change.target, perms, holders)
+        client.set_role(change.target, perms, [u for u in holders if u not in protected], protected)
     elif change.kind == "create_user":
         client.create_user(change.target, set(change.add))
     elif change.kind == "set_user_roles":
         user = users[change.target]
         roles = (user.roles | change.add) - change.remove
         client.set_user_roles(user, roles)
-        user.roles = roles

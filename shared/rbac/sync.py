@@ -2,13 +2,15 @@
 
 The digest of the desired state is kept on GCS: when a tick finds the same desired state as
 the last successful run (and the run is not forced), it stops after the reads, before listing
-users or writing anything.
+users or writing anything. Beside it, the ledger of the roles the reconciler owns (created or
+adopted as a project's role), so a renamed or removed project's role is retired.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -17,7 +19,16 @@ from shared.log import get_logger
 from shared.rbac.airflow import AirflowClient
 from shared.rbac.config import RbacConfig
 from shared.rbac.groups import GroupsReader
-from shared.rbac.reconcile import Change, ChangesFailed, Desired, apply, desired_state, plan
+from shared.rbac.reconcile import (
+    Change,
+    ChangesFailed,
+    Desired,
+    RoleLedger,
+    apply,
+    desired_state,
+    plan,
+    retired_roles,
+)
 
 if TYPE_CHECKING:
     from google.cloud import storage
@@ -46,6 +57,78 @@ class GcsDigest:
 
     def put(self, digest: str) -> None:
         self.blob.upload_from_string(digest, content_type="text/plain")
+
+
+class _JsonRoleLedger:
+    """The ledger as ``{"roles": [...]}`` in one object; every update is a read-modify-write
+    that only lands on the version it read (two runs at once both land, one after the other)."""
+
+    def _read(self) -> tuple[set[str], int]:
+        raise NotImplementedError
+
+    def _write(self, roles: set[str], version: int) -> bool:
+        raise NotImplementedError
+
+    def owned(self) -> set[str]:
+        return self._read()[0]
+
+    def _update(self, change: Callable[[set[str]], set[str]]) -> None:
+        for _ in range(20):
+            roles, version = self._read()
+            new = change(set(roles))
+            if new == roles or self._write(new, version):
+                return
+        raise RuntimeError("the role ledger kept changing under this run; try again")
+
+    def add(self, roles: set[str]) -> None:
+        self._update(lambda have: have | roles)
+
+    def discard(self, roles: set[str]) -> None:
+        self._update(lambda have: have - roles)
+
+
+class GcsRoleLedger(_JsonRoleLedger):
+    """The ledger on GCS beside the digest, updated with generation preconditions."""
+
+    def __init__(self, bucket: storage.Bucket, path: str = "rbac/owned-roles.json") -> None:
+        self.bucket, self.path = bucket, path
+
+    def _read(self) -> tuple[set[str], int]:
+        blob = self.bucket.get_blob(self.path)
+        if blob is None:
+            return set(), 0
+        return set(json.loads(blob.download_as_bytes())["roles"]), int(blob.generation)
+
+    def _write(self, roles: set[str], version: int) -> bool:
+        from google.api_core import exceptions as gexc
+
+        try:
+            self.bucket.blob(self.path).upload_from_string(
+                json.dumps({"roles": sorted(roles)}),
+                content_type="application/json",
+                if_generation_match=version,
+            )
+        except gexc.PreconditionFailed:
+            return False
+        return True
+
+
+class FileRoleLedger(_JsonRoleLedger):
+    """The ledger in a local file (the CLI's ``--state``); one writer at a time."""
+
+    def __init__(self, path: str) -> None:
+        from pathlib import Path
+
+        self.file = Path(path)
+
+    def _read(self) -> tuple[set[str], int]:
+        if not self.file.exists():
+            return set(), 0
+        return set(json.loads(self.file.read_text())["roles"]), 0
+
+    def _write(self, roles: set[str], version: int) -> bool:
+        self.file.write_text(json.dumps({"roles": sorted(roles)}))
+        return True
 
 
 @dataclass
@@ -79,8 +162,10 @@ def sync(
     dry_run: bool = False,
     digests: DigestStore | None = None,
     force: bool = False,
+    ledger: RoleLedger | None = None,
 ) -> SyncResult:
-    """Reconcile Airflow with the groups once; see the module and ``reconcile`` for the rules."""
+    """Reconcile Airflow with the groups once; see the module and ``reconcile`` for the rules.
+    Without a ``ledger`` only the config's current roles are known to be the reconciler's."""
     membership = groups.read(config.groups())
     dags = airflow.dags()
     roles = airflow.roles()
@@ -90,17 +175,43 @@ def sync(
     desired = desired_state(config, membership, dags, roles[config.base_role], existing)
     digest = digest_of(desired)
     result = SyncResult(dry_run=dry_run, desired=desired)
-    if digests is not None and not force and membership.complete and digests.get() == digest:
+    owned = ledger.owned() if ledger is not None else set()
+    if ledger is not None and not dry_run:
+        # Adopt the config's roles that exist (managed from now on); new ones are recorded
+        # just before they are created.
+        ledger.add(set(desired.roles) & set(roles) - owned)
+    retiring = retired_roles(config, desired, roles, owned)
+    if (
+        digests is not None
+        and not force
+        and membership.complete
+        and not retiring
+        and digests.get() == digest
+    ):
         result.unchanged = True
     else:
         users = airflow.users()
-        planned = plan(config, desired, roles, users, membership)
+        planned = plan(config, desired, roles, users, membership, owned)
         result.changes, result.held_back, result.notes = (
             planned.changes,
             planned.held_back,
             planned.notes,
         )
-        result.failures = apply(planned.changes, airflow, roles, users, desired, dry_run=dry_run)
+        result.failures = apply(
+            planned.changes,
+            airflow,
+            roles,
+            users,
+            desired,
+            dry_run=dry_run,
+            allow={a.lower() for a in config.allow_list},
+            ledger=ledger,
+        )
+        if ledger is not None and not dry_run:
+            # Recorded but never created (a project removed before its first run).
+            never = owned - set(roles) - set(desired.roles)
+            if never:
+                ledger.discard(never)
         result.conflicts = planned.conflicts
         # The digest says "nothing to do": only true when every change went through.
         clean = not result.failures and not result.conflicts

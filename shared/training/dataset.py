@@ -70,8 +70,10 @@ def read_shard(
     shard: Shard,
     filesystem: object,
     columns: list[str] | None = None,
+    optional: tuple[str, ...] = (),
 ) -> pa.Table:
-    """This shard's rows of the manifest's parts (product_id hash-partitioned)."""
+    """This shard's rows of the manifest's parts (product_id hash-partitioned); columns in
+    ``optional`` are read where the parts have them."""
     paths = [part["uri"].removeprefix("gs://") for part in manifest["parts"]]
     if not paths:
         return pa.table({})
@@ -80,4 +82,6 @@ def read_shard(
     # product_id mod count (Arrow divides integers by truncation; product ids are positive)
     remainder = product - (product / shard.count) * shard.count
     condition = remainder == shard.index if shard.count > 1 else None
+    if columns is not None:
+        columns = [*columns, *(c for c in optional if c in dataset.schema.names)]
     return dataset.to_table(columns=columns, filter=condition)

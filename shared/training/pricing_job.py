@@ -5,6 +5,7 @@ run's rows replaced, never appended twice) and writes the encrypted model artifa
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -19,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import yaml
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery, storage
 
@@ -28,53 +30,102 @@ from shared.log import get_logger
 from shared.synthetic.load import bq_schema
 from shared.training.artifacts import Keyring, publish
 from shared.training.dataset import BadInput, Shard, load_manifest, read_shard
-from shared.training.pricing import PriceResult, fit_products
+from shared.training.pricing import Catalog, PriceResult, PricingConfig, fit_products
 from shared.training.promotions_job import latest_scores
 from shared.training.report import render
 
 log = get_logger("shared.training.pricing_job")
 COLUMNS = ["date", "store_id", "product_id", "units", "revenue", "promo_id", "feature", "display"]
+OPTIONAL_COLUMNS = ("regular_price",)
+_ARROW = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
 RESULT_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("product_id", pa.int64()),
-        ("status", pa.string()),
-        ("n_cells", pa.int64()),
-        ("elasticity", pa.float64()),
-        ("ci_low", pa.float64()),
-        ("ci_high", pa.float64()),
-        ("std_error", pa.float64()),
-        ("r2", pa.float64()),
-        ("price_variation", pa.float64()),
-        ("current_price", pa.float64()),
-        ("recommended_price", pa.float64()),
-        ("expected_revenue_change", pa.float64()),
-        ("margin_price", pa.float64()),
-        ("returns_rows", pa.int64()),
-    ]
+    [("run_id", pa.string())]
+    + [(f.name, _ARROW[str(f.type).split(" ")[0]]) for f in dataclasses.fields(PriceResult)]
+    + [("rank", pa.int64())]
 )
+
+
+CONFIG_PATH = "config/pricing.yaml"  # in the data bucket
+
+
+def load_config(location: str | None, gcs: storage.Client) -> PricingConfig:
+    """The job's config from a path or ``gs://`` object (JSON or YAML); the defaults where
+    there is none."""
+    if not location:
+        return PricingConfig()
+    if location.startswith("gs://"):
+        uri = GcsUri.parse(location)
+        blob = gcs.bucket(uri.bucket).get_blob(uri.path)
+        if blob is None:
+            log.info("pricing: no config at %s, the default rules apply", location)
+            return PricingConfig()
+        text = blob.download_as_text()
+    else:
+        with open(location, encoding="utf-8") as handle:
+            text = handle.read()
+    try:
+        return PricingConfig.model_validate(yaml.safe_load(text) or {})
+    except (yaml.YAMLError, ValueError) as exc:
+        raise BadInput(f"pricing config {location}: {exc}") from None
+
+
+def load_catalog(bq: bigquery.Client, table: str) -> Catalog:
+    """Unit cost and category per product from ``table`` (either column may be missing: a
+    product without a cost is held, or costed by the config's ``cost_ratio``)."""
+    try:
+        found = bq.get_table(table)
+    except gexc.NotFound:
+        log.warning("pricing: no products table %s: no unit costs, no categories", table)
+        return Catalog()
+    names = {f.name for f in found.schema}
+    wanted = [f for f in found.schema if f.name in {"product_id", "unit_cost", "category"}]
+    if "product_id" not in names:
+        raise BadInput(f"products table {table} has no product_id column")
+    cost: dict[int, float] = {}
+    category: dict[int, str] = {}
+    for row in bq.list_rows(found, selected_fields=wanted):
+        pid = int(row["product_id"])
+        if row.get("unit_cost") is not None:
+            cost[pid] = float(row["unit_cost"])
+        if row.get("category") is not None:
+            category[pid] = str(row["category"])
+    return Catalog(cost, category)
 
 
 def shard_name(shard: Shard) -> str:
     return f"shard-{shard.index:05d}-of-{shard.count:05d}.parquet"
 
 
-# The shard's table, inherited by forked workers instead of being pickled to each of them.
+# The shard's table and options, inherited by forked workers instead of being pickled.
 _SHARD: pa.Table | None = None
+_OPTIONS: dict[str, Any] = {}
 
 
 def _fit_group(products: np.ndarray) -> list[PriceResult]:
     assert _SHARD is not None
-    return fit_products(_SHARD.filter(pc.is_in(_SHARD["product_id"], pa.array(products))))
+    part = _SHARD.filter(pc.is_in(_SHARD["product_id"], pa.array(products)))
+    return fit_products(part, **_OPTIONS)
 
 
-def fit_in_pool(table: pa.Table, workers: int) -> list[PriceResult]:
+def fit_in_pool(
+    table: pa.Table,
+    workers: int,
+    catalog: Catalog | None = None,
+    config: PricingConfig | None = None,
+) -> list[PriceResult]:
     """Fit every product of ``table``, products split across ``workers`` processes."""
+    config = config or PricingConfig()
+    options: dict[str, Any] = {
+        "catalog": catalog,
+        "rules": config.rules_by_category(),
+        "spec": config.spec,
+        "cost_ratio": config.cost_ratio,
+    }
     if table.num_rows == 0:
         return []
     products, rows = np.unique(table["product_id"].to_numpy(), return_counts=True)
     if workers <= 1 or len(products) < 2:
-        return fit_products(table)
+        return fit_products(table, **options)
     # Balance by rows, not product count: a few products hold most of the sales.
     workers = min(workers, len(products))
     load = np.zeros(workers)
@@ -84,14 +135,14 @@ def fit_in_pool(table: pa.Table, workers: int) -> list[PriceResult]:
         assigned[target].append(int(products[i]))
         load[target] += rows[i]
     groups = [np.array(g) for g in assigned]
-    global _SHARD
-    _SHARD = table
+    global _SHARD, _OPTIONS
+    _SHARD, _OPTIONS = table, options
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             parts = list(pool.map(_fit_group, groups))
     finally:
-        _SHARD = None
+        _SHARD, _OPTIONS = None, {}
     return sorted((r for part in parts for r in part), key=lambda r: r.product_id)
 
 
@@ -104,12 +155,25 @@ def run_task(
     gcs: storage.Client,
     filesystem: object,
     workers: int | None = None,
+    bq: bigquery.Client | None = None,
+    config: PricingConfig | None = None,
+    products_table: str | None = None,
 ) -> str:
-    """One task: read the shard, fit, write ``<output>/<shard file>``; returns its URI."""
+    """One task: read the shard, fit, write ``<output>/<shard file>``; returns its URI. With
+    ``bq``, unit costs and categories come from the products table: the config's, else
+    ``products_table``, else the fetched table's dataset's ``products``."""
+    config = config or PricingConfig()
     manifest = load_manifest(gcs, manifest_uri)
-    table = read_shard(manifest, shard, filesystem, columns=COLUMNS)
-    results = fit_in_pool(table, workers or os.cpu_count() or 1)
-    rows = [{"run_id": run_id, **r.row()} for r in results]
+    catalog = None
+    if bq is not None:
+        source = TableRef.parse(manifest["source"])
+        products = (
+            config.products_table or products_table or f"{source.project}.{source.dataset}.products"
+        )
+        catalog = load_catalog(bq, products)
+    table = read_shard(manifest, shard, filesystem, columns=COLUMNS, optional=OPTIONAL_COLUMNS)
+    results = fit_in_pool(table, workers or os.cpu_count() or 1, catalog, config)
+    rows = [{"run_id": run_id, **r.row(), "rank": None} for r in results]
     out = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
     buffer = io.BytesIO()
     pq.write_table(out, buffer)
@@ -165,6 +229,21 @@ def _replace_run_rows(
         )
 
 
+def ranked(results: pa.Table) -> pa.Table:
+    """``rank``: 1 for the recommended move with the largest expected gain, and so on;
+    empty for products held."""
+    rows = results.to_pylist()
+    moves = sorted(
+        (i for i, r in enumerate(rows) if r["decision"] == "move"),
+        key=lambda i: (-rows[i]["expected_gain"], rows[i]["product_id"]),
+    )
+    rank: list[int | None] = [None] * len(rows)
+    for position, i in enumerate(moves, 1):
+        rank[i] = position
+    column = results.schema.get_field_index("rank")
+    return results.set_column(column, "rank", pa.array(rank, pa.int64()))
+
+
 def merge(
     run_id: str,
     output: str,
@@ -184,7 +263,7 @@ def merge(
         if blob is None:
             raise BadInput(f"pricing run {run_id}: shard {i} of {task_count} is missing")
         tables.append(pq.read_table(io.BytesIO(blob.download_as_bytes())))
-    results = pa.concat_tables(tables).sort_by("product_id")
+    results = ranked(pa.concat_tables(tables).sort_by("product_id"))
     run_date = dt.datetime.now(dt.UTC).date()
     merged = results.append_column("run_date", pa.array([run_date] * results.num_rows))
     merged_uri = dest.child("_merged.parquet")

@@ -1,13 +1,16 @@
 """The run report: one self-contained HTML page (inline SVG, no scripts, no network).
 
-Elasticity distribution of the estimated products, revenue-vs-price curves of the top
-products by revenue with the current and recommended prices marked, flagged products, and
+What a pricing analyst reads before signing: the recommended moves ranked by expected weekly
+gain with its 90% interval and the rule that bounds each; the products held and why (counted
+by reason); the elasticity distribution; per category, the elasticity under the job's
+specification beside the plain log-log one; expected-profit curves of the largest moves; and
 the promotion model's holdout accuracy next to the naive forecast.
 """
 
 from __future__ import annotations
 
 import html
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,13 +55,16 @@ def histogram_svg(values: Sequence[float], bins: int = 20, label: str = "") -> s
     )
 
 
-def revenue_curve_svg(current: float, elasticity: float, recommended: float, title: str) -> str:
-    """Expected revenue relative to today's, for prices from -30% to +30%."""
-    prices = np.linspace(current * 0.7, current * 1.3, 61)
-    revenue = (prices / current) ** (1 + elasticity)
+def value_curve_svg(
+    regular: float, elasticity: float, recommended: float, cost: float, title: str
+) -> str:
+    """Expected weekly profit (revenue when ``cost`` is 0) relative to today's, for prices
+    from -30% to +30% of the regular price."""
+    prices = np.linspace(regular * 0.7, regular * 1.3, 61)
+    value = (prices - cost) * (prices / regular) ** elasticity / max(regular - cost, 1e-9)
     xs = _scale(prices, prices[0], prices[-1], PAD, W - PAD)
-    lo, hi = float(revenue.min()), float(revenue.max())
-    ys = _scale(revenue, lo, hi, H - PAD, PAD)
+    lo, hi = float(value.min()), float(value.max())
+    ys = _scale(value, lo, hi, H - PAD, PAD)
     path = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
 
     def marker(price: float, colour: str, name: str) -> str:
@@ -72,9 +78,54 @@ def revenue_curve_svg(current: float, elasticity: float, recommended: float, tit
     return (
         f'<svg width="{W}" height="{H}" role="img" aria-label="{html.escape(title)}">'
         f'<polyline fill="none" stroke="#333" stroke-width="2" points="{path}"/>'
-        f"{marker(current, '#888', 'now')}{marker(recommended, '#c0392b', 'recommended')}"
+        f"{marker(regular, '#888', 'regular')}{marker(recommended, '#c0392b', 'recommended')}"
         f'<text x="{PAD}" y="16" font-size="12">{html.escape(title)}</text>'
         f'<text x="{W / 2}" y="{H - 4}" font-size="11" text-anchor="middle">price</text></svg>'
+    )
+
+
+def _cell(value: object) -> str:
+    return f"<td>{html.escape(str(value))}</td>"
+
+
+def _moves_table(moves: list[dict]) -> str:
+    rows = "".join(
+        "<tr>"
+        + _cell(p.get("rank") or "")
+        + _cell(p["product_id"])
+        + _cell(p.get("category") or "")
+        + _cell(f"{p['regular_price']:.2f} -> {p['recommended_price']:.2f}")
+        + _cell(f"{p['recommended_price'] / p['regular_price'] - 1:+.1%}")
+        + _cell(f"{p['expected_gain']:+,.2f} [{p['gain_low']:+,.2f}, {p['gain_high']:+,.2f}]")
+        + _cell(f"{p['elasticity']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]")
+        + _cell(p.get("binding_rule") or "-")
+        + "</tr>"
+        for p in moves
+    )
+    return (
+        "<table><tr><th>rank</th><th>product</th><th>category</th><th>regular price</th>"
+        "<th>change</th><th>expected weekly gain [90%]</th><th>elasticity [95%]</th>"
+        f"<th>bounded by</th></tr>{rows}</table>"
+    )
+
+
+def _specification_table(ok: list[dict]) -> str:
+    by_category: dict[str, list[dict]] = {}
+    for p in ok:
+        if p.get("elasticity_plain") is not None:
+            by_category.setdefault(p.get("category") or "(none)", []).append(p)
+    rows = "".join(
+        "<tr>"
+        + _cell(name)
+        + _cell(len(items))
+        + _cell(f"{np.median([p['elasticity'] for p in items]):+.2f}")
+        + _cell(f"{np.median([p['elasticity_plain'] for p in items]):+.2f}")
+        + "</tr>"
+        for name, items in sorted(by_category.items())
+    )
+    return (
+        "<table><tr><th>category</th><th>products</th><th>job's specification (median)</th>"
+        f"<th>plain log-log (median)</th></tr>{rows}</table>"
     )
 
 
@@ -82,19 +133,33 @@ def render(run_id: str, pricing: list[dict], promotion_scores: dict | None, top:
     """The report page for one training run."""
     ok = [p for p in pricing if p["status"] == "ok"]
     flagged = [p for p in pricing if p["status"] != "ok"]
-    ranked = sorted(ok, key=lambda p: -(p.get("n_cells") or 0))[:top]
+    moves = sorted(
+        (p for p in ok if p.get("decision") == "move"), key=lambda p: -p["expected_gain"]
+    )
+    held = Counter(p.get("reason_code") or "-" for p in ok if p.get("decision") != "move")
     curves = "".join(
-        revenue_curve_svg(
-            p["current_price"],
+        value_curve_svg(
+            p["regular_price"],
             p["elasticity"],
             p["recommended_price"],
-            f"product {p['product_id']}: elasticity {p['elasticity']:.2f} "
-            f"[{p['ci_low']:.2f}, {p['ci_high']:.2f}], {p['expected_revenue_change']:+.1%}",
+            (p.get("unit_cost") or 0.0) if p.get("objective") == "profit" else 0.0,
+            f"product {p['product_id']}: {p['objective']} {p['expected_gain']:+,.2f}/week "
+            f"[{p['gain_low']:+,.2f}, {p['gain_high']:+,.2f}]",
         )
-        for p in ranked
+        for p in moves[:top]
     )
     flags = "".join(
-        f"<tr><td>{p['product_id']}</td><td>{html.escape(p['status'])}</td></tr>" for p in flagged
+        f"<tr><td>{p['product_id']}</td><td>{html.escape(p['status'])}</td>"
+        f"<td>{html.escape(p.get('reason') or '')}</td></tr>"
+        for p in flagged
+    )
+    examples: dict[str, str] = {}
+    for p in ok:
+        if p.get("decision") != "move":
+            examples.setdefault(p.get("reason_code") or "-", p.get("reason") or "")
+    holds = "".join(
+        f"<tr><td>{html.escape(code)}</td><td>{n}</td><td>{html.escape(examples[code])}</td></tr>"
+        for code, n in held.most_common()
     )
     promo = "<p>No promotion model in this run.</p>"
     if promotion_scores:
@@ -108,15 +173,27 @@ def render(run_id: str, pricing: list[dict], promotion_scores: dict | None, top:
         )
     pricing_section = ""
     if pricing:
-        counts = f"{len(ok)} products with an elasticity estimate, {len(flagged)} flagged."
+        counts = (
+            f"{len(ok)} products with an elasticity estimate, {len(flagged)} not estimated; "
+            f"{len(moves)} price moves recommended (their 90% interval of the weekly gain "
+            f"excludes zero), {sum(held.values())} held."
+        )
         pricing_section = f"""<p>{counts}</p>
+<h2>Recommended moves, by expected weekly gain</h2>
+{_moves_table(moves)}
+<h2>Held, by reason</h2>
+<table><tr><th>reason</th><th>products</th><th>example</th></tr>{holds}</table>
 <h2>Own-price elasticity</h2>
 {histogram_svg([p["elasticity"] for p in ok], label="estimated elasticity")}
-<h2>Revenue against price, largest products</h2>
-<p>Expected revenue relative to today's, with the recommended price inside the corridor.</p>
+<h2>Specification: what the controls do</h2>
+<p>Median elasticity per category under the job's specification and under the plain
+log-log model (log units on log price only).</p>
+{_specification_table(ok)}
+<h2>Expected value against price, largest moves</h2>
+<p>Relative to the value at the regular price; the recommended price is marked.</p>
 {curves}
-<h2>Flagged products</h2>
-<table><tr><th>product</th><th>why</th></tr>{flags}</table>
+<h2>Not estimated</h2>
+<table><tr><th>product</th><th>status</th><th>why</th></tr>{flags}</table>
 """
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Training run {html.escape(run_id)}</title>

@@ -21,17 +21,26 @@ def publish_model(settings, prefix, run_id, products):
     publish(clients.storage_client(settings), uri, json.dumps(body).encode(), KEYRING)
 
 
-def product(pid, elasticity=-2.0):
+def product(pid, elasticity=-2.0, *, gain=12.5, rank=None):
+    moves = rank is not None
     return {
         "product_id": pid,
         "status": "ok",
         "elasticity": elasticity,
         "ci_low": -2.4,
         "ci_high": -1.6,
-        "current_price": 2.5,
-        "recommended_price": 2.25,
-        "margin_price": None,
-        "expected_revenue_change": 0.23,
+        "regular_price": 2.5,
+        "unit_cost": 1.2,
+        "objective": "profit",
+        "decision": "move" if moves else "hold",
+        "reason_code": "move" if moves else "gain_uncertain",
+        "reason": "profit +12.50 a week" if moves else "90% interval [-1.00, +3.00] includes 0",
+        "recommended_price": 2.29 if moves else 2.5,
+        "candidate_price": 2.29,
+        "expected_gain": gain,
+        "gain_low": 4.0 if moves else -1.0,
+        "gain_high": 20.0,
+        "rank": rank,
     }
 
 
@@ -60,9 +69,26 @@ def test_not_ready_until_a_model_is_loaded_then_served(settings, served):
     assert store.refresh() is True and store.refresh() is False
     assert client.get("/readyz").json["pricing_run_id"] == "run-a"
     one = get(client, "/v1/prices/1").json
-    assert one["recommended_price"] == 2.25 and one["model_run_id"] == "run-a"
+    assert one["recommended_price"] == 2.5 and one["model_run_id"] == "run-a"
+    assert one["decision"] == "hold" and "includes 0" in one["reason"]
+    assert (one["gain_low"], one["gain_high"]) == (-1.0, 20.0)
     page = get(client, "/v1/prices?limit=1&offset=1").json
     assert page["total"] == 2 and [p["product_id"] for p in page["items"]] == [2]
+
+
+def test_moves_are_listed_by_rank_with_their_interval_and_reason(settings, served):
+    prefix, store, client = served
+    products = [product(1), product(2, gain=3.0, rank=2), product(3, gain=9.0, rank=1)]
+    publish_model(settings, prefix, "run-r", products)
+    store.refresh()
+    page = get(client, "/v1/prices?decision=move&order=rank").json
+    assert [p["product_id"] for p in page["items"]] == [3, 2] and page["total"] == 2
+    top = page["items"][0]
+    assert top["expected_gain"] == 9.0 and top["gain_low"] == 4.0 and top["reason"]
+    held = get(client, "/v1/prices?decision=hold").json["items"]
+    assert [p["product_id"] for p in held] == [1]
+    bad = get(client, "/v1/prices?order=gain")
+    assert (bad.status_code, bad.json["error"]["field"]) == (400, "order")
 
 
 def test_bad_requests_name_the_field(settings, served):

@@ -37,10 +37,14 @@ def identity(monkeypatch):
         def set_groups(self, groups: dict[str, list[str]]) -> None:
             requests.put(f"{url}/_admin/groups", json={"groups": groups}, timeout=5)
 
-        def fail(self, group: str, mode: str = "500", count: int = 1000) -> None:
+        def fail(
+            self, group: str, mode: str = "500", count: int = 1000, page: int | None = None
+        ) -> None:
+            """The next ``count`` reads of ``group`` (only its ``page``-th memberships page,
+            0-based, when given) answer ``mode``: 500, 429 or timeout."""
             requests.post(
                 f"{url}/_admin/faults",
-                json={"group": group, "mode": mode, "count": count},
+                json={"group": group, "mode": mode, "count": count, "page": page},
                 timeout=5,
             )
 

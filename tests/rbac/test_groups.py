@@ -48,3 +48,22 @@ def test_a_group_that_fails_or_is_missing_is_reported_not_guessed(identity):
     assert set(found.failed) == {"top@corp.example", "ghost@corp.example"}
     assert "500" in found.failed["top@corp.example"]
     assert found.members == {"other@corp.example": {"c@corp.example"}}
+
+
+def test_a_page_that_fails_half_way_through_a_group_fails_the_group_not_half_of_it(identity):
+    many = [f"user{i:03d}@corp.example" for i in range(450)]  # pages 0, 1, 2
+    identity.set_groups({"top@corp.example": ["mid@corp.example"], "mid@corp.example": many})
+    identity.fail("mid@corp.example", page=1)
+    found = reader().read(["top@corp.example"])
+    # pages 0 was read, page 1 failed: no partial member list is ever returned
+    assert found.members == {} and set(found.failed) == {"top@corp.example"}
+    assert "injected failure reading mid@corp.example" in found.failed["top@corp.example"]
+
+
+def test_a_rate_limited_page_is_retried_by_the_client(identity):
+    many = [f"user{i:03d}@corp.example" for i in range(450)]
+    identity.set_groups({"big@corp.example": many})
+    identity.fail("big@corp.example", mode="429", count=1, page=2)
+    found = GroupsReader(cloud_identity_service(), retries=2).read(["big@corp.example"])
+    assert found.complete and found.members["big@corp.example"] == set(many)
+    assert found.calls == 1 + 3  # one lookup, three pages (the retry is inside the client)

@@ -54,8 +54,11 @@ def make_config(af, **overrides):
 def run(airflow, identity, monkeypatch):
     monkeypatch.setenv("AIRFLOW_TEST_PW", airflow.admin_password)
 
-    def run_sync(config=None, **kwargs):
-        client = AirflowClient(airflow.url, username="admin", password=airflow.admin_password)
+    def run_sync(config=None, session=None, **kwargs):
+        client = AirflowClient(
+            airflow.url, username="admin", password=airflow.admin_password, session=session
+        )
+        run_sync.client = client  # the last run's client: its calls and writes_log
         result = sync(
             config or make_config(airflow),
             groups=GroupsReader(cloud_identity_service(), retries=0),
@@ -353,3 +356,135 @@ def test_a_member_who_also_holds_op_is_reported_and_with_remove_loses_it(airflow
     removed = run(make_config(airflow, builtin_roles_of_members="remove"), force=True)
     assert any(c.target == member and "Op" in c.remove for c in removed.changes)
     assert sees(airflow, member) == PRICING
+
+
+class _FailWrite(requests.adapters.HTTPAdapter):
+    """A transport that answers 503 to the ``k``-th write (POST, PATCH, DELETE) of a run, as a
+    restarting web server or a dropped connection would, and passes everything else."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k, self.writes, self.failed = k, 0, ""
+
+    def send(self, request, **kwargs):
+        if request.method != "GET" and not request.path_url.startswith("/auth/token"):
+            self.writes += 1
+            if self.writes == self.k:
+                self.failed = f"{request.method} {request.path_url}"
+                response = requests.Response()
+                response.status_code, response._content = 503, b"server restarting"
+                response.request, response.url = request, request.url
+                return response
+        return super().send(request, **kwargs)
+
+
+def _failing_at(k: int) -> tuple[requests.Session, _FailWrite]:
+    session, adapter = requests.Session(), _FailWrite(k)
+    session.mount("http://", adapter)
+    return session, adapter
+
+
+def _narrowed(af, **overrides):
+    """The test config with pricing's tag selector dropped: elasticity_report leaves pricing,
+    so the role's permissions shrink (on 2.10 a PATCH cannot do that)."""
+    projects = make_config(af).model_dump()["projects"]
+    projects["pricing"]["dags"] = {"prefixes": ["pricing_"]}
+    return make_config(af, projects=projects, **overrides)
+
+
+def test_a_role_switch_failing_at_any_write_never_takes_access_and_the_next_run_ends_it(
+    airflow, identity, run
+):
+    """Issue 15, item 1: on 2.10 a role whose DAGs shrank was deleted and recreated, then
+    given back holder by holder; a failure in between left the project without access."""
+    from shared.errors import TransientError
+
+    identity.set_groups(GROUPS)
+    narrow, kept = _narrowed(airflow), PRICING - {"elasticity_report"}
+    run()
+    clean = run(narrow)
+    writes = list(run.client.calls.writes_log)
+    assert writes and clean.changes
+    assert sees(airflow, "alice@corp.example") == kept
+    for k in range(1, len(writes) + 1):
+        run()  # back to the wide role
+        assert sees(airflow, "alice@corp.example") == PRICING
+        session, adapter = _failing_at(k)
+        with pytest.raises(TransientError, match="503"):
+            run(narrow, session=session)
+        for member in ("alice@corp.example", "bob@corp.example"):
+            # whatever write failed, each holder still sees at least the DAGs it keeps
+            assert sees(airflow, member) >= kept, (k, adapter.failed, member)
+        run(narrow)  # the next run ends the switch
+        for member in ("alice@corp.example", "bob@corp.example"):
+            assert sees(airflow, member) == kept, (k, adapter.failed, member)
+        assert not [r for r in _admin(airflow).roles() if r.endswith("~next")]
+        assert run(narrow).airflow_writes == 0
+    run()
+
+
+def test_an_allow_listed_holder_of_a_shrinking_role_is_never_written_to(airflow, identity, run):
+    """Issue 15, item 1: the recreate path wrote to allow-listed users (PATCH .../users/<name>)
+    and, on the way back, skipped them: they lost the role for good."""
+    from shared.rbac.reconcile import ChangesFailed
+
+    keeper = f"keeper-{airflow.major}@corp.example"
+    identity.set_groups({**GROUPS, "pricing@corp.example": [keeper, "alice@corp.example"]})
+    allow = ["admin@example.com", keeper]
+    run()  # keeper is an ordinary member for now
+    admin = _admin(airflow)
+    assert "project-pricing" in {u.email: u for u in admin.users()}[keeper].roles
+    narrow = _narrowed(airflow, allow_list=allow)
+    if airflow.major == 2:
+        with pytest.raises(ChangesFailed, match=rf"would take it from \['{keeper}'\]"):
+            run(narrow)
+    else:
+        run(narrow)  # Airflow 3 sets the permissions in place
+    assert not [w for w in run.client.calls.writes_log if keeper in w]
+    assert "project-pricing" in {u.email: u for u in admin.users()}[keeper].roles
+    assert sees(airflow, "alice@corp.example") >= PRICING - {"elasticity_report"}
+    identity.set_groups(GROUPS)
+    run()
+
+
+def test_a_renamed_or_removed_projects_role_is_revoked_and_deleted(
+    airflow, identity, run, tmp_path
+):
+    """Issue 15, item 6: after a rename or a removal the old role was no longer managed, and
+    its holders kept seeing its DAGs."""
+    from shared.rbac.sync import FileRoleLedger
+
+    ledger = FileRoleLedger(str(tmp_path / "owned-roles.json"))
+    admin = _admin(airflow)
+    admin.create_role("hand-made", set())  # an admin's own role: never the reconciler's
+    identity.set_groups(GROUPS)
+    run(ledger=ledger)
+    assert {"project-pricing", "project-promotions"} <= ledger.owned()
+
+    projects = make_config(airflow).model_dump()["projects"]
+    projects["pricing"]["role"] = "pricing-team"
+    renamed = make_config(airflow, projects=projects)
+    result = run(renamed, ledger=ledger)
+    assert any(c.kind == "delete_role" and c.target == "project-pricing" for c in result.changes)
+    roles = admin.roles()
+    assert "project-pricing" not in roles and "pricing-team" in roles
+    users = {u.email: u for u in admin.users()}
+    assert users["alice@corp.example"].roles == {"pricing-team"}
+    assert sees(airflow, "bob@corp.example") == PRICING
+    assert ledger.owned() >= {"pricing-team"} and "project-pricing" not in ledger.owned()
+
+    del projects["promotions"]
+    removed = make_config(airflow, projects=projects)
+    before = admin.roles()
+    with pytest.raises(RevocationCapExceeded):  # carol, etl: two revocations
+        run(make_config(airflow, projects=projects, max_revocations=1), ledger=ledger)
+    assert admin.roles() == before
+    run(removed, ledger=ledger)
+    assert "project-promotions" not in admin.roles()
+    assert sees(airflow, "carol@corp.example") == set()
+    assert "hand-made" in admin.roles()  # never recorded as the reconciler's: untouched
+    assert run(removed, ledger=ledger).airflow_writes == 0
+
+    run(ledger=ledger)  # back to the shared test config: pricing-team retired in turn
+    assert "pricing-team" not in admin.roles()
+    assert sees(airflow, "carol@corp.example") == PROMO

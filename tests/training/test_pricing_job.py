@@ -24,10 +24,12 @@ def manifest_uri(stack, settings, retail):
 
 
 def run_all(settings, manifest_uri, run_id, output, tasks=2):
-    gcs = clients.storage_client(settings)
+    gcs, bq = clients.storage_client(settings), clients.bigquery_client(settings)
     fs = gcs_filesystem(settings)
     for i in range(tasks):
-        run_task(manifest_uri, run_id, Shard(i, tasks), output, gcs=gcs, filesystem=fs, workers=2)
+        run_task(
+            manifest_uri, run_id, Shard(i, tasks), output, gcs=gcs, filesystem=fs, workers=2, bq=bq
+        )
 
 
 def test_two_tasks_and_a_merge_give_one_row_per_product_and_reruns_do_not_duplicate(
@@ -64,8 +66,22 @@ def test_two_tasks_and_a_merge_give_one_row_per_product_and_reruns_do_not_duplic
     assert (row["n"], row["d"]) == (products, products)
     assert first.num_rows == products
     statuses = set(first["status"].to_pylist())
-    assert statuses <= {"ok", "insufficient_price_variation", "too_few_observations", "no_sales"}
+    assert statuses <= {
+        "ok", "weakly_identified", "insufficient_price_variation", "too_few_observations",
+        "no_sales",
+    }  # fmt: skip
     assert "ok" in statuses
+    # unit costs and categories come from the retailer's products table (BigQuery)
+    rows = first.to_pylist()
+    costed = [r for r in rows if r["status"] == "ok"]
+    assert costed and all(r["cost_source"] == "table" and r["unit_cost"] > 0 for r in costed)
+    assert all(r["category"] for r in costed)
+    # every move is sure of its gain and ranked by it; every hold says why
+    moves = sorted((r for r in rows if r["decision"] == "move"), key=lambda r: r["rank"])
+    assert [r["rank"] for r in moves] == list(range(1, len(moves) + 1))
+    gains = [r["expected_gain"] for r in moves]
+    assert gains == sorted(gains, reverse=True) and all(r["gain_low"] > 0 for r in moves)
+    assert all(r["reason"] for r in rows if r["decision"] == "hold")
 
     bucket, _, path = artifact.removeprefix("gs://").partition("/")
     blob = gcs.bucket(bucket).blob(path).download_as_bytes()
@@ -164,3 +180,5 @@ def test_the_job_entry_point_as_two_cloud_run_tasks(settings, retail, manifest_u
     bq = clients.bigquery_client(settings)
     sql = f"SELECT COUNT(*) AS n FROM `{settings.project}.retail.pricing` WHERE run_id = '{run_id}'"
     assert next(iter(bq.query(sql).result()))["n"] == retail["rows"]["products"]
+    costed = f"{sql} AND cost_source = 'table'"
+    assert next(iter(bq.query(costed).result()))["n"] > 0  # the job read the products table
