@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'process-pool speedup':<44}{timings[1] / timings[2]:>9.2f}x  >= 1.7x")
     _profit_table(ok, world, catalog)
     _decisions("synthetic retailer", results)
+    groups = _substitutes_table(table, world, catalog)
 
     from shared.training.promotions import evaluate, promotion_rows
 
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         from shared.training.report import render
 
-        Path(args.report).write_text(render("bench", [r.row() for r in results], scores))
+        rows = [r.row() for r in results]
+        Path(args.report).write_text(render("bench", rows, scores, [g.row() for g in groups]))
         print(f"report: {args.report}")
     return 0
 
@@ -156,6 +158,60 @@ def _profit_table(ok, world, catalog) -> None:
         f"  true unconstrained optimum outside the +-{rules.corridor:.0%} corridor: "
         f"{outside} of {len(ok)} products (why recommendations sit at its edge)"
     )
+
+
+def true_category_gain(group, world, prices) -> float:
+    """Weekly category profit change at ``prices`` against the regular prices, under the true
+    own and cross elasticities and costs."""
+    from shared.synthetic.generate import cross_truth
+
+    cross = {(p, q): c for p, q, c in cross_truth(world)}
+    idx = {pid: i for i, pid in enumerate(group.products)}
+    p0, q0 = np.array(group.regular), np.array(group.weekly_units)
+    cost = np.array(group.unit_cost, dtype=float)
+    e = np.zeros((len(idx), len(idx)))
+    for p, i in idx.items():
+        e[i, i] = world.elasticity[p - 1]
+        for q, j in idx.items():
+            e[i, j] = e[i, j] if i == j else cross.get((p, q), 0.0)
+
+    def value(x):
+        return float(((x - cost) * q0 * np.exp(e @ np.log(x / p0))).sum())
+
+    return value(np.array(prices)) - value(p0)
+
+
+def _substitutes_table(table, world, catalog):
+    from shared.synthetic.generate import cross_truth
+    from shared.training.pricing import PricingConfig
+    from shared.training.substitutes import fit_substitutes
+
+    t0 = time.perf_counter()
+    groups = fit_substitutes(table, catalog, PricingConfig().rules_by_category(), 3)
+    seconds = time.perf_counter() - t0
+    truth = {(p, q): c for p, q, c in cross_truth(world)}
+    errors, substitute_errors = [], []
+    totals = Counter()
+    for g in groups:
+        for i, p in enumerate(g.products):
+            for j, q in enumerate(g.products):
+                if i != j and g.cross[i][j] is not None:
+                    errors.append(abs(g.cross[i][j] - truth.get((p, q), 0.0)))
+                    if (p, q) in truth:
+                        substitute_errors.append(errors[-1])
+        if g.joint_prices:
+            totals["independent"] += true_category_gain(g, world, g.independent_prices)
+            totals["joint"] += true_category_gain(g, world, g.joint_prices)
+    print(f"\nsubstitutes: top 3 products of {len(groups)} categories, {seconds:.1f} s")
+    label = "median |cross-price error|, all pairs"
+    print(f"  {label:<42}{np.median(errors):>8.3f}  ({len(errors)} pairs)")
+    print(
+        f"  {'  pairs that are true substitutes':<42}{np.median(substitute_errors):>8.3f}"
+        f"  ({len(substitute_errors)} pairs, true 0.2-0.6)"
+    )
+    print(f"  {'true category profit a week, priced one by one':<42}{totals['independent']:>+8.1f}")
+    print(f"  {'  priced jointly':<42}{totals['joint']:>+8.1f}")
+    return groups
 
 
 def _decisions(label: str, results) -> None:

@@ -5,7 +5,10 @@ Units sold of product p in store s on day d are Poisson with mean::
     base[s, p] * season[category(p), d] * weekday[d]
       * (price / reference_price[p]) ** elasticity[p]
       * promo_lift[p] ** on_promo * feature_lift ** feature * display_lift ** display
+      * product over p's substitutes q of (price[q] / reference_price[q]) ** cross[p, q]
 
+(substitutes: the three most popular products of each category, each one's demand rising
+with the others' prices, cross-price elasticities in [0.2, 0.6]; ``World.cross_truth``)
 so later models can be checked against ``elasticity`` and ``promo_lift`` (the ``product_truth``
 table). Shapes follow grocery panel data: elasticities mostly in [-4, -1], promotions on a fifth
 to half of product-weeks at ~20-25% off lifting sales 2-5x, and skewed store and product sizes.
@@ -36,6 +39,8 @@ WEEKDAY = np.array([0.85, 0.85, 0.9, 0.95, 1.15, 1.35, 0.95])  # Monday .. Sunda
 START = dt.date(2024, 1, 1)  # a Monday
 # Share of (store, product) cells with a row: assortment x days with at least one unit sold.
 _ROW_DENSITY = 0.55
+GROUP = 3  # substitutes: the top products of a category
+SUBSTITUTES = GROUP - 1
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,8 @@ class World:
     promo_discount: np.ndarray  # (promotions,)
     promo_feature: np.ndarray  # (promotions,) bool
     promo_display: np.ndarray  # (promotions,) bool
+    substitutes: np.ndarray  # (products, SUBSTITUTES) product index, -1 when none
+    cross_elasticity: np.ndarray  # (products, SUBSTITUTES)
 
     @property
     def expected_rows(self) -> int:
@@ -229,6 +236,18 @@ def build_world(shape: Shape, seed: int = 7) -> World:
             "display": pa.array(rows["display"], pa.bool_()),
         }
     )
+    # Substitutes, drawn last so every earlier parameter stays what it was for a seed.
+    substitutes = np.full((n_p, SUBSTITUTES), -1, dtype=np.int64)
+    cross = np.zeros((n_p, SUBSTITUTES))
+    for c in range(len(CATEGORIES)):
+        members = np.flatnonzero(category == c)
+        group = members[np.argsort(-popularity[members], kind="stable")][:GROUP]
+        if len(group) < 2:
+            continue
+        for p in group:
+            others = [q for q in group if q != p]
+            substitutes[p, : len(others)] = others
+            cross[p, : len(others)] = np.round(rng.uniform(0.2, 0.6, len(others)), 3)
     return World(
         shape=shape,
         seed=seed,
@@ -251,7 +270,19 @@ def build_world(shape: Shape, seed: int = 7) -> World:
         promo_discount=np.asarray(rows["discount"], dtype=np.float64),
         promo_feature=np.asarray(rows["feature"], dtype=bool),
         promo_display=np.asarray(rows["display"], dtype=bool),
+        substitutes=substitutes,
+        cross_elasticity=cross,
     )
+
+
+def cross_truth(world: World) -> list[tuple[int, int, float]]:
+    """(product_id, substitute_id, true cross-price elasticity of the product's demand with
+    respect to the substitute's price)."""
+    return [
+        (int(p) + 1, int(q) + 1, float(world.cross_elasticity[p, k]))
+        for p, k in zip(*np.nonzero(world.substitutes >= 0), strict=True)
+        for q in [world.substitutes[p, k]]
+    ]
 
 
 def transactions(world: World, days_per_batch: int = 7) -> Iterator[pa.RecordBatch]:
@@ -284,6 +315,21 @@ def transactions(world: World, days_per_batch: int = 7) -> Iterator[pa.RecordBat
                 else on_promo & False
             )
             price = _cents(regular * (1 - discount))
+            # Every product's price in every region today, for the substitutes' effect.
+            everywhere = world.regular_price[:, :, week]
+            promo_all = world.promo_index[:, :, week]
+            off = (
+                np.where(promo_all >= 0, world.promo_discount[np.maximum(promo_all, 0)], 0.0)
+                if len(world.promo_discount)
+                else 0.0
+            )
+            shelf = _cents(everywhere * (1 - off)) / world.reference_price[:, None]
+            cross_effect = np.ones(len(pp))
+            for k in range(world.substitutes.shape[1]):
+                sub = world.substitutes[pp, k]
+                has = sub >= 0
+                ratio = shelf[np.maximum(sub, 0), region]
+                cross_effect *= np.where(has, ratio ** world.cross_elasticity[pp, k], 1.0)
             season = 1 + world.season_amp[category] * np.sin(
                 2 * math.pi * day / 364 + world.season_phase[category]
             )
@@ -295,6 +341,7 @@ def transactions(world: World, days_per_batch: int = 7) -> Iterator[pa.RecordBat
                 * np.where(on_promo, world.promo_lift[pp], 1.0)
                 * np.where(feature, FEATURE_LIFT, 1.0)
                 * np.where(display, DISPLAY_LIFT, 1.0)
+                * cross_effect
             )
             units = rng.poisson(mean)
             sold = units > 0

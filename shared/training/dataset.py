@@ -71,9 +71,11 @@ def read_shard(
     filesystem: object,
     columns: list[str] | None = None,
     optional: tuple[str, ...] = (),
+    products: list[int] | None = None,
 ) -> pa.Table:
     """This shard's rows of the manifest's parts (product_id hash-partitioned); columns in
-    ``optional`` are read where the parts have them."""
+    ``optional`` are read where the parts have them; ``products`` reads those products instead
+    of the shard."""
     paths = [part["uri"].removeprefix("gs://") for part in manifest["parts"]]
     if not paths:
         return pa.table({})
@@ -82,6 +84,8 @@ def read_shard(
     # product_id mod count (Arrow divides integers by truncation; product ids are positive)
     remainder = product - (product / shard.count) * shard.count
     condition = remainder == shard.index if shard.count > 1 else None
+    if products is not None:  # these products only, whichever shard they are in
+        condition = product.isin(products)
     if columns is not None:
         columns = [*columns, *(c for c in optional if c in dataset.schema.names)]
     return dataset.to_table(columns=columns, filter=condition)

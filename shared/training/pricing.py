@@ -104,6 +104,7 @@ class PricingConfig(BaseModel):
         products_table: project.dataset.products  # unit_cost, category; default: the
                                                   # fetched table's dataset's ``products``
         cost_ratio: 0.7   # an *assumed* unit cost (x regular price) where none is known
+        substitutes: 3    # top products per category priced jointly (0: off)
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -112,6 +113,9 @@ class PricingConfig(BaseModel):
     spec: Spec = DEFAULT_SPEC
     products_table: str | None = None
     cost_ratio: float | None = Field(default=None, gt=0, lt=1)
+    # Cross-price elasticities among each category's top products by revenue, and their
+    # prices set jointly for the category's profit (0: off).
+    substitutes: int = Field(default=3, ge=0, le=8)
 
     def rules_by_category(self) -> dict[str, Rules]:
         """Each category's rules: its own fields over the ``"*"`` rules over the defaults."""
@@ -240,7 +244,14 @@ def _poisson_fit(
 
 
 def _week_jackknife_se(x: np.ndarray, y: np.ndarray, mu: np.ndarray, week: np.ndarray) -> float:
-    """Standard error of the first coefficient, clustered by week, by the delete-one-week
+    """Standard error of the first coefficient (see ``_week_jackknife_ses``)."""
+    return float(_week_jackknife_ses(x, y, mu, week, 1)[0])
+
+
+def _week_jackknife_ses(
+    x: np.ndarray, y: np.ndarray, mu: np.ndarray, week: np.ndarray, first: int
+) -> np.ndarray:
+    """Standard errors of the ``first`` coefficients, clustered by week, by the delete-one-week
     jackknife (CR3, one Newton step from the full fit per left-out week).
 
     Promotions and price steps are chain- or region-wide, so one week's stores share their
@@ -255,15 +266,15 @@ def _week_jackknife_se(x: np.ndarray, y: np.ndarray, mu: np.ndarray, week: np.nd
     idx = idx.ravel()
     clusters = int(idx.max()) + 1
     if clusters < 2:
-        return math.inf
+        return np.full(first, math.inf)
     shifts = np.empty((clusters, x.shape[1]))
     for g in range(clusters):
         rows = idx == g
         xg = x[rows]
         rest = info - (xg * mu[rows][:, None]).T @ xg
         shifts[g] = np.linalg.pinv(rest) @ (xg.T @ resid[rows])
-    centred = shifts[:, 0] - shifts[:, 0].mean()
-    return float(math.sqrt((clusters - 1) / clusters * np.sum(centred**2)))
+    centred = shifts[:, :first] - shifts[:, :first].mean(axis=0)
+    return np.sqrt((clusters - 1) / clusters * np.sum(centred**2, axis=0))
 
 
 def _modal(values: np.ndarray, weights: np.ndarray) -> float:

@@ -33,6 +33,7 @@ from shared.training.dataset import BadInput, Shard, load_manifest, read_shard
 from shared.training.pricing import Catalog, PriceResult, PricingConfig, fit_products
 from shared.training.promotions_job import latest_scores
 from shared.training.report import render
+from shared.training.substitutes import fit_substitutes, top_by_category
 
 log = get_logger("shared.training.pricing_job")
 COLUMNS = ["date", "store_id", "product_id", "units", "revenue", "promo_id", "feature", "display"]
@@ -173,6 +174,9 @@ def run_task(
         catalog = load_catalog(bq, products)
     table = read_shard(manifest, shard, filesystem, columns=COLUMNS, optional=OPTIONAL_COLUMNS)
     results = fit_in_pool(table, workers or os.cpu_count() or 1, catalog, config)
+    if shard.index == 0 and config.substitutes:
+        # One task prices each category's top products jointly: their rows from every shard.
+        _write_substitutes(manifest, filesystem, gcs, output, catalog or Catalog(), config)
     rows = [{"run_id": run_id, **r.row(), "rank": None} for r in results]
     out = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
     buffer = io.BytesIO()
@@ -187,6 +191,42 @@ def run_task(
         extra={"run_id": run_id, "task_index": shard.index, "products": len(results)},
     )
     return str(dest)
+
+
+SUBSTITUTES_FILE = "substitutes.json"
+
+
+def _write_substitutes(
+    manifest: dict,
+    filesystem: object,
+    gcs: storage.Client,
+    output: str,
+    catalog: Catalog,
+    config: PricingConfig,
+) -> None:
+    revenue = read_shard(manifest, Shard(0, 1), filesystem, columns=["product_id", "revenue"])
+    tops = top_by_category(revenue, catalog, config.substitutes)
+    members = sorted({p for group in tops.values() for p in group})
+    rows = read_shard(
+        manifest, Shard(0, 1), filesystem, COLUMNS, optional=OPTIONAL_COLUMNS, products=members
+    )
+    groups = fit_substitutes(
+        rows,
+        catalog,
+        config.rules_by_category(),
+        config.substitutes,
+        config.spec,
+        config.cost_ratio,
+    )
+    dest = GcsUri.parse(output).child(SUBSTITUTES_FILE)
+    body = json.dumps([g.row() for g in groups]).encode()
+    gcs.bucket(dest.bucket).blob(dest.path).upload_from_string(body)
+
+
+def _read_substitutes(gcs: storage.Client, output: str) -> list[dict]:
+    dest = GcsUri.parse(output).child(SUBSTITUTES_FILE)
+    blob = gcs.bucket(dest.bucket).get_blob(dest.path)
+    return json.loads(blob.download_as_bytes()) if blob is not None else []
 
 
 def _replace_run_rows(
@@ -286,11 +326,17 @@ def merge(
         expected=results.num_rows,
     )
     products = results.to_pylist()
-    artifact = {"kind": "pricing", "run_id": run_id, "products": products}
+    substitutes = _read_substitutes(gcs, output)
+    artifact = {
+        "kind": "pricing",
+        "run_id": run_id,
+        "products": products,
+        "substitutes": substitutes,
+    }
     # The serving API polls the pointer and swaps to the new model when it changes.
     publish(gcs, artifact_uri, json.dumps(artifact).encode(), keyring)
     # The report shows the newest promotion model's scores beside this run's prices.
-    page = render(run_id, products, latest_scores(gcs, artifact_uri.rsplit("/", 2)[0]))
+    page = render(run_id, products, latest_scores(gcs, artifact_uri.rsplit("/", 2)[0]), substitutes)
     report = dest.child("report.html")
     gcs.bucket(report.bucket).blob(report.path).upload_from_string(page, content_type="text/html")
     return results

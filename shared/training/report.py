@@ -129,7 +129,57 @@ def _specification_table(ok: list[dict]) -> str:
     )
 
 
-def render(run_id: str, pricing: list[dict], promotion_scores: dict | None, top: int = 6) -> str:
+def _substitutes_section(groups: list[dict]) -> str:
+    if not groups:
+        return ""
+    parts = []
+    for g in groups:
+        names = [str(p) for p in g["products"]]
+        head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+        rows = ""
+        for i, name in enumerate(names):
+            cells = "".join(
+                _cell(
+                    "-"
+                    if (g["own"][i] if i == j else g["cross"][i][j]) is None
+                    else f"{(g['own'][i] if i == j else g['cross'][i][j]):+.2f}"
+                )
+                for j in range(len(names))
+            )
+            prices = ""
+            if g.get("joint_prices"):
+                prices = (
+                    _cell(f"{g['regular'][i]:.2f}")
+                    + _cell(f"{g['independent_prices'][i]:.2f}")
+                    + _cell(f"{g['joint_prices'][i]:.2f}")
+                )
+            rows += f"<tr><th>{html.escape(name)}</th>{cells}{prices}</tr>"
+        gains = ""
+        if g.get("gain_joint") is not None:
+            gains = (
+                f"<p>Expected category profit a week: one by one {g['gain_independent']:+,.2f}, "
+                f"jointly {g['gain_joint']:+,.2f} [{g['gain_low']:+,.2f}, "
+                f"{g['gain_high']:+,.2f}]: <b>{html.escape(g['decision'])}</b> "
+                f"({html.escape(g['reason'])}).</p>"
+            )
+        parts.append(
+            f"<h3>{html.escape(g['category'])}</h3><table><tr><th>units of \\ price of</th>"
+            f"{head}<th>regular</th><th>one by one</th><th>jointly</th></tr>{rows}</table>{gains}"
+        )
+    return (
+        "<h2>Substitutes: top products of each category priced together</h2>"
+        "<p>Own (diagonal) and cross-price elasticities: row i, column j is the effect of j's "
+        "price on i's units (positive: substitutes).</p>" + "".join(parts)
+    )
+
+
+def render(
+    run_id: str,
+    pricing: list[dict],
+    promotion_scores: dict | None,
+    substitutes: list[dict] | None = None,
+    top: int = 6,
+) -> str:
     """The report page for one training run."""
     ok = [p for p in pricing if p["status"] == "ok"]
     flagged = [p for p in pricing if p["status"] != "ok"]
@@ -192,6 +242,7 @@ log-log model (log units on log price only).</p>
 <h2>Expected value against price, largest moves</h2>
 <p>Relative to the value at the regular price; the recommended price is marked.</p>
 {curves}
+{_substitutes_section(substitutes or [])}
 <h2>Not estimated</h2>
 <table><tr><th>product</th><th>status</th><th>why</th></tr>{flags}</table>
 """
