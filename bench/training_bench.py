@@ -263,6 +263,19 @@ def _real_panel(top: int) -> None:
     )
     print(f"  {'95% interval width (median)':<42}{np.median(width):>6.2f}")
     print(f"  {'interval excludes -1 (elastic for sure)':<42}{sum(r.ci_high < -1 for r in ok):>6}")
+    filled = fit_in_pool(
+        table,
+        2,
+        Catalog({}, category),
+        config.model_copy(update={"spec": config.spec.model_copy(update={"zero_weeks": True})}),
+    )
+    e_filled = np.array([r.elasticity for r in filled if r.status == "ok"])
+    label = "  with zero-sale store-weeks filled"
+    print(
+        f"  {label:<42}"
+        + " ".join(f"{v:+.2f}" for v in np.quantile(e_filled, [0.1, 0.25, 0.5, 0.75, 0.9]))
+        + f"  ({sum(r.decision == 'move' for r in filled)} moves)"
+    )
     _decisions("real panel", results)
     by_cat: dict[str, list] = {}
     for r in ok:

@@ -66,6 +66,10 @@ class Spec(BaseModel):
     controls: tuple[Literal["promo", "feature", "display", "seasonality", "store"], ...] = CONTROLS
     min_weeks: int = Field(default=8, ge=3)  # weeks (clusters) with sales
     min_varying_weeks: int = Field(default=4, ge=2)  # weeks with a price off the store's usual
+    # Store-weeks without a sale enter with 0 units at the chain's price (``with_zero_weeks``).
+    # Off by default: where most store-weeks are empty (a household panel) the imputed price
+    # dominates the fit (the benchmark shows both on the real panel).
+    zero_weeks: bool = False
 
     @property
     def name(self) -> str:
@@ -208,7 +212,53 @@ def weekly_cells(table: pa.Table) -> dict[str, np.ndarray]:
         "display": total(display) / count,
         "day": day / count,
         "regular": total(regular * units) / np.maximum(total(units), 1e-12),
+        "price": total(revenue) / np.maximum(total(units), 1e-12),
     }
+
+
+def with_zero_weeks(cells: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One product's cells plus a zero-unit cell for every store-week without a sale inside
+    that store's selling range (first to last week with a sale), at the chain's median
+    non-promoted price that week.
+
+    Transactions record sales, never a week that sold nothing; leaving those weeks out keeps
+    only the lucky ones at high prices and biases the elasticity toward zero, most where
+    volumes are small (on a real household panel, by half or more).
+    """
+    week, store = cells["week"], cells["store_id"]
+    regular_rows = cells["promo"] < 0.5
+    chain_price: dict[int, float] = {}
+    chain_day: dict[int, float] = {}
+    for w in np.unique(week):
+        rows = week == w
+        pool = rows & regular_rows
+        chain_day[int(w)] = float(cells["day"][rows].mean())
+        if pool.any():
+            chain_price[int(w)] = float(np.median(cells["price"][pool]))
+    seen = set(zip(store.tolist(), week.tolist(), strict=True))
+    extra: list[tuple[int, int, float, float]] = []
+    for s in np.unique(store).tolist():
+        weeks = week[store == s]
+        for w in range(int(weeks.min()), int(weeks.max()) + 1):
+            if (s, w) not in seen and w in chain_price:
+                extra.append((s, w, chain_price[w], chain_day[w]))
+    if not extra:
+        return cells
+    n = len(extra)
+    added = {
+        "product_id": np.full(n, cells["product_id"][0]),
+        "store_id": np.array([e[0] for e in extra], dtype=store.dtype),
+        "week": np.array([e[1] for e in extra], dtype=week.dtype),
+        "units": np.zeros(n),
+        "revenue": np.zeros(n),
+        "promo": np.zeros(n),
+        "feature": np.zeros(n),
+        "display": np.zeros(n),
+        "day": np.array([e[3] for e in extra]),
+        "regular": np.full(n, np.nan),
+        "price": np.array([e[2] for e in extra]),
+    }
+    return {k: np.concatenate([v, added[k]]) for k, v in cells.items()}
 
 
 def _within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -294,7 +344,7 @@ def regular_price(cells: dict[str, np.ndarray]) -> float:
     if np.isfinite(given[recent]).any():
         rows = recent & np.isfinite(given)
         return _modal(given[rows], units[rows])
-    price = cells["revenue"] / np.maximum(units, 1e-12)
+    price = cells["price"]
     regular = cells["promo"] < 0.5
     rows = recent & regular if (recent & regular).any() else regular if regular.any() else recent
     return _modal(price[rows], units[rows])
@@ -303,8 +353,7 @@ def regular_price(cells: dict[str, np.ndarray]) -> float:
 def _design(cells: dict[str, np.ndarray], spec: Spec) -> np.ndarray:
     """log(price) first, then the specification's controls (constant columns dropped)."""
     n = len(cells["units"])
-    price = cells["revenue"] / cells["units"]
-    columns = [np.log(price)]
+    columns = [np.log(cells["price"])]
     for name in ("promo", "feature", "display"):
         if name in spec.controls:
             columns.append(cells[name])
@@ -356,7 +405,8 @@ def estimate(
         return math.nan, math.inf, weeks, "fewer cells than the design's columns + 5", math.nan
     beta, mu = _poisson_fit(x, units)
     se = _week_jackknife_se(x, units, mu, week) if with_se else math.nan
-    y, fitted = np.log(units), np.log(mu)
+    sold = units > 0
+    y, fitted = np.log(units[sold]), np.log(mu[sold])
     r2 = float(1 - np.sum((y - fitted) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-12))
     why = None
     if with_se and not (math.isfinite(se) and se > 1e-6):
@@ -501,15 +551,17 @@ def fit_product(
     if not sold.any():
         return _no_sales(product_id, returns_rows)
     cells = {k: v[sold] for k, v in cells.items()}
+    regular = regular_price(cells)
+    recent = cells["week"] > cells["week"].max() - RECENT_WEEKS
+    weekly_units = float(cells["units"][recent].sum()) / len(np.unique(cells["week"][recent]))
+    if spec.zero_weeks:
+        cells = with_zero_weeks(cells)
     units, week = cells["units"], cells["week"]
     n = len(units)
-    regular = regular_price(cells)
     cost_source = "table" if unit_cost is not None else None
     if unit_cost is None and cost_ratio is not None:
         unit_cost, cost_source = round(cost_ratio * regular, 4), "assumed"
-    recent = week > week.max() - RECENT_WEEKS
-    weekly_units = float(units[recent].sum()) / len(np.unique(week[recent]))
-    log_price = np.log(cells["revenue"] / units)
+    log_price = np.log(cells["price"])
     within = _within(log_price, cells["store_id"])
     variation = float(np.std(within))
     base: dict[str, Any] = {

@@ -38,6 +38,7 @@ from shared.training.pricing import (
     _week_jackknife_ses,
     regular_price,
     weekly_cells,
+    with_zero_weeks,
 )
 
 
@@ -83,7 +84,7 @@ def top_by_category(table: pa.Table, catalog: Catalog, top: int) -> dict[str, li
 def _store_week_log_price(cells: dict[str, np.ndarray]) -> dict[tuple[int, int], float]:
     units = cells["units"]
     key = cells["store_id"] * 100_000 + cells["week"]
-    log_price = np.log(cells["revenue"] / units)
+    log_price = np.log(cells["price"])
     found, idx = np.unique(key, return_inverse=True)
     idx = idx.ravel()
     mean = np.bincount(idx, weights=log_price * units) / np.bincount(idx, weights=units)
@@ -93,7 +94,7 @@ def _store_week_log_price(cells: dict[str, np.ndarray]) -> dict[tuple[int, int],
 def _rival_column(cells: dict, rival: dict[str, np.ndarray]) -> np.ndarray:
     by_store_week = _store_week_log_price(rival)
     weeks = rival["week"]
-    rival_log = np.log(rival["revenue"] / rival["units"])
+    rival_log = np.log(rival["price"])
     by_week = {
         int(w): float(np.average(rival_log[weeks == w], weights=rival["units"][weeks == w]))
         for w in np.unique(weeks)
@@ -141,6 +142,8 @@ def fit_group(
         cost.append(known if known is not None else (cost_ratio * p0 if cost_ratio else None))
         recent = cells["week"] > cells["week"].max() - 8
         volume.append(float(cells["units"][recent].sum()) / len(np.unique(cells["week"][recent])))
+        if spec.zero_weeks:
+            cells = with_zero_weeks(cells)
         others = [j for j in range(k) if j != i]
         rival_cols = [_rival_column(cells, per[products[j]]) for j in others]
         base = _design(cells, spec)

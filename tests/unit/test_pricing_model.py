@@ -262,3 +262,21 @@ def test_recommended_prices_make_most_of_the_true_optimum_profit():
         if r.decision == "move":
             assert r.gain_low > 0
     assert model / best >= 0.95 and model > keep
+
+
+def test_store_weeks_without_a_sale_can_enter_with_zero_units():
+    """Transactions record no week that sold nothing; with ``zero_weeks`` those store-weeks
+    (inside a store's selling range) enter with 0 units at the chain's price that week."""
+    from shared.training.pricing import Spec, weekly_cells, with_zero_weeks
+
+    table = transactions(8, _recent_at(1.0, [1.0, 1.3, 0.8, 1.2]), elasticity=-3.0, scale=0.02)
+    cells = weekly_cells(table)
+    filled = with_zero_weeks(cells)
+    added = len(filled["units"]) - len(cells["units"])
+    assert added > 0 and np.all(filled["units"][len(cells["units"]) :] == 0)
+    n = len(cells["units"])
+    sold = set(zip(cells["store_id"].tolist(), cells["week"].tolist(), strict=True))
+    zeros = list(zip(filled["store_id"][n:].tolist(), filled["week"][n:].tolist(), strict=True))
+    assert len(set(zeros)) == len(zeros) and not set(zeros) & sold  # only weeks with no sale
+    [result] = fit_products(table, Catalog({8: 0.5}), spec=Spec(zero_weeks=True))
+    assert result.n_cells == len(filled["units"])
