@@ -240,6 +240,16 @@ class AirflowClient:
             raise
         return {(a["action"]["name"], a["resource"]["name"]) for a in found.get("actions", [])}
 
+    def _patch_role(self, name: str, perms: set[Perm]) -> None:
+        """PATCH the role's permissions: sets them on Airflow 3, only adds on Airflow 2.10."""
+        self._call(
+            "PATCH",
+            f"{self.fab}/roles/{quote(name, safe='')}",
+            "patch_role",
+            params={"update_mask": "actions"},
+            json={"name": name, "actions": self._actions(perms)},
+        )
+
     def set_role(
         self,
         name: str,
@@ -260,13 +270,7 @@ class AirflowClient:
         ``perms``); the next run finishes the switch (the stand-in is retired like any role
         the reconciler owns and no longer wants).
         """
-        self._call(
-            "PATCH",
-            f"{self.fab}/roles/{quote(name, safe='')}",
-            "patch_role",
-            params={"update_mask": "actions"},
-            json={"name": name, "actions": self._actions(perms)},
-        )
+        self._patch_role(name, perms)
         if self.role(name) == perms:
             return
         if protected:
@@ -280,13 +284,7 @@ class AirflowClient:
         if self.role(stand_in) is None:
             self.create_role(stand_in, perms)
         else:  # left by an interrupted switch: make sure it holds at least ``perms``
-            self._call(
-                "PATCH",
-                f"{self.fab}/roles/{quote(stand_in, safe='')}",
-                "patch_role",
-                params={"update_mask": "actions"},
-                json={"name": stand_in, "actions": self._actions(perms)},
-            )
+            self._patch_role(stand_in, perms)
         for user in holders:
             self.set_user_roles(user, user.roles | {stand_in})
         self.delete_role(name)
