@@ -3,7 +3,11 @@
 Part ``k`` of chunk ``c`` always holds rows ``[k*P, (k+1)*P)`` of the stream (P = rows per part),
 whoever writes it and however often: batches are sliced at those boundaries. So a redelivered
 message or a resumed read overwrites a part with the same rows under the same name, and a run
-never holds two versions of the same rows. Memory is bounded by one part.
+never holds two versions of the same rows.
+
+Pipelined: while part k is encoded to Parquet and uploaded (on one writer thread; both release
+the GIL), the stream goes on filling part k+1. Part k+1 is handed over only once part k is
+written, so memory is bounded by about two parts, and parts land in order.
 
 A worker near its time budget stops at the next part boundary and hands the rest on as a new
 ``ChunkReady`` from that offset; transient read errors are retried with backoff from the last
@@ -16,6 +20,7 @@ import io
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,30 +206,43 @@ def fetch_chunk(
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     part_index = message.offset // part_rows
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-writer") as writer:
+        in_flight: Future[PartInfo] | None = None
 
-    def flush() -> None:
-        nonlocal pending, pending_rows, part_index
-        table = pa.Table.from_batches(pending, schema=stream.schema)
-        parts.append(write_part(bucket, dest, part_name(message.chunk, part_index), table))
-        pending, pending_rows, part_index = [], 0, part_index + 1
+        def landed() -> None:
+            """Wait for the part being written (its error is raised here)."""
+            nonlocal in_flight
+            if in_flight is not None:
+                parts.append(in_flight.result())
+                in_flight = None
 
-    for batch in stream.batches():
-        while batch.num_rows:
-            take = min(batch.num_rows, part_rows - pending_rows)
-            pending.append(batch.slice(0, take))
-            pending_rows += take
-            batch = batch.slice(take)
-            if pending_rows == part_rows:
-                flush()
-                if clock() - started > time_budget_s:
-                    # Rows already received past the boundary are read again by the next
-                    # worker, which keeps every part boundary where it belongs.
-                    handoff = message.model_copy(
-                        update={"offset": part_index * part_rows, "parts": parts}
-                    )
-                    return ChunkOutcome(handoff=handoff)
-    if pending_rows:
-        flush()
+        def flush() -> None:
+            nonlocal pending, pending_rows, part_index, in_flight
+            table = pa.Table.from_batches(pending, schema=stream.schema)
+            landed()  # at most one part written while the next one fills
+            name = part_name(message.chunk, part_index)
+            in_flight = writer.submit(write_part, bucket, dest, name, table)
+            pending, pending_rows, part_index = [], 0, part_index + 1
+
+        for batch in stream.batches():
+            while batch.num_rows:
+                take = min(batch.num_rows, part_rows - pending_rows)
+                pending.append(batch.slice(0, take))
+                pending_rows += take
+                batch = batch.slice(take)
+                if pending_rows == part_rows:
+                    flush()
+                    if clock() - started > time_budget_s:
+                        # Rows already received past the boundary are read again by the next
+                        # worker, which keeps every part boundary where it belongs.
+                        landed()
+                        handoff = message.model_copy(
+                            update={"offset": part_index * part_rows, "parts": parts}
+                        )
+                        return ChunkOutcome(handoff=handoff)
+        if pending_rows:
+            flush()
+        landed()
     return ChunkOutcome(
         done=ChunkDone(
             run_id=message.run_id,
