@@ -363,6 +363,31 @@ LIMITS_SKIP = {
 }
 
 
+# BigQuery list prices (on-demand, US multi-region) from https://cloud.google.com/bigquery/pricing
+# as read on 2026-11-30: the Storage Read API bills the bytes it reads (the selected columns'
+# logical size), an on-demand query the bytes it scans; batch export (extract) jobs and
+# tabledata.list are free. Free tiers (1 TiB of queries, 300 TiB of Storage Read a month) left out.
+PRICES_AS_OF = "2026-11-30"
+STORAGE_READ_USD_PER_TIB = 1.10
+QUERY_USD_PER_TIB = 6.25
+
+
+def cost_per_tib(name: str, streams: int) -> tuple[int, float, str]:
+    """(BigQuery jobs, USD per TiB of selected columns, what is billed) for one contender on an
+    unclustered table, from the list prices above: computed, not measured."""
+    read = STORAGE_READ_USD_PER_TIB
+    if name.startswith("csv export"):
+        return 1, 0.0, "extract job (free); GCS reads"
+    if "REST" in name:
+        return 0, 0.0, "tabledata.list (free), ~30k rows/s"
+    if "IN-list chunk tables" in name:
+        # One DISTINCT query on the key, then N CTAS each scanning every selected column.
+        return streams + 1, streams * QUERY_USD_PER_TIB + read, f"{streams} full scans + 1 read"
+    if "chunk_tables" in name:
+        return streams, streams * QUERY_USD_PER_TIB + read, f"{streams} CTAS scans + 1 read"
+    return 0, read, "1 read"
+
+
 # ----------------------------------------------------------------------------- orchestration
 
 
@@ -466,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in CONTENDERS if not args.only or any(o in n for o in args.only.split(","))]
     header = (
         f"{'mode':<7}{'contender':<44}{'median s':>9}{'min-max s':>12}{'rows/s':>12}{'MB/s':>8}"
-        f"{'peak MB':>9}  {'rows':>10} check"
+        f"{'peak MB':>9}  {'rows':>10} check  {'jobs':>4} {'$/TiB':>6}"
     )
     for mode in args.modes.split(","):
         env = dict(base_env)
@@ -495,14 +520,19 @@ def main(argv: list[str] | None = None) -> int:
             checks = {_verdict(x, rows, source) for x in runs[name]}
             ok = checks.pop() if len(checks) == 1 else "MISMATCH"
             spread = f"{times[0]:.2f}-{times[-1]:.2f}"
+            jobs, usd, _billed = cost_per_tib(name, args.streams)
             print(
                 f"{mode:<7}{name:<44}{r['seconds']:>9.2f}{spread:>12}"
                 f"{r['rows'] / r['seconds']:>12,.0f}{r['bytes'] / 1e6 / r['seconds']:>8.1f}"
-                f"{r['peak_rss_mb']:>9.0f}  {r['rows']:>10,} {ok}",
+                f"{r['peak_rss_mb']:>9.0f}  {r['rows']:>10,} {ok}  {jobs:>4} {usd:>6.2f}",
                 flush=True,
             )
         if server:
             server.stop(0)
+        print(f"\nBigQuery cost per TiB of selected columns (list prices of {PRICES_AS_OF}):")
+        for name in chosen:
+            jobs, usd, billed = cost_per_tib(name, args.streams)
+            print(f"  {name:<44}{usd:>8.2f} USD  {jobs:>3} job(s)  {billed}")
         ours = results.get("ours, streams, in-process", {})
         if "seconds" in ours:
             print("\nratios (median time of contender / median time of ours in-process):")
