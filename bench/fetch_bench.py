@@ -271,6 +271,14 @@ def _timed_in_process(settings, request) -> dict:
     return _ours_result(settings, _load_manifest(settings, manifest["uri"]), seconds)
 
 
+def ours_in_process_sequential(settings, streams: int) -> dict:
+    """Ours in-process with the worker of before: read a part, then encode and upload it."""
+    from shared.fetch import worker
+
+    worker.PIPELINED = False
+    return ours_in_process(settings, streams)
+
+
 def ours_pubsub(settings, streams: int) -> dict:
     """Ours, streams strategy, through the real Pub/Sub fan-out to the function processes."""
     from shared import clients, topology
@@ -350,6 +358,7 @@ CONTENDERS = {
     "bigquery Storage to_arrow, N streams": storage_to_arrow_n,
     "in-house IN-list chunk tables, sequential": inhouse_sequential,
     "ours, streams, in-process": ours_in_process,
+    "ours, streams, in-process, sequential worker": ours_in_process_sequential,
     "ours, streams, Pub/Sub fan-out": ours_pubsub,
     "ours, chunk_tables, in-process": ours_chunk_tables,
     "drain-only limit": drain_only,

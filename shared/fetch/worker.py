@@ -36,6 +36,9 @@ from shared.log import get_logger
 from shared.messages import ChunkDone, ChunkReady, PartInfo
 
 log = get_logger("shared.fetch.worker")
+# Encode and upload part k on a writer thread while part k+1 fills (the benchmark turns it off
+# to show the sequential worker beside it).
+PIPELINED = True
 
 
 # Estimated Arrow bytes per value, by BigQuery type, when the table reports no size.
@@ -222,6 +225,8 @@ def fetch_chunk(
             landed()  # at most one part written while the next one fills
             name = part_name(message.chunk, part_index)
             in_flight = writer.submit(write_part, bucket, dest, name, table)
+            if not PIPELINED:
+                landed()
             pending, pending_rows, part_index = [], 0, part_index + 1
 
         for batch in stream.batches():
