@@ -282,15 +282,14 @@ def ours_in_process_sequential(settings, streams: int) -> dict:
 def ours_pubsub(settings, streams: int) -> dict:
     """Ours, streams strategy, through the real Pub/Sub fan-out to the function processes."""
     from shared import clients, topology
+    from shared.identifiers import GcsUri
     from shared.messages import dump
 
     request = _bench_request(settings, streams)
     publisher = clients.publisher_client(settings)
-    blob = (
-        clients.storage_client(settings)
-        .bucket(settings.data_bucket)
-        .blob(f"bench/{request.run_id}/_manifest.json")
-    )
+    # The run's manifest, where the request's destination puts it.
+    manifest = GcsUri.parse(request.destination).child("_manifest.json")
+    blob = clients.storage_client(settings).bucket(manifest.bucket).blob(manifest.path)
     t0 = time.perf_counter()
     publisher.publish(
         publisher.topic_path(settings.project, settings.topic(topology.FETCH_REQUESTS)),
