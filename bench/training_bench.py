@@ -131,10 +131,7 @@ def _profit_table(ok, world, catalog) -> None:
             r.regular_price,
             r.weekly_units,
         )
-        low = max(
-            p0 * (1 - rules.corridor), p0 * (1 - rules.max_change), cost / (1 - rules.min_margin)
-        )
-        high = min(p0 * (1 + rules.corridor), p0 * (1 + rules.max_change))
+        _, low, _, high = rules.bounds(p0, cost)
         grid = [*_candidates(low, high, rules.endings), p0]
         values = [_true_profit(p, p0, q0, cost, e) for p in grid]
         totals["optimum"] += max(values)

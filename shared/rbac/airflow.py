@@ -50,6 +50,10 @@ class Calls:
 class AirflowError(PermanentError):
     """Airflow refused a call; the message names the call and Airflow's reason."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class NeedsPerson(AirflowError):
     """The change cannot be made without touching what the reconciler must never touch."""
@@ -154,7 +158,8 @@ class AirflowClient:
             except ValueError:
                 detail = response.text
             raise AirflowError(
-                f"{method} {url.removeprefix(self.url)}: {response.status_code} {detail}"
+                f"{method} {url.removeprefix(self.url)}: {response.status_code} {detail}",
+                response.status_code,
             )
         return response.json() if response.content and response.content.strip() else {}
 
@@ -228,14 +233,14 @@ class AirflowClient:
         try:
             self._call("DELETE", f"{self.fab}/roles/{quote(name, safe='')}", "delete_role")
         except AirflowError as exc:
-            if ": 404 " not in str(exc):
+            if exc.status != 404:
                 raise
 
     def role(self, name: str) -> set[Perm] | None:
         try:
             found = self._call("GET", f"{self.fab}/roles/{quote(name, safe='')}", "get_role")
         except AirflowError as exc:
-            if ": 404 " in str(exc):
+            if exc.status == 404:
                 return None
             raise
         return {(a["action"]["name"], a["resource"]["name"]) for a in found.get("actions", [])}

@@ -180,7 +180,6 @@ def plan(
             )
     by_email = {u.email.lower(): u for u in actual_users if u.email}
     by_username = {u.username.lower(): u for u in actual_users}
-    untouched = lambda u: u.email in allow or u.username.lower() in allow  # noqa: E731
     conflicts: list[str] = []
     seeing_all: list[str] = []
     for email, want in sorted(desired.users.items()):
@@ -221,7 +220,7 @@ def plan(
                 Change("set_user_roles", user.username, frozenset(add), frozenset(remove), why)
             )
     for user in actual_users:
-        if user.email in desired.users or untouched(user):
+        if user.email in desired.users or allow_listed(user, allow):
             continue
         remove = user.roles & managed
         if remove:
@@ -236,7 +235,9 @@ def plan(
                 )
             )
     for role in sorted(retired):
-        kept_by = sorted(u.username for u in actual_users if role in u.roles and untouched(u))
+        kept_by = sorted(
+            u.username for u in actual_users if role in u.roles and allow_listed(u, allow)
+        )
         if kept_by:
             conflicts.append(
                 f"role {role!r} ({_retired_why(role)}) is held by allow-listed {kept_by}, "
@@ -290,6 +291,11 @@ def plan(
             f"{config.max_revocations}; nothing applied (raise the cap if this is intended)"
         )
     return result
+
+
+def allow_listed(user: User, allow: set[str]) -> bool:
+    """Whether ``user`` is on the allow-list (lower-cased emails or usernames)."""
+    return user.email in allow or user.username.lower() in allow
 
 
 def _retired_why(role: str) -> str:
@@ -373,7 +379,7 @@ def _apply_one(
             ledger.discard({change.target})
     elif change.kind == "set_role":
         holders = [u for u in actual_users if change.target in u.roles]
-        protected = [u for u in holders if u.email in allow or u.username.lower() in allow]
+        protected = [u for u in holders if allow_listed(u, allow)]
         perms = (actual_roles[change.target] | change.add) - change.remove
         client.set_role(change.target, perms, [u for u in holders if u not in protected], protected)
     elif change.kind == "create_user":

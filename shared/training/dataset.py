@@ -81,11 +81,12 @@ def read_shard(
         return pa.table({})
     dataset = pads.dataset(paths, format="parquet", filesystem=filesystem)
     product = pc.field("product_id")
-    # product_id mod count (Arrow divides integers by truncation; product ids are positive)
-    remainder = product - (product / shard.count) * shard.count
-    condition = remainder == shard.index if shard.count > 1 else None
+    condition = None
     if products is not None:  # these products only, whichever shard they are in
         condition = product.isin(products)
+    elif shard.count > 1:
+        # product_id mod count (Arrow divides integers by truncation; product ids are positive)
+        condition = product - (product / shard.count) * shard.count == shard.index
     if columns is not None:
         columns = [*columns, *(c for c in optional if c in dataset.schema.names)]
     return dataset.to_table(columns=columns, filter=condition)

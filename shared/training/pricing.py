@@ -57,6 +57,19 @@ class Rules(BaseModel):
     # hold (default): say so and hold; edge: recommend the top anyway.
     inelastic: Literal["hold", "edge"] = "hold"
 
+    def bounds(self, regular: float, cost: float | None) -> tuple[str, float, str, float]:
+        """(rule, lowest allowed price, rule, highest allowed price) around ``regular``: the
+        corridor, the maximum change and, with a ``cost``, the minimum margin."""
+        found = {
+            "corridor": (regular * (1 - self.corridor), regular * (1 + self.corridor)),
+            "max_change": (regular * (1 - self.max_change), regular * (1 + self.max_change)),
+        }
+        if cost:
+            found["min_margin"] = (cost / (1 - self.min_margin), math.inf)
+        low_rule, low = max(((k, b[0]) for k, b in found.items()), key=lambda kv: kv[1])
+        high_rule, high = min(((k, b[1]) for k, b in found.items()), key=lambda kv: kv[1])
+        return low_rule, low, high_rule, high
+
 
 class Spec(BaseModel):
     """The demand specification: which controls sit beside log(price)."""
@@ -350,6 +363,26 @@ def regular_price(cells: dict[str, np.ndarray]) -> float:
     return _modal(price[rows], units[rows])
 
 
+def baseline(cells: dict[str, np.ndarray]) -> tuple[float, float]:
+    """(regular price, units a week over the last ``RECENT_WEEKS`` weeks with sales) of one
+    product's cells with sales."""
+    recent = cells["week"] > cells["week"].max() - RECENT_WEEKS
+    weekly = float(cells["units"][recent].sum()) / len(np.unique(cells["week"][recent]))
+    return regular_price(cells), weekly
+
+
+def resolve_cost(
+    known: float | None, cost_ratio: float | None, regular: float
+) -> tuple[float | None, str | None]:
+    """(unit cost, where from): the products table's, else ``cost_ratio`` x the regular price
+    (an assumption, said so), else none."""
+    if known is not None:
+        return known, "table"
+    if cost_ratio is not None:
+        return round(cost_ratio * regular, 4), "assumed"
+    return None, None
+
+
 def _design(cells: dict[str, np.ndarray], spec: Spec) -> np.ndarray:
     """log(price) first, then the specification's controls (constant columns dropped)."""
     n = len(cells["units"])
@@ -437,14 +470,7 @@ def decide(
     """The price to sign: the best expected gain over the allowed prices, moved to only when
     the ``rules.confidence`` interval of the gain excludes zero."""
     cost = unit_cost if rules.objective == "profit" else 0.0
-    bounds = {
-        "corridor": (regular * (1 - rules.corridor), regular * (1 + rules.corridor)),
-        "max_change": (regular * (1 - rules.max_change), regular * (1 + rules.max_change)),
-    }
-    if cost:
-        bounds["min_margin"] = (cost / (1 - rules.min_margin), math.inf)
-    low_rule, low = max(((k, b[0]) for k, b in bounds.items()), key=lambda kv: kv[1])
-    high_rule, high = min(((k, b[1]) for k, b in bounds.items()), key=lambda kv: kv[1])
+    low_rule, low, high_rule, high = rules.bounds(regular, cost)
 
     def hold(code: str, reason: str, **kw: Any) -> Decision:
         base = {"candidate_price": regular, "expected_gain": 0.0, "gain_low": 0.0,
@@ -551,16 +577,12 @@ def fit_product(
     if not sold.any():
         return _no_sales(product_id, returns_rows)
     cells = {k: v[sold] for k, v in cells.items()}
-    regular = regular_price(cells)
-    recent = cells["week"] > cells["week"].max() - RECENT_WEEKS
-    weekly_units = float(cells["units"][recent].sum()) / len(np.unique(cells["week"][recent]))
+    regular, weekly_units = baseline(cells)
+    unit_cost, cost_source = resolve_cost(unit_cost, cost_ratio, regular)
     if spec.zero_weeks:
         cells = with_zero_weeks(cells)
     units, week = cells["units"], cells["week"]
     n = len(units)
-    cost_source = "table" if unit_cost is not None else None
-    if unit_cost is None and cost_ratio is not None:
-        unit_cost, cost_source = round(cost_ratio * regular, 4), "assumed"
     log_price = np.log(cells["price"])
     within = _within(log_price, cells["store_id"])
     variation = float(np.std(within))

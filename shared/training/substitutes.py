@@ -19,6 +19,7 @@ one by one ignores that a cut on one takes sales from the others.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
@@ -34,9 +35,11 @@ from shared.training.pricing import (
     _candidates,
     _design,
     _full_rank,
+    _mean_gain,
     _poisson_fit,
     _week_jackknife_ses,
-    regular_price,
+    baseline,
+    resolve_cost,
     weekly_cells,
     with_zero_weeks,
 )
@@ -136,12 +139,10 @@ def fit_group(
     regular, cost, volume = [], [], []
     for i, pid in enumerate(products):
         cells = per[pid]
-        p0 = regular_price(cells)
+        p0, weekly_units = baseline(cells)
         regular.append(p0)
-        known = catalog.unit_cost.get(pid)
-        cost.append(known if known is not None else (cost_ratio * p0 if cost_ratio else None))
-        recent = cells["week"] > cells["week"].max() - 8
-        volume.append(float(cells["units"][recent].sum()) / len(np.unique(cells["week"][recent])))
+        cost.append(resolve_cost(catalog.unit_cost.get(pid), cost_ratio, p0)[0])
+        volume.append(weekly_units)
         if spec.zero_weeks:
             cells = with_zero_weeks(cells)
         others = [j for j in range(k) if j != i]
@@ -163,7 +164,9 @@ def fit_group(
 def _joint(group: Group, rules: Rules, draws: int) -> Group:
     k = len(group.products)
     if any(e is None for e in group.own) or any(c is None for c in group.unit_cost):
-        return _replace(group, reason="an elasticity or a unit cost is missing in the group")
+        return dataclasses.replace(
+            group, reason="an elasticity or a unit cost is missing in the group"
+        )
     rng = np.random.default_rng(len(group.products) * 7919 + group.products[0])
     e = np.zeros((draws, k, k))
     for i in range(k):
@@ -178,9 +181,7 @@ def _joint(group: Group, rules: Rules, draws: int) -> Group:
     q0 = np.array(group.weekly_units)
     grids = []
     for i in range(k):
-        low = max(p0[i] * (1 - rules.corridor), p0[i] * (1 - rules.max_change),
-                  c[i] / (1 - rules.min_margin))  # fmt: skip
-        high = min(p0[i] * (1 + rules.corridor), p0[i] * (1 + rules.max_change))
+        _, low, _, high = rules.bounds(p0[i], c[i])
         inelastic = group.own[i] > -1 and rules.inelastic == "hold"  # type: ignore[operator]
         grids.append(
             np.array([p0[i]])
@@ -195,20 +196,15 @@ def _joint(group: Group, rules: Rules, draws: int) -> Group:
 
     base = value(p0)
 
-    def best_one_by_one() -> np.ndarray:
-        prices = p0.copy()
-        for i in range(k):
-            trial = []
-            for candidate in grids[i]:
-                alone = p0.copy()
-                alone[i] = candidate
-                own_only = e[:, i, i]
-                units = q0[i] * (candidate / p0[i]) ** own_only
-                trial.append(float(((candidate - c[i]) * units).mean()))
-            prices[i] = grids[i][int(np.argmax(trial))]
-        return prices
-
-    independent = best_one_by_one()
+    # Priced one by one: each product's best price on its own elasticity, the others ignored.
+    independent = np.array(
+        [
+            grids[i][
+                int(np.argmax([_mean_gain(p, p0[i], q0[i], e[:, i, i], c[i]) for p in grids[i]]))
+            ]
+            for i in range(k)
+        ]
+    )
     prices = p0.copy()
     for _ in range(10):
         changed = False
@@ -236,7 +232,7 @@ def _joint(group: Group, rules: Rules, draws: int) -> Group:
         else f"{rules.confidence:.0%} interval of the category's gain [{low:+,.2f}, "
         f"{high:+,.2f}] includes 0"
     )
-    return _replace(
+    return dataclasses.replace(
         group,
         independent_prices=[round(float(p), 2) for p in independent],
         joint_prices=[round(float(p), 2) for p in prices],
@@ -247,12 +243,6 @@ def _joint(group: Group, rules: Rules, draws: int) -> Group:
         decision="move" if moved else "hold",
         reason=reason,
     )
-
-
-def _replace(group: Group, **changes: object) -> Group:
-    import dataclasses
-
-    return dataclasses.replace(group, **changes)  # type: ignore[arg-type]
 
 
 def fit_substitutes(
