@@ -24,6 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +39,9 @@ def _settings():
 
 
 def _source(settings) -> str:
-    return f"{settings.project}.{DATASET}.transactions"
+    # The sweep and the memory table use their own datasets (BENCH_DATASET), so no mode
+    # replaces the table another mode's marker describes.
+    return f"{settings.project}.{os.environ.get('BENCH_DATASET', DATASET)}.transactions"
 
 
 def _schema(settings) -> pa.Schema:
@@ -140,8 +143,9 @@ def _storage_to_arrow(settings, max_streams: int | None) -> dict:
     )
     table = pa.Table.from_batches(list(batches))
     seconds = time.perf_counter() - t0
+    peak = peak_rss_mb()  # before the check's copies
     rows, checksum = _check(table, schema)
-    return _result(table, rows, table.nbytes, checksum, seconds)
+    return {**_result(table, rows, table.nbytes, checksum, seconds), "peak_rss_mb": peak}
 
 
 def storage_to_arrow(settings, streams: int) -> dict:
@@ -152,6 +156,23 @@ def storage_to_arrow(settings, streams: int) -> dict:
 def storage_to_arrow_n(settings, streams: int) -> dict:
     """google-cloud-bigquery with the Storage Read API, max_stream_count=N."""
     return _storage_to_arrow(settings, streams)
+
+
+def storage_to_dataframe(settings, streams: int) -> dict:
+    """google-cloud-bigquery with the Storage Read API into pandas (default streams)."""
+    from shared import clients
+
+    schema = _schema(settings)
+    bq = clients.bigquery_client(settings)
+    t0 = time.perf_counter()
+    df = bq.list_rows(_source(settings)).to_dataframe(
+        bqstorage_client=clients.bigquery_read_client(settings)
+    )
+    seconds = time.perf_counter() - t0
+    peak = peak_rss_mb()
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    rows, checksum = _check(table, schema)
+    return {**_result(table, rows, table.nbytes, checksum, seconds), "peak_rss_mb": peak}
 
 
 def inhouse_sequential(settings, streams: int) -> dict:
@@ -173,7 +194,7 @@ def inhouse_sequential(settings, streams: int) -> dict:
     tables = []
     run = uuid.uuid4().hex[:8]
     for i, group in enumerate(g for g in groups if g):
-        chunk = f"{settings.project}.{DATASET}.chunk_{run}_{i}"
+        chunk = f"{source.rpartition('.')[0]}.chunk_{run}_{i}"
         ids = ", ".join(str(s) for s in group)
         bq.query(
             f"CREATE TABLE `{chunk}` AS SELECT * FROM `{source}` WHERE store_id IN ({ids})"
@@ -258,15 +279,17 @@ def one_worker(settings, streams: int) -> dict:
 
 
 def ours_in_process(settings, streams: int) -> dict:
-    """Ours, streams strategy, in this process with a thread pool (fetch_table)."""
+    """Ours, streams strategy, in this process with a thread pool (fetch_table); BENCH_WORKERS
+    threads (default one per stream)."""
     return _timed_in_process(settings, _bench_request(settings, streams))
 
 
 def _timed_in_process(settings, request) -> dict:
     from shared.fetch.library import run_in_process
 
+    workers = int(os.environ.get("BENCH_WORKERS", "0")) or None
     t0 = time.perf_counter()
-    manifest = run_in_process(request, settings)
+    manifest = run_in_process(request, settings, workers=workers)
     seconds = time.perf_counter() - t0
     return _ours_result(settings, _load_manifest(settings, manifest["uri"]), seconds)
 
@@ -364,11 +387,24 @@ CONTENDERS = {
 }
 # Not in the side-by-side table: measured per table size by --rss.
 WORKER = {"one fetch worker (1 of N streams)": one_worker}
-LIMITS_SKIP = {
-    "csv export + dask (seed baseline)",
-    "bigquery REST to_arrow",
+# Peak RSS against table size (--rss): our worker and in-process fetch beside the client's.
+MEMORY = [
+    "one fetch worker (1 of N streams)",
+    "ours, streams, in-process",
+    "bigquery Storage to_arrow",
+    "bigquery Storage to_dataframe",
+]
+CONTENDERS_RSS = {"bigquery Storage to_dataframe": storage_to_dataframe}
+LIMITS_SKIP = {"csv export + dask (seed baseline)", "bigquery REST to_arrow"}
+# The scaled-down sweep (--sweep): what the architecture does with N streams when every
+# connection is slow and the machine is not the bottleneck.
+SWEEP = [
+    "ours, streams, in-process",
     "ours, streams, Pub/Sub fan-out",
-}
+    "bigquery Storage to_arrow, N streams",
+    "in-house IN-list chunk tables, sequential",
+    "drain-only limit",
+]
 
 
 # BigQuery list prices (on-demand, US multi-region) from https://cloud.google.com/bigquery/pricing
@@ -413,7 +449,7 @@ def _run_one(name: str, streams: int, env: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _source_table(project: str, wanted: int) -> int:
+def _source_table(project: str, wanted: int, dataset: str = DATASET) -> int:
     """Generate and load the benchmark table, unless this stack already holds it (same size
     and seed): reloading millions of rows into one long-lived bqemulator grows its memory."""
     from google.api_core import exceptions as gexc
@@ -423,19 +459,19 @@ def _source_table(project: str, wanted: int) -> int:
 
     settings = _settings()
     marker = clients.storage_client(settings).bucket(settings.data_bucket).blob(
-        f"{DATASET}/_source.json"
+        f"{dataset}/_source.json"
     )  # fmt: skip
     want = {"rows_requested": wanted, "seed": 7}
     try:
         recorded = json.loads(marker.download_as_text())
-        clients.bigquery_client(settings).get_table(f"{project}.{DATASET}.transactions")
+        clients.bigquery_client(settings).get_table(f"{project}.{dataset}.transactions")
         if {k: recorded.get(k) for k in want} == want:
-            print(f"reusing {project}.{DATASET}.transactions ({recorded['rows']:,} rows)")
+            print(f"reusing {project}.{dataset}.transactions ({recorded['rows']:,} rows)")
             return int(recorded["rows"])
     except (gexc.NotFound, ValueError, KeyError):
         pass
-    print(f"generating ~{wanted:,} transaction rows into {project}.{DATASET} ...", flush=True)
-    rows = generate_data(wanted, 7, DATASET, settings, quiet=True)["rows"]["transactions"]
+    print(f"generating ~{wanted:,} transaction rows into {project}.{dataset} ...", flush=True)
+    rows = generate_data(wanted, 7, dataset, settings, quiet=True)["rows"]["transactions"]
     marker.upload_from_string(json.dumps({**want, "rows": rows}))
     return rows
 
@@ -449,12 +485,64 @@ def _verdict(r: dict, rows: int, source: tuple) -> str:
     return "OK" if (r["rows"], r["checksum"]) == source else "MISMATCH"
 
 
+def _source_checksum(project: str, dataset: str) -> tuple[int, str]:
+    from tests.integration.test_fetch_pipeline import source_checksum  # the tests' own check
+
+    return source_checksum(_settings(), f"{project}.{dataset}.transactions")
+
+
+class _Proxy:
+    """The stack's Storage Read proxy, put in a mode for the length of a ``with`` block; every
+    read stream of the contenders (the function processes' too) goes through it."""
+
+    def __init__(self, control: Path) -> None:
+        self.control = control
+        self.timeline = control.with_name("read-proxy-timeline.jsonl")
+
+    def __enter__(self) -> _Proxy:
+        return self
+
+    def set(self, limits) -> None:
+        from local.storage_proxy import write_control
+
+        self.timeline.unlink(missing_ok=True)
+        write_control(self.control, limits, self.timeline)
+
+    def streams(self) -> list[dict]:
+        """Streams that ended since the last ``set``."""
+        from local.storage_proxy import read_timeline
+
+        return read_timeline(self.timeline)
+
+    def __exit__(self, *exc) -> None:
+        from local.storage_proxy import write_control
+
+        write_control(self.control, None)
+        self.timeline.unlink(missing_ok=True)
+
+
+def _stream_times(streams: list[dict]) -> dict:
+    """Median, p95 and max of the streams' durations (first byte asked to last row sent), and
+    of their completion times counted from the run's first read."""
+    if not streams:
+        return {}
+    t0 = min(s["start"] for s in streams)
+    out = {}
+    for key, values in (
+        ("duration", [s["end"] - s["start"] for s in streams]),
+        ("completion", [s["end"] - t0 for s in streams]),
+    ):
+        arr = np.asarray(values)
+        out[key] = (float(np.median(arr)), float(np.percentile(arr, 95)), float(arr.max()))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--rows", type=int, help="table rows (5M; the sweep 1M)")
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--modes", default="plain,limits")
-    parser.add_argument("--only", help="comma-separated contender names (substring match)")
+    parser.add_argument("--only", help="|-separated contender names (substring match)")
     parser.add_argument(
         "--repeat",
         type=int,
@@ -463,19 +551,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--rss",
-        help="comma-separated table sizes: peak RSS of one fetch worker and of the in-process "
-        "fetch at each size, instead of the contender table (e.g. 5000000,20000000)",
+        help="comma-separated table sizes: peak RSS of one fetch worker, the in-process fetch "
+        "and the standard client's to_arrow and to_dataframe at each size (e.g. 5000000,20000000)",
     )
+    parser.add_argument(
+        "--sweep",
+        help="comma-separated stream counts (e.g. 1,2,4,8,16): the scaled-down mode, every read "
+        "connection capped at --rate, then the straggler case at --streams",
+    )
+    parser.add_argument("--rate", type=float, default=2.0, help="sweep: MB/s per connection")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.one:
-        result = {**CONTENDERS, **WORKER}[args.one](_settings(), args.streams)
+        result = {**CONTENDERS, **WORKER, **CONTENDERS_RSS}[args.one](_settings(), args.streams)
         print(json.dumps(result))
         return 0
 
     from local.stack import StackConfig, up
-    from local.storage_proxy import GCP_LIKE, serve
 
     cfg = StackConfig.from_env()
     up(cfg, say=lambda _m: None)
@@ -485,28 +578,33 @@ def main(argv: list[str] | None = None) -> int:
         **cfg.client_env(),
         "RETAIL_GCS_ROOT": str(cfg.gcs_root),
         "PYTHONPATH": str(REPO),
+        "RETAIL_MAX_STREAMS": "64",  # the straggler case asks for 4 streams a worker
     }
-    if args.rss:
-        return _rss_table([int(n) for n in args.rss.split(",")], args.streams, base_env)
-    rows = _source_table(cfg.project, args.rows)
-    from tests.integration.test_fetch_pipeline import (
-        source_checksum,
-    )  # the same check the tests use
+    with _Proxy(cfg.read_proxy_control) as proxy:
+        if args.rss:
+            sizes = [int(n) for n in args.rss.split(",")]
+            return _rss_table(cfg.project, sizes, args.streams, base_env)
+        if args.sweep:
+            counts = [int(n) for n in args.sweep.split(",")]
+            return _sweep(cfg.project, args, counts, base_env, proxy)
+        return _table(cfg.project, args, base_env, proxy)
 
-    source = source_checksum(_settings(), f"{cfg.project}.{DATASET}.transactions")
+
+def _table(project: str, args, base_env: dict, proxy: _Proxy) -> int:
+    """Every contender on one table, plain and GCP-limits, medians of ``--repeat`` rounds."""
+    from local.storage_proxy import GCP_LIKE
+
+    rows = _source_table(project, args.rows or 5_000_000)
+    source = _source_checksum(project, DATASET)
     print(f"source: {rows:,} rows, checksum {source[1]}\n")
 
-    names = [n for n in CONTENDERS if not args.only or any(o in n for o in args.only.split(","))]
+    names = [n for n in CONTENDERS if not args.only or any(o in n for o in args.only.split("|"))]
     header = (
         f"{'mode':<7}{'contender':<44}{'median s':>9}{'min-max s':>12}{'rows/s':>12}{'MB/s':>8}"
         f"{'peak MB':>9}  {'rows':>10} check  {'jobs':>4} {'$/TiB':>6}"
     )
     for mode in args.modes.split(","):
-        env = dict(base_env)
-        server = None
-        if mode == "limits":
-            server, _proxy = serve("127.0.0.1:0", f"127.0.0.1:{cfg.bq_grpc_port}", GCP_LIKE)
-            env["BIGQUERY_STORAGE_EMULATOR_HOST"] = _proxy.address
+        proxy.set(GCP_LIKE if mode == "limits" else None)
         chosen = [n for n in names if not (mode == "limits" and n in LIMITS_SKIP)]
         # Rounds interleave the contenders, so a slow spell of the shared machine (emulator
         # garbage collection, page cache) falls on all of them alike.
@@ -514,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.repeat):
             print(f"  {mode}: round {round_ + 1} of {args.repeat}", flush=True)
             for name in chosen:
-                runs[name].append(_run_one(name, args.streams, env))
+                runs[name].append(_run_one(name, args.streams, base_env))
         print(header)
         results = {}
         for name in chosen:
@@ -535,8 +633,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['peak_rss_mb']:>9.0f}  {r['rows']:>10,} {ok}  {jobs:>4} {usd:>6.2f}",
                 flush=True,
             )
-        if server:
-            server.stop(0)
         print(f"\nBigQuery cost per TiB of selected columns (list prices of {PRICES_AS_OF}):")
         for name in chosen:
             jobs, usd, billed = cost_per_tib(name, args.streams)
@@ -552,15 +648,133 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _rss_table(sizes: list[int], streams: int, env: dict) -> int:
-    """Peak RSS against table size: a worker's memory is bounded by one part, not the table."""
-    from shared.cli import generate_data
+def _median_run(runs: list[dict], rows: int, source: tuple) -> dict:
+    """The median round of a contender (by time), with every round's verdict folded in."""
+    if any("error" in r for r in runs):
+        return next(r for r in runs if "error" in r)
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    checks = {_verdict(r, rows, source) for r in runs}
+    return {**ordered[len(ordered) // 2], "check": checks.pop() if len(checks) == 1 else "MISMATCH"}
 
+
+def _sweep(project: str, args, counts: list[int], base_env: dict, proxy: _Proxy) -> int:
+    """Scale the cloud down instead of the data up: every read connection capped at ``--rate``
+    MB/s, so N streams ask at most N x rate of this machine, well below what it decodes; then
+    one stream at a quarter of the rate (the straggler)."""
+    from local.storage_proxy import Limits
+
+    rows = _source_table(project, args.rows or 1_000_000, "bench_sweep")
+    env = {**base_env, "BENCH_DATASET": "bench_sweep"}
+    source = _source_checksum(project, "bench_sweep")
+    rate = args.rate * 1e6
+    capped = Limits(bandwidth_bytes_s=rate, max_rows_per_response=5_000)
+    print(f"source: {rows:,} rows, checksum {source[1]}; every connection at {args.rate} MB/s\n")
+    names = [n for n in SWEEP if not args.only or any(o in n for o in args.only.split("|"))]
+
+    def measure(name: str, streams: int, limits: Limits, extra: dict) -> dict:
+        proxy.set(limits)
+        r = _run_one(name, streams, {**env, **extra})
+        r["streams"] = _stream_times(proxy.streams())
+        return r
+
+    runs: dict[tuple[str, int], list[dict]] = {(n, c): [] for n in names for c in counts}
+    for round_ in range(args.repeat):
+        for count in counts:
+            print(f"  round {round_ + 1} of {args.repeat}: {count} stream(s)", flush=True)
+            for name in names:
+                runs[name, count].append(measure(name, count, capped, {}))
+    print(
+        f"\n{'contender':<44}{'streams':>8}{'median s':>9}{'MB/s':>8}{'efficiency':>11}"
+        f"{'stream s p50/p95/max':>22}  check"
+    )
+    for name in names:
+        single = None
+        for count in counts:
+            r = _median_run(runs[name, count], rows, source)
+            if "error" in r:
+                print(f"{name:<44}{count:>8}  error: {r['error'][:70]}")
+                continue
+            throughput = r["rows"] / r["seconds"]
+            if count == 1:
+                single = throughput
+            eff = f"{throughput / (count * single):.2f}" if single else "-"
+            d = r["streams"].get("duration", (float("nan"),) * 3)
+            print(
+                f"{name:<44}{count:>8}{r['seconds']:>9.2f}{r['bytes'] / 1e6 / r['seconds']:>8.1f}"
+                f"{eff:>11}{'/'.join(f'{x:.1f}' for x in d):>22}  {r['check']}",
+                flush=True,
+            )
+    print(
+        "\nefficiency = throughput with N streams / (N x throughput with 1 stream), same "
+        "contender; stream s = each read stream's first byte asked to last row sent (proxy)"
+    )
+    _straggler(args, rows, source, capped, measure)
+    return 0
+
+
+def _straggler(args, rows: int, source: tuple, capped, measure) -> None:
+    """One stream of N at a quarter of the rate: what each contender's run and streams do."""
+    import dataclasses
+
+    n = args.streams
+    slow = dataclasses.replace(capped, slow_stream="/streams/0", slow_factor=0.25)
+    cases = [
+        ("ours, streams, in-process", n, {}, f"{n} streams, {n} workers"),
+        (
+            "ours, streams, in-process",
+            4 * n,
+            {"BENCH_WORKERS": str(n)},
+            f"{4 * n} streams, {n} workers",
+        ),
+        ("ours, streams, Pub/Sub fan-out", 4 * n, {}, f"{4 * n} streams, a message each"),
+        ("bigquery Storage to_arrow, N streams", n, {}, f"max_stream_count={n}"),
+        ("drain-only limit", n, {}, f"{n} streams"),
+    ]
+    cases = [c for c in cases if not args.only or any(o in c[0] for o in args.only.split("|"))]
+    runs: dict[tuple[int, bool], list[dict]] = {
+        (i, s): [] for i in range(len(cases)) for s in (0, 1)
+    }
+    for round_ in range(args.repeat):
+        print(f"  straggler: round {round_ + 1} of {args.repeat}", flush=True)
+        for i, (name, streams, extra, _label) in enumerate(cases):
+            for straggler in (False, True):
+                limits = slow if straggler else capped
+                runs[i, straggler].append(measure(name, streams, limits, extra))
+    print(
+        f"\nstraggler: /streams/0 at {args.rate / 4} MB/s, the others at {args.rate} MB/s\n"
+        f"{'contender':<40}{'how':<26}{'even s':>7}{'slow s':>7}{'ratio':>6}"
+        f"{'stream s p50/p95/max':>22}{'p95/p50':>8}{'completion s p50/p95/max':>26}{'p95/p50':>8}"
+        "  check"
+    )
+    for i, (name, _streams, _extra, label) in enumerate(cases):
+        even, slowed = (_median_run(runs[i, s], rows, source) for s in (False, True))
+        if "error" in even or "error" in slowed:
+            print(f"{name:<40}{label:<26}  error: {(even.get('error') or slowed['error'])[:60]}")
+            continue
+        nan = (float("nan"),) * 3
+        d = slowed["streams"].get("duration", nan)
+        c = slowed["streams"].get("completion", nan)
+        print(
+            f"{name[:39]:<40}{label:<26}{even['seconds']:>7.2f}{slowed['seconds']:>7.2f}"
+            f"{slowed['seconds'] / even['seconds']:>6.2f}"
+            f"{'/'.join(f'{x:.1f}' for x in d):>22}{d[1] / d[0]:>8.2f}"
+            f"{'/'.join(f'{x:.1f}' for x in c):>26}{c[1] / c[0]:>8.2f}  {slowed['check']}",
+            flush=True,
+        )
+    print(
+        "stream s = first byte asked to last row sent; completion = when each stream sent its "
+        "last row, from the run's first read; ratio = run time with the straggler / without"
+    )
+
+
+def _rss_table(project: str, sizes: list[int], streams: int, env: dict) -> int:
+    """Peak RSS against table size: a worker's memory is bounded by one part, the standard
+    client's by the table."""
     print(f"{'table rows':>12}{'contender':>42}{'rows read':>12}{'wall s':>8}{'peak MB':>9}")
+    env = {**env, "BENCH_DATASET": "bench_rss"}
     for size in sizes:
-        loaded = generate_data(size, 7, DATASET, _settings(), quiet=True)
-        n = loaded["rows"]["transactions"]
-        for name in ("one fetch worker (1 of N streams)", "ours, streams, in-process"):
+        n = _source_table(project, size, "bench_rss")
+        for name in MEMORY:
             r = _run_one(name, streams, env)
             if "error" in r:
                 print(f"{n:>12,}{name:>42}  error: {r['error'][:80]}")

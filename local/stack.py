@@ -145,6 +145,11 @@ class StackConfig:
         """Where each deployable process notes the Google API calls it makes."""
         return self.state_dir / "calls"
 
+    @property
+    def read_proxy_control(self) -> Path:
+        """The control file of the stack's Storage Read proxy (local/storage_proxy.py)."""
+        return self.state_dir / "read-proxy.json"
+
     def endpoints(self) -> dict[str, str]:
         """The emulator endpoints: the only thing that differs from the cloud."""
         return {
@@ -407,6 +412,8 @@ EMULATORS: tuple[Component, ...] = (
             f"{HOST}:{cfg.bq_read_port}",
             "--upstream",
             f"{HOST}:{cfg.bq_grpc_port}",
+            "--control",
+            str(cfg.read_proxy_control),
         ],
         lambda cfg: [cfg.bq_read_port],
         lambda cfg: _port_open(cfg.bq_read_port),
@@ -511,7 +518,10 @@ def function_component(entry_point: str) -> Component:
         ],
         lambda cfg: [cfg.function_port(entry_point)],
         lambda cfg: _port_open(cfg.function_port(entry_point)),
-        env=lambda cfg: cfg.deployable_env(entry_point),
+        # Deployed, each message gets its own instance (concurrency 1, up to max instances);
+        # here one process stands in for them, with threads enough for a 16- or 32-way fan-out
+        # (functions-framework's gunicorn defaults to 4 per core, 8 on this machine).
+        env=lambda cfg: {**cfg.deployable_env(entry_point), "THREADS": "32"},
         timeout_s=30.0,
     )
 

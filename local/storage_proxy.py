@@ -6,17 +6,27 @@
 * GCP-limits mode (for the benchmark and fault tests): a bandwidth cap per ReadRows connection
   (one Python process reads ~40 MB/s from the real service), a cap on concurrent read streams
   answered with RESOURCE_EXHAUSTED, and an UNAVAILABLE injected once per stream mid-read.
+* A straggler: one stream (by name suffix) served at a fraction of the per-connection rate.
+* A control file (``--control PATH``): when it exists, its JSON replaces the limits for every
+  ReadRows call that starts after it is written, so the benchmark can put the stack's own proxy
+  (the one the function processes read through) in a mode and back. With ``"timeline": PATH``
+  in it, every stream that ends is appended to PATH as a JSON line (first byte asked, last row
+  sent, rows), which is how the benchmark sees stream completion times of any contender.
 
-``python -m local.storage_proxy --listen 127.0.0.1:9061 --upstream 127.0.0.1:9060 [--limits]``
+``python -m local.storage_proxy --listen 127.0.0.1:9061 --upstream 127.0.0.1:9060 [--limits]
+[--control PATH]``
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pyarrow as pa
@@ -36,6 +46,34 @@ class Limits:
     # The emulator answers with up to 65,536 rows per response; smaller responses make
     # mid-stream faults land mid-stream.
     max_rows_per_response: int | None = None
+    # Streams whose name ends with ``slow_stream`` get ``slow_factor`` of the bandwidth.
+    slow_stream: str | None = None
+    slow_factor: float = 1.0
+
+    def rate(self, stream: str) -> float | None:
+        """Bytes per second this stream is served at (None: as fast as upstream sends)."""
+        if not self.bandwidth_bytes_s:
+            return None
+        slow = self.slow_stream is not None and stream.endswith(self.slow_stream)
+        return self.bandwidth_bytes_s * (self.slow_factor if slow else 1.0)
+
+
+def write_control(path: Path, limits: Limits | None, timeline: Path | None = None) -> None:
+    """Put a proxy started with ``--control path`` in ``limits`` (None: back to its own)."""
+    if limits is None:
+        path.unlink(missing_ok=True)
+        return
+    body = {**dataclasses.asdict(limits), "timeline": str(timeline) if timeline else None}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body))
+    tmp.replace(path)
+
+
+def read_timeline(path: Path) -> list[dict]:
+    """The streams a proxy recorded: ``stream``, ``start``/``end`` (epoch seconds), ``rows``."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 GCP_LIKE = Limits(
@@ -61,14 +99,29 @@ def _identity(data: bytes) -> bytes:
 class ReadProxy:
     """Forwards the BigQueryRead service to ``upstream``, applying offsets and ``limits``."""
 
-    def __init__(self, upstream: str, limits: Limits | None = None) -> None:
+    def __init__(
+        self, upstream: str, limits: Limits | None = None, control: Path | None = None
+    ) -> None:
         self.limits = limits or Limits()
+        self.control = control
         self.channel = grpc.insecure_channel(upstream, _OPTIONS)
         self._active = 0
         self._lock = threading.Lock()
         self._failed: set[str] = set()
+        self._first_asked: dict[str, float] = {}
         self.stats = {"rejected": 0, "faults": 0, "streams": 0}
         self.address = ""
+
+    def _current(self) -> tuple[Limits, Path | None]:
+        """The limits for a call starting now, and where to record its stream's end."""
+        if self.control is None:
+            return self.limits, None
+        try:
+            body = json.loads(self.control.read_text())
+        except (FileNotFoundError, ValueError):
+            return self.limits, None
+        timeline = body.pop("timeline", None)
+        return Limits(**body), Path(timeline) if timeline else None
 
     def _unary(self, method: str):
         call = self.channel.unary_unary(
@@ -85,8 +138,10 @@ class ReadProxy:
 
     def _read_rows(self, request_bytes: bytes, context: grpc.ServicerContext):
         request = types.ReadRowsRequest.deserialize(request_bytes)
-        limits = self.limits
+        limits, timeline = self._current()
         with self._lock:
+            if timeline is not None:  # only while a benchmark records
+                self._first_asked.setdefault(request.read_stream, time.time())
             if limits.max_concurrent_streams and self._active >= limits.max_concurrent_streams:
                 self.stats["rejected"] += 1
                 context.abort(
@@ -96,13 +151,25 @@ class ReadProxy:
             self._active += 1
             self.stats["streams"] += 1
         try:
-            yield from self._forward(request, context)
+            sent = yield from self._forward(request, context, limits)
+            if timeline is not None:
+                line = {
+                    "stream": request.read_stream,
+                    "start": self._first_asked[request.read_stream],
+                    "end": time.time(),
+                    "rows": int(request.offset) + sent,
+                }
+                with self._lock, timeline.open("a") as out:
+                    out.write(json.dumps(line) + "\n")
         finally:
             with self._lock:
                 self._active -= 1
 
-    def _forward(self, request: types.ReadRowsRequest, context: grpc.ServicerContext):
-        limits = self.limits
+    def _forward(
+        self, request: types.ReadRowsRequest, context: grpc.ServicerContext, limits: Limits
+    ):
+        """Yields the responses; returns the rows sent."""
+        rate = limits.rate(request.read_stream)
         upstream = self.channel.unary_stream(
             f"/{SERVICE}/ReadRows", request_serializer=_identity, response_deserializer=_identity
         )
@@ -158,13 +225,15 @@ class ReadProxy:
                     out = types.ReadRowsResponse.serialize(out_response)
                     sent_rows += piece.num_rows
                     sent_bytes += len(out)
-                    if limits.bandwidth_bytes_s:
-                        ahead = sent_bytes / limits.bandwidth_bytes_s - (time.monotonic() - started)
+                    if rate:
+                        ahead = sent_bytes / rate - (time.monotonic() - started)
                         if ahead > 0:
                             time.sleep(ahead)
                     yield out
         except grpc.RpcError as exc:
             context.abort(exc.code(), exc.details())
+        else:
+            return sent_rows
         finally:
             # A reader that stops early (a hand-off, an injected fault) leaves the upstream
             # stream half read. bqemulator wedges when a stream is cancelled mid-way (its
@@ -190,11 +259,11 @@ class ReadProxy:
 
 
 def serve(
-    listen: str, upstream: str, limits: Limits | None = None
+    listen: str, upstream: str, limits: Limits | None = None, control: Path | None = None
 ) -> tuple[grpc.Server, ReadProxy]:
     """Start the proxy on ``listen`` (port 0: any free port, see ``proxy.address``); returns
     the server (call ``.stop(0)``) and the proxy."""
-    proxy = ReadProxy(upstream, limits)
+    proxy = ReadProxy(upstream, limits, control)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64), options=_OPTIONS)
     server.add_generic_rpc_handlers((proxy.handler(),))
     port = server.add_insecure_port(listen)
@@ -210,8 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", required=True)
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--limits", action="store_true", help="GCP-like limits and faults")
+    parser.add_argument(
+        "--control", type=Path, help="a JSON file of limits that wins while it exists"
+    )
     args = parser.parse_args(argv)
-    server, _ = serve(args.listen, args.upstream, GCP_LIKE if args.limits else None)
+    server, _ = serve(args.listen, args.upstream, GCP_LIKE if args.limits else None, args.control)
     server.wait_for_termination()
     return 0
 
