@@ -6,7 +6,11 @@
 * GCP-limits mode (for the benchmark and fault tests): a bandwidth cap per ReadRows connection
   (one Python process reads ~40 MB/s from the real service), a cap on concurrent read streams
   answered with RESOURCE_EXHAUSTED, and an UNAVAILABLE injected once per stream mid-read.
-* A straggler: one stream (by name suffix) served at a fraction of the per-connection rate.
+* A straggler: the first stream of every session served at a fraction of the per-connection rate.
+* Sessions as wide as asked: bqemulator gives a session at most 10 streams where the real
+  service gives up to ``max_stream_count`` (system maximum 1,000) for a big table; with
+  ``split_to_requested`` the proxy splits the widest stream in two (the emulator's own
+  ``SplitReadStream``) until the session has the streams asked for.
 * A control file (``--control PATH``): when it exists, its JSON replaces the limits for every
   ReadRows call that starts after it is written, so the benchmark can put the stack's own proxy
   (the one the function processes read through) in a mode and back. With ``"timeline": PATH``
@@ -46,16 +50,11 @@ class Limits:
     # The emulator answers with up to 65,536 rows per response; smaller responses make
     # mid-stream faults land mid-stream.
     max_rows_per_response: int | None = None
-    # Streams whose name ends with ``slow_stream`` get ``slow_factor`` of the bandwidth.
-    slow_stream: str | None = None
+    # The first stream of each session created in this mode gets ``slow_factor`` of the rate.
+    slow_first_stream: bool = False
     slow_factor: float = 1.0
-
-    def rate(self, stream: str) -> float | None:
-        """Bytes per second this stream is served at (None: as fast as upstream sends)."""
-        if not self.bandwidth_bytes_s:
-            return None
-        slow = self.slow_stream is not None and stream.endswith(self.slow_stream)
-        return self.bandwidth_bytes_s * (self.slow_factor if slow else 1.0)
+    # Split streams until a session has the max_stream_count it asked for (see above).
+    split_to_requested: bool = False
 
 
 def write_control(path: Path, limits: Limits | None, timeline: Path | None = None) -> None:
@@ -109,6 +108,7 @@ class ReadProxy:
         self._lock = threading.Lock()
         self._failed: set[str] = set()
         self._first_asked: dict[str, float] = {}
+        self._slow: set[str] = set()
         self.stats = {"rejected": 0, "faults": 0, "streams": 0}
         self.address = ""
 
@@ -135,6 +135,48 @@ class ReadProxy:
                 context.abort(exc.code(), exc.details())
 
         return handler
+
+    def _create_session(self, request_bytes: bytes, context: grpc.ServicerContext) -> bytes:
+        """CreateReadSession, widened to the streams asked for and its straggler marked, as
+        the current limits say."""
+        limits, _timeline = self._current()
+        answer = self._unary("CreateReadSession")(request_bytes, context)
+        if not (limits.split_to_requested or limits.slow_first_stream):
+            return answer
+        request = types.CreateReadSessionRequest.deserialize(request_bytes)
+        session = types.ReadSession.deserialize(answer)
+        names = [stream.name for stream in session.streams]
+        if limits.split_to_requested and names:
+            names = self._split(names, int(request.max_stream_count), context)
+            del session.streams[:]
+            session.streams.extend(types.ReadStream(name=name) for name in names)
+        if limits.slow_first_stream and names:
+            with self._lock:
+                self._slow.add(names[0])
+        return types.ReadSession.serialize(session)
+
+    def _split(self, names: list[str], wanted: int, context: grpc.ServicerContext) -> list[str]:
+        """Halve the widest stream until there are ``wanted``; widths are relative (the
+        emulator's first streams are equal)."""
+        split = self.channel.unary_unary(
+            f"/{SERVICE}/SplitReadStream",
+            request_serializer=types.SplitReadStreamRequest.serialize,
+            response_deserializer=types.SplitReadStreamResponse.deserialize,
+        )
+        streams = [(1.0, name) for name in names]
+        while len(streams) < wanted:
+            i = max(range(len(streams)), key=lambda k: streams[k][0])
+            width, name = streams[i]
+            answer = split(
+                types.SplitReadStreamRequest(name=name, fraction=0.5),
+                metadata=context.invocation_metadata(),
+            )
+            halves = [
+                (width / 2, answer.primary_stream.name),
+                (width / 2, answer.remainder_stream.name),
+            ]
+            streams[i : i + 1] = halves
+        return [name for _width, name in streams]
 
     def _read_rows(self, request_bytes: bytes, context: grpc.ServicerContext):
         request = types.ReadRowsRequest.deserialize(request_bytes)
@@ -169,7 +211,9 @@ class ReadProxy:
         self, request: types.ReadRowsRequest, context: grpc.ServicerContext, limits: Limits
     ):
         """Yields the responses; returns the rows sent."""
-        rate = limits.rate(request.read_stream)
+        rate = limits.bandwidth_bytes_s
+        if rate and request.read_stream in self._slow:
+            rate *= limits.slow_factor
         upstream = self.channel.unary_stream(
             f"/{SERVICE}/ReadRows", request_serializer=_identity, response_deserializer=_identity
         )
@@ -246,7 +290,7 @@ class ReadProxy:
             SERVICE,
             {
                 "CreateReadSession": grpc.unary_unary_rpc_method_handler(
-                    self._unary("CreateReadSession"), _identity, _identity
+                    self._create_session, _identity, _identity
                 ),
                 "SplitReadStream": grpc.unary_unary_rpc_method_handler(
                     self._unary("SplitReadStream"), _identity, _identity
