@@ -9,8 +9,8 @@
 * A straggler: the first stream of every session served at a fraction of the per-connection rate.
 * Sessions as wide as asked: bqemulator gives a session at most 10 streams where the real
   service gives up to ``max_stream_count`` (system maximum 1,000) for a big table; with
-  ``split_to_requested`` the proxy splits the widest stream in two (the emulator's own
-  ``SplitReadStream``) until the session has the streams asked for.
+  ``split_to_requested`` the proxy asks for one stream and carves it into as many equal ones
+  as were asked for with the emulator's own ``SplitReadStream``.
 * A control file (``--control PATH``): when it exists, its JSON replaces the limits for every
   ReadRows call that starts after it is written, so the benchmark can put the stack's own proxy
   (the one the function processes read through) in a mode and back. With ``"timeline": PATH``
@@ -53,7 +53,7 @@ class Limits:
     # The first stream of each session created in this mode gets ``slow_factor`` of the rate.
     slow_first_stream: bool = False
     slow_factor: float = 1.0
-    # Split streams until a session has the max_stream_count it asked for (see above).
+    # Give a session the max_stream_count it asked for, of equal rows (see above).
     split_to_requested: bool = False
 
 
@@ -140,14 +140,19 @@ class ReadProxy:
         """CreateReadSession, widened to the streams asked for and its straggler marked, as
         the current limits say."""
         limits, _timeline = self._current()
+        request = types.CreateReadSessionRequest.deserialize(request_bytes)
+        wanted = int(request.max_stream_count)
+        if limits.split_to_requested and wanted > 1:
+            # One stream of the whole table, carved into ``wanted`` equal ones below.
+            request.max_stream_count = 1
+            request_bytes = types.CreateReadSessionRequest.serialize(request)
         answer = self._unary("CreateReadSession")(request_bytes, context)
         if not (limits.split_to_requested or limits.slow_first_stream):
             return answer
-        request = types.CreateReadSessionRequest.deserialize(request_bytes)
         session = types.ReadSession.deserialize(answer)
         names = [stream.name for stream in session.streams]
-        if limits.split_to_requested and names:
-            names = self._split(names, int(request.max_stream_count), context)
+        if limits.split_to_requested and len(names) == 1 and wanted > 1:
+            names = self._carve(names[0], wanted, context)
             del session.streams[:]
             session.streams.extend(types.ReadStream(name=name) for name in names)
         if limits.slow_first_stream and names:
@@ -155,28 +160,23 @@ class ReadProxy:
                 self._slow.add(names[0])
         return types.ReadSession.serialize(session)
 
-    def _split(self, names: list[str], wanted: int, context: grpc.ServicerContext) -> list[str]:
-        """Halve the widest stream until there are ``wanted``; widths are relative (the
-        emulator's first streams are equal)."""
+    def _carve(self, name: str, wanted: int, context: grpc.ServicerContext) -> list[str]:
+        """``wanted`` streams of about equal rows from one: split off 1/k of what is left,
+        k = wanted, wanted - 1, ..., 2 (the emulator's SplitReadStream carves row ranges)."""
         split = self.channel.unary_unary(
             f"/{SERVICE}/SplitReadStream",
             request_serializer=types.SplitReadStreamRequest.serialize,
             response_deserializer=types.SplitReadStreamResponse.deserialize,
         )
-        streams = [(1.0, name) for name in names]
-        while len(streams) < wanted:
-            i = max(range(len(streams)), key=lambda k: streams[k][0])
-            width, name = streams[i]
+        names, rest = [], name
+        for k in range(wanted, 1, -1):
             answer = split(
-                types.SplitReadStreamRequest(name=name, fraction=0.5),
+                types.SplitReadStreamRequest(name=rest, fraction=1 / k),
                 metadata=context.invocation_metadata(),
             )
-            halves = [
-                (width / 2, answer.primary_stream.name),
-                (width / 2, answer.remainder_stream.name),
-            ]
-            streams[i : i + 1] = halves
-        return [name for _width, name in streams]
+            names.append(answer.primary_stream.name)
+            rest = answer.remainder_stream.name
+        return [*names, rest]
 
     def _read_rows(self, request_bytes: bytes, context: grpc.ServicerContext):
         request = types.ReadRowsRequest.deserialize(request_bytes)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from local.stack import function_component, running_pgid, up
-from local.storage_proxy import Limits, serve
+from local.storage_proxy import Limits, read_timeline, serve, write_control
 from shared import clients, topology
 from shared.fetch.checksum import checksum_batches, checksum_table
 from shared.fetch.library import dataset_from_manifest, run_in_process
@@ -209,6 +209,47 @@ def test_in_process_fetch_survives_gcp_faults(stack, settings, retail, limits):
     full = manifest_of(settings, manifest["uri"].removesuffix("/_manifest.json"))[0]
     assert fetched_checksum(settings, full) == source_checksum(settings, request.table)
     assert proxy.stats["faults"] + proxy.stats["rejected"] > 0  # the faults did happen
+
+
+def test_the_benchmark_proxy_widens_sessions_slows_one_stream_and_records_each(
+    stack, settings, retail, tmp_path
+):
+    """The control file puts a running proxy in a mode and back: 16 streams asked, 16 served
+    (the emulator alone stops at 10), one of them slow, every stream's end recorded, and the
+    fetch still has exactly the source's rows."""
+    control, timeline = tmp_path / "proxy.json", tmp_path / "timeline.jsonl"
+    server, proxy = serve("127.0.0.1:0", f"127.0.0.1:{stack.bq_grpc_port}", None, control)
+    try:
+        proxied = Settings.from_env(
+            {**stack.client_env(), **FUNCTION_ENV, "BIGQUERY_STORAGE_EMULATOR_HOST": proxy.address}
+        )
+        mode = Limits(
+            bandwidth_bytes_s=20e6,
+            slow_first_stream=True,
+            slow_factor=0.25,
+            split_to_requested=True,
+        )
+        write_control(control, mode, timeline)
+        request = new_request(settings, "w", parallelism=16)
+        manifest = run_in_process(request, proxied, workers=4)
+        write_control(control, None)
+        again = new_request(settings, "w", parallelism=16)
+        run_in_process(again, proxied, workers=4)
+    finally:
+        server.stop(0)
+    streams = read_timeline(timeline)
+    source = source_checksum(settings, request.table)
+    assert len({s["stream"] for s in streams}) == 16
+    assert sum(s["rows"] for s in streams) == source[0]
+    durations = sorted(s["end"] - s["start"] for s in streams)
+    assert durations[-1] > 2 * durations[len(durations) // 2]  # the straggler was slow
+    assert len(proxy._slow) == 1
+    full = manifest_of(settings, manifest["uri"].removesuffix("/_manifest.json"))[0]
+    assert fetched_checksum(settings, full) == source
+    # Back to the emulator's own session: fewer streams (chunks), nothing more recorded.
+    plain = manifest_of(settings, again.destination)[0]
+    assert plain["rows"] == source[0] and len(read_timeline(timeline)) == len(streams)
+    assert len({p["uri"].rsplit("/", 1)[-1][5:10] for p in plain["parts"]}) < 16
 
 
 def test_a_message_that_keeps_failing_is_dead_lettered_and_can_be_redriven(stack, settings):
