@@ -221,7 +221,12 @@ def test_the_benchmark_proxy_widens_sessions_slows_one_stream_and_records_each(
     server, proxy = serve("127.0.0.1:0", f"127.0.0.1:{stack.bq_grpc_port}", None, control)
     try:
         proxied = Settings.from_env(
-            {**stack.client_env(), **FUNCTION_ENV, "BIGQUERY_STORAGE_EMULATOR_HOST": proxy.address}
+            {
+                **stack.client_env(),
+                **FUNCTION_ENV,
+                "BIGQUERY_STORAGE_EMULATOR_HOST": proxy.address,
+                "RETAIL_MAX_STREAMS": "16",
+            }
         )
         mode = Limits(
             bandwidth_bytes_s=20e6,
