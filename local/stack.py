@@ -282,8 +282,12 @@ def _venv_bin(name: str, hint: str, extra: str = "local") -> str:
 
 def _bq_argv(cfg: StackConfig) -> list[str]:
     _ensure_duckdb_extensions()
+    _venv_bin("bqemulator", "BigQuery emulator")  # installed, or a clear error
+    # bqemulator itself, with read sessions that expire (local/bq_emulator.py).
     return [
-        _venv_bin("bqemulator", "BigQuery emulator"),
+        sys.executable,
+        "-m",
+        "local.bq_emulator",
         "start",
         "--rest-host",
         HOST,
@@ -400,7 +404,7 @@ EMULATORS: tuple[Component, ...] = (
                 f"http://{HOST}:{cfg.bq_rest_port}/bigquery/v2/projects/{cfg.project}/datasets"
             )
         ),
-        env=lambda cfg: {"BQEMU_GCS_LOCAL_ROOT": str(cfg.gcs_root)},
+        env=lambda cfg: {"BQEMU_GCS_LOCAL_ROOT": str(cfg.gcs_root), "PYTHONPATH": str(REPO)},
     ),
     Component(
         "bigquery-read",
