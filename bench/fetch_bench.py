@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     with _Proxy(cfg.read_proxy_control) as proxy:
         if args.rss:
             sizes = [int(n) for n in args.rss.split(",")]
-            return _rss_table(cfg.project, sizes, args.streams, base_env)
+            return _rss_table(cfg.project, sizes, args.streams, base_env, args.only or "")
         if args.sweep:
             counts = [int(n) for n in args.sweep.split(",")]
             return _sweep(cfg.project, args, counts, base_env, proxy)
@@ -774,14 +774,14 @@ def _straggler(args, rows: int, source: tuple, capped, measure) -> None:
     )
 
 
-def _rss_table(project: str, sizes: list[int], streams: int, env: dict) -> int:
+def _rss_table(project: str, sizes: list[int], streams: int, env: dict, only: str = "") -> int:
     """Peak RSS against table size: a worker's memory is bounded by one part, the standard
     client's by the table."""
     print(f"{'table rows':>12}{'contender':>42}{'rows read':>12}{'wall s':>8}{'peak MB':>9}")
     env = {**env, "BENCH_DATASET": "bench_rss"}
     for size in sizes:
         n = _source_table(project, size, "bench_rss")
-        for name in MEMORY:
+        for name in (n for n in MEMORY if not only or any(o in n for o in only.split("|"))):
             r = _run_one(name, streams, env)
             if "error" in r:
                 print(f"{n:>12,}{name:>42}  error: {r['error'][:80]}")

@@ -37,6 +37,8 @@ import pyarrow as pa
 from google.cloud.bigquery_storage_v1 import types
 
 SERVICE = "google.cloud.bigquery.storage.v1.BigQueryRead"
+# Credit a rate-capped connection keeps while its reader is not reading, in seconds.
+BURST_S = 0.1
 _OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
 
@@ -221,8 +223,8 @@ class ReadProxy:
         skip = int(request.offset)
         schema_bytes = b""
         sent_schema = False
-        sent_rows = sent_bytes = 0
-        started = time.monotonic()
+        sent_rows = 0
+        free_at = time.monotonic()
         call = upstream(
             types.ReadRowsRequest.serialize(forwarded), metadata=context.invocation_metadata()
         )
@@ -268,11 +270,14 @@ class ReadProxy:
                         context.abort(grpc.StatusCode.UNAVAILABLE, "injected: connection reset")
                     out = types.ReadRowsResponse.serialize(out_response)
                     sent_rows += piece.num_rows
-                    sent_bytes += len(out)
                     if rate:
-                        ahead = sent_bytes / rate - (time.monotonic() - started)
-                        if ahead > 0:
-                            time.sleep(ahead)
+                        # A leaky bucket: a reader that paused (to encode, to upload) may catch
+                        # up by at most BURST_S of the rate, what a connection's flow-control
+                        # window holds, not by everything it missed.
+                        now = time.monotonic()
+                        free_at = max(free_at, now - BURST_S) + len(out) / rate
+                        if free_at > now:
+                            time.sleep(free_at - now)
                     yield out
         except grpc.RpcError as exc:
             context.abort(exc.code(), exc.details())
