@@ -195,13 +195,15 @@ class ReadProxy:
             self._active += 1
             self.stats["streams"] += 1
         try:
-            sent = yield from self._forward(request, context, limits)
+            sent, sent_bytes = yield from self._forward(request, context, limits)
             if timeline is not None:
                 line = {
                     "stream": request.read_stream,
                     "start": self._first_asked[request.read_stream],
                     "end": time.time(),
                     "rows": int(request.offset) + sent,
+                    "bytes": sent_bytes,  # by this call (the last one, if resumed)
+                    "slow": request.read_stream in self._slow,
                 }
                 with self._lock, timeline.open("a") as out:
                     out.write(json.dumps(line) + "\n")
@@ -212,7 +214,7 @@ class ReadProxy:
     def _forward(
         self, request: types.ReadRowsRequest, context: grpc.ServicerContext, limits: Limits
     ):
-        """Yields the responses; returns the rows sent."""
+        """Yields the responses; returns the rows and bytes sent."""
         rate = limits.bandwidth_bytes_s
         if rate and request.read_stream in self._slow:
             rate *= limits.slow_factor
@@ -223,7 +225,7 @@ class ReadProxy:
         skip = int(request.offset)
         schema_bytes = b""
         sent_schema = False
-        sent_rows = 0
+        sent_rows = sent_bytes = 0
         free_at = time.monotonic()
         call = upstream(
             types.ReadRowsRequest.serialize(forwarded), metadata=context.invocation_metadata()
@@ -270,6 +272,7 @@ class ReadProxy:
                         context.abort(grpc.StatusCode.UNAVAILABLE, "injected: connection reset")
                     out = types.ReadRowsResponse.serialize(out_response)
                     sent_rows += piece.num_rows
+                    sent_bytes += len(out)
                     if rate:
                         # A leaky bucket: a reader that paused (to encode, to upload) may catch
                         # up by at most BURST_S of the rate, what a connection's flow-control
@@ -282,7 +285,7 @@ class ReadProxy:
         except grpc.RpcError as exc:
             context.abort(exc.code(), exc.details())
         else:
-            return sent_rows
+            return sent_rows, sent_bytes
         finally:
             # A reader that stops early (a hand-off, an injected fault) leaves the upstream
             # stream half read. bqemulator wedges when a stream is cancelled mid-way (its

@@ -229,7 +229,7 @@ def test_the_benchmark_proxy_widens_sessions_slows_one_stream_and_records_each(
             }
         )
         mode = Limits(
-            bandwidth_bytes_s=20e6,
+            bandwidth_bytes_s=2e6,
             slow_first_stream=True,
             slow_factor=0.25,
             split_to_requested=True,
@@ -246,9 +246,10 @@ def test_the_benchmark_proxy_widens_sessions_slows_one_stream_and_records_each(
     source = source_checksum(settings, request.table)
     assert len({s["stream"] for s in streams}) == 16
     assert sum(s["rows"] for s in streams) == source[0]
-    durations = sorted(s["end"] - s["start"] for s in streams)
-    assert durations[-1] > 2 * durations[len(durations) // 2]  # the straggler was slow
-    assert len(proxy._slow) == 1
+    # One straggler, served at a quarter of the rate whatever the machine's load (the bucket
+    # starts empty, so its bytes took at least bytes / rate; 4x what the others were allowed).
+    (slow,) = [s for s in streams if s["slow"]]
+    assert slow["end"] - slow["start"] >= slow["bytes"] / (mode.bandwidth_bytes_s / 4) - 0.01
     full = manifest_of(settings, manifest["uri"].removesuffix("/_manifest.json"))[0]
     assert fetched_checksum(settings, full) == source
     # Back to the emulator's own session: fewer streams (chunks), nothing more recorded.
