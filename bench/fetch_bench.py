@@ -74,13 +74,21 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def _result(table: pa.Table | None, rows: int, nbytes: int, checksum: str, seconds: float) -> dict:
+def _result(
+    table: pa.Table | None,
+    rows: int,
+    nbytes: int,
+    checksum: str,
+    seconds: float,
+    peak: float | None = None,
+) -> dict:
+    """A contender's measurement; ``peak`` when it was taken before the check's copies."""
     return {
         "rows": rows,
         "bytes": nbytes,
         "checksum": checksum,
         "seconds": seconds,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak if peak is not None else peak_rss_mb(),
     }
 
 
@@ -150,7 +158,7 @@ def _storage_to_arrow(settings, max_streams: int | None) -> dict:
     seconds = time.perf_counter() - t0
     peak = peak_rss_mb()  # before the check's copies
     rows, checksum = _check(table, schema)
-    return {**_result(table, rows, table.nbytes, checksum, seconds), "peak_rss_mb": peak}
+    return _result(table, rows, table.nbytes, checksum, seconds, peak)
 
 
 def storage_to_arrow(settings, streams: int) -> dict:
@@ -177,7 +185,7 @@ def storage_to_dataframe(settings, streams: int) -> dict:
     peak = peak_rss_mb()
     table = pa.Table.from_pandas(df, preserve_index=False)
     rows, checksum = _check(table, schema)
-    return {**_result(table, rows, table.nbytes, checksum, seconds), "peak_rss_mb": peak}
+    return _result(table, rows, table.nbytes, checksum, seconds, peak)
 
 
 def inhouse_sequential(settings, streams: int) -> dict:
@@ -490,6 +498,22 @@ def _verdict(r: dict, rows: int, source: tuple) -> str:
     return "OK" if (r["rows"], r["checksum"]) == source else "MISMATCH"
 
 
+def _verdicts(runs: list[dict], rows: int, source: tuple) -> str:
+    """Every round's verdict folded into one: MISMATCH unless all rounds agree."""
+    checks = {_verdict(r, rows, source) for r in runs}
+    return checks.pop() if len(checks) == 1 else "MISMATCH"
+
+
+def _chosen(names, only: str | None) -> list:
+    """``names`` (or ``(name, ...)`` tuples) matching any |-separated part of ``--only``."""
+    parts = only.split("|") if only else []
+    return [
+        n
+        for n in names
+        if not parts or any(o in (n if isinstance(n, str) else n[0]) for o in parts)
+    ]
+
+
 def _source_checksum(project: str, dataset: str) -> tuple[int, str]:
     from tests.integration.test_fetch_pipeline import source_checksum  # the tests' own check
 
@@ -588,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     with _Proxy(cfg.read_proxy_control) as proxy:
         if args.rss:
             sizes = [int(n) for n in args.rss.split(",")]
-            return _rss_table(cfg.project, sizes, args.streams, base_env, args.only or "")
+            return _rss_table(cfg.project, sizes, args.streams, base_env, args.only)
         if args.sweep:
             counts = [int(n) for n in args.sweep.split(",")]
             return _sweep(cfg.project, args, counts, base_env, proxy)
@@ -603,7 +627,7 @@ def _table(project: str, args, base_env: dict, proxy: _Proxy) -> int:
     source = _source_checksum(project, DATASET)
     print(f"source: {rows:,} rows, checksum {source[1]}\n")
 
-    names = [n for n in CONTENDERS if not args.only or any(o in n for o in args.only.split("|"))]
+    names = _chosen(CONTENDERS, args.only)
     header = (
         f"{'mode':<7}{'contender':<44}{'median s':>9}{'min-max s':>12}{'rows/s':>12}{'MB/s':>8}"
         f"{'peak MB':>9}  {'rows':>10} check  {'jobs':>4} {'$/TiB':>6}"
@@ -628,8 +652,7 @@ def _table(project: str, args, base_env: dict, proxy: _Proxy) -> int:
             times = sorted(r["seconds"] for r in runs[name])
             r = results[name] = {**runs[name][0], "seconds": statistics.median(times)}
             r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs[name])
-            checks = {_verdict(x, rows, source) for x in runs[name]}
-            ok = checks.pop() if len(checks) == 1 else "MISMATCH"
+            ok = _verdicts(runs[name], rows, source)
             spread = f"{times[0]:.2f}-{times[-1]:.2f}"
             jobs, usd, _billed = cost_per_tib(name, args.streams)
             print(
@@ -658,8 +681,7 @@ def _median_run(runs: list[dict], rows: int, source: tuple) -> dict:
     if any("error" in r for r in runs):
         return next(r for r in runs if "error" in r)
     ordered = sorted(runs, key=lambda r: r["seconds"])
-    checks = {_verdict(r, rows, source) for r in runs}
-    return {**ordered[len(ordered) // 2], "check": checks.pop() if len(checks) == 1 else "MISMATCH"}
+    return {**ordered[len(ordered) // 2], "check": _verdicts(runs, rows, source)}
 
 
 def _sweep(project: str, args, counts: list[int], base_env: dict, proxy: _Proxy) -> int:
@@ -674,7 +696,7 @@ def _sweep(project: str, args, counts: list[int], base_env: dict, proxy: _Proxy)
     rate = args.rate * 1e6
     capped = Limits(bandwidth_bytes_s=rate, max_rows_per_response=5_000, split_to_requested=True)
     print(f"source: {rows:,} rows, checksum {source[1]}; every connection at {args.rate} MB/s\n")
-    names = [n for n in SWEEP if not args.only or any(o in n for o in args.only.split("|"))]
+    names = _chosen(SWEEP, args.only)
 
     def measure(name: str, streams: int, limits: Limits, extra: dict) -> dict:
         proxy.set(limits)
@@ -736,7 +758,7 @@ def _straggler(args, rows: int, source: tuple, capped, measure) -> None:
         ("bigquery Storage to_arrow, N streams", n, {}, f"max_stream_count={n}"),
         ("drain-only limit", n, {}, f"{n} streams"),
     ]
-    cases = [c for c in cases if not args.only or any(o in c[0] for o in args.only.split("|"))]
+    cases = _chosen(cases, args.only)
     runs: dict[tuple[int, bool], list[dict]] = {
         (i, s): [] for i in range(len(cases)) for s in (0, 1)
     }
@@ -774,14 +796,16 @@ def _straggler(args, rows: int, source: tuple, capped, measure) -> None:
     )
 
 
-def _rss_table(project: str, sizes: list[int], streams: int, env: dict, only: str = "") -> int:
+def _rss_table(
+    project: str, sizes: list[int], streams: int, env: dict, only: str | None = None
+) -> int:
     """Peak RSS against table size: a worker's memory is bounded by one part, the standard
     client's by the table."""
     print(f"{'table rows':>12}{'contender':>42}{'rows read':>12}{'wall s':>8}{'peak MB':>9}")
     env = {**env, "BENCH_DATASET": "bench_rss"}
     for size in sizes:
         n = _source_table(project, size, "bench_rss")
-        for name in (n for n in MEMORY if not only or any(o in n for o in only.split("|"))):
+        for name in _chosen(MEMORY, only):
             r = _run_one(name, streams, env)
             if "error" in r:
                 print(f"{n:>12,}{name:>42}  error: {r['error'][:80]}")

@@ -156,17 +156,18 @@ def project(cpu: dict[str, float], tb: float, workers: list[int], a: Assumptions
     read_usd = tib * STORAGE_READ_USD_PER_TIB
     ours_cpu = cpu["parse ReadRows (protobuf + Arrow IPC)"] + cpu["Parquet encode (zstd)"]
     ours_cpu += cpu["upload (GCS client)"]
+    # A worker is held back by its connection or by its share of a CPU, whichever is less; so
+    # the instance-seconds (gb / per_worker), hence the compute bill, do not depend on workers.
+    worker_limits = {"stream": a.stream_mb_s / 1000, "worker CPU": a.worker_vcpu / ours_cpu}
+    bound = min(worker_limits, key=lambda k: worker_limits[k])
+    per_worker = worker_limits[bound]
+    instance_usd_s = a.worker_vcpu * a.vcpu_s_usd + a.worker_gib * a.gib_s_usd
+    compute = gb / per_worker * instance_usd_s
+    ops = gb * 1000 / a.part_mb / 1000 * a.class_a_per_1000_usd  # one write per part
     rows = []
     for w in workers:
         streams = min(w, a.max_streams)
-        # A worker is held back by its connection or by its share of a CPU, whichever is less.
-        per_worker = min(a.stream_mb_s / 1000, a.worker_vcpu / ours_cpu)
-        bound = "stream" if a.stream_mb_s / 1000 <= a.worker_vcpu / ours_cpu else "worker CPU"
         seconds = gb / (streams * per_worker) + a.fixed_s
-        instance_s = streams * (seconds - a.fixed_s)
-        compute = instance_s * (a.worker_vcpu * a.vcpu_s_usd + a.worker_gib * a.gib_s_usd)
-        parts = gb * 1000 / a.part_mb
-        ops = parts / 1000 * a.class_a_per_1000_usd
         rows.append(
             {
                 "contender": "ours, Pub/Sub fan-out",
@@ -187,14 +188,14 @@ def project(cpu: dict[str, float], tb: float, workers: list[int], a: Assumptions
             "network": a.machine_gb_s,
         }
         bound = min(limits, key=lambda k: limits[k])
-        per_machine = limits[bound]
+        seconds = gb / limits[bound] + a.fixed_s
         fits = gb <= a.machine_ram_gib * 1.07
         rows.append(
             {
                 "contender": f"to_arrow, one {a.machine_vcpu}-vCPU machine",
                 "workers": w,
                 "bound by": bound,
-                "seconds": (seconds := gb / per_machine + a.fixed_s),
+                "seconds": seconds,
                 "usd": read_usd + seconds / 3600 * a.machine_usd_h,
                 "note": "fits in memory"
                 if fits
@@ -208,15 +209,14 @@ def project(cpu: dict[str, float], tb: float, workers: list[int], a: Assumptions
         # A reader fetches Parquet bytes and decodes them into Arrow.
         per_reader = min(a.gcs_read_mb_s / 1000 / cpu["_parquet_ratio"], a.worker_vcpu / decode)
         seconds = extract_s + gb / (w * per_reader) + a.fixed_s
-        reader_s = w * (seconds - extract_s - a.fixed_s)
-        compute = reader_s * (a.worker_vcpu * a.vcpu_s_usd + a.worker_gib * a.gib_s_usd)
+        reading = gb / per_reader * instance_usd_s
         rows.append(
             {
                 "contender": "extract to Parquet, then read",
                 "workers": w,
                 "bound by": "extract job",
                 "seconds": seconds,
-                "usd": compute,
+                "usd": reading,
                 "note": f"extract free ({extract_s:,.0f} s assumed) to {parquet_gb:,.0f} GB of "
                 "Parquet; readers' compute",
             }

@@ -113,6 +113,7 @@ class ReadProxy:
         self._slow: set[str] = set()
         self.stats = {"rejected": 0, "faults": 0, "streams": 0}
         self.address = ""
+        self._create_upstream = self._unary("CreateReadSession")
 
     def _current(self) -> tuple[Limits, Path | None]:
         """The limits for a call starting now, and where to record its stream's end."""
@@ -148,7 +149,7 @@ class ReadProxy:
             # One stream of the whole table, carved into ``wanted`` equal ones below.
             request.max_stream_count = 1
             request_bytes = types.CreateReadSessionRequest.serialize(request)
-        answer = self._unary("CreateReadSession")(request_bytes, context)
+        answer = self._create_upstream(request_bytes, context)
         if not (limits.split_to_requested or limits.slow_first_stream):
             return answer
         session = types.ReadSession.deserialize(answer)
