@@ -97,15 +97,8 @@ def shard_name(shard: Shard) -> str:
     return f"shard-{shard.index:05d}-of-{shard.count:05d}.parquet"
 
 
-# The shard's table and options, inherited by forked workers instead of being pickled.
-_SHARD: pa.Table | None = None
-_OPTIONS: dict[str, Any] = {}
-
-
-def _fit_group(products: np.ndarray) -> list[PriceResult]:
-    assert _SHARD is not None
-    part = _SHARD.filter(pc.is_in(_SHARD["product_id"], pa.array(products)))
-    return fit_products(part, **_OPTIONS)
+def _fit_part(part: pa.Table, options: dict[str, Any]) -> list[PriceResult]:
+    return fit_products(part, **options)
 
 
 def fit_in_pool(
@@ -135,15 +128,15 @@ def fit_in_pool(
         target = int(np.argmin(load))
         assigned[target].append(int(products[i]))
         load[target] += rows[i]
-    groups = [np.array(g) for g in assigned]
-    global _SHARD, _OPTIONS
-    _SHARD, _OPTIONS = table, options
-    try:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            parts = list(pool.map(_fit_group, groups))
-    finally:
-        _SHARD, _OPTIONS = None, {}
+    # Each worker gets its products' rows, pickled. Forking this process instead would copy
+    # whatever its other threads hold (gRPC's, the pipelined upload's, Arrow's pool): a lock
+    # held at the fork never opens in the child, and the pool hangs. The fork server forks
+    # from a clean, single-threaded process that has imported the model once.
+    parts_in = [table.filter(pc.is_in(table["product_id"], pa.array(g))) for g in assigned]
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["shared.training.pricing"])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        parts = list(pool.map(_fit_part, parts_in, [options] * workers))
     return sorted((r for part in parts for r in part), key=lambda r: r.product_id)
 
 

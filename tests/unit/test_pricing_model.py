@@ -280,3 +280,43 @@ def test_store_weeks_without_a_sale_can_enter_with_zero_units():
     assert len(set(zeros)) == len(zeros) and not set(zeros) & sold  # only weeks with no sale
     [result] = fit_products(table, Catalog({8: 0.5}), spec=Spec(zero_weeks=True))
     assert result.n_cells == len(filled["units"])
+
+
+def test_the_process_pool_does_not_inherit_the_callers_held_locks(monkeypatch):
+    """The job fits in a process pool while its own threads (gRPC clients, the fetch's
+    uploader, Arrow's pool) hold locks. A forked worker gets those locks held by threads it
+    does not have, and waits forever (a CI run hung 600 s in this pool). Here the model's
+    entry point takes a lock the caller holds: a worker that inherited the caller's memory
+    would never finish; the pool must give the same results as one process."""
+    import multiprocessing
+    import threading
+
+    from shared.training import pricing_job
+
+    table = pa.concat_tables(
+        [transactions(p, [1.8, 2.0, 2.2], seed=p, weeks=30) for p in (11, 12, 13)]
+    )
+    expected = fit_products(table)
+    held = threading.Lock()
+    held.acquire()
+
+    def fit_under_lock(part, **options):
+        with held:
+            return fit_products(part, **options)
+
+    monkeypatch.setattr(pricing_job, "fit_products", fit_under_lock)
+    done: list = []
+    worker = threading.Thread(
+        target=lambda: done.append(pricing_job.fit_in_pool(table, 2)), daemon=True
+    )
+    worker.start()
+    worker.join(120)
+    try:
+        assert done, "the pool hung on a lock held in the calling process"
+        assert [r.product_id for r in done[0]] == [11, 12, 13]
+        assert done[0] == expected
+    finally:
+        held.release()
+        for child in multiprocessing.active_children():  # a hung pool, so the run can end
+            child.kill()
+        worker.join(60)
