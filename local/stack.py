@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shared.fetch.runs import RunState
@@ -70,6 +70,7 @@ class StackConfig:
     cloud_run_port: int = 8096
     api_port: int = 8097
     secrets_port: int = 8098
+    push_relay_port: int = 8099
     environment: str = "dev"
     region: str = "europe-west1"
     rbac_config: str = ""
@@ -105,6 +106,7 @@ class StackConfig:
             cloud_run_port=port("RETAIL_CLOUD_RUN_PORT", 8096),
             api_port=port("RETAIL_API_PORT", 8097),
             secrets_port=port("RETAIL_SECRET_MANAGER_PORT", 8098),
+            push_relay_port=port("RETAIL_PUSH_RELAY_PORT", 8099),
             # Production backs off 10 s to 600 s; locally a retry should be seen within seconds.
             min_backoff_s=int(env.get("RETAIL_PUBSUB_MIN_BACKOFF_S", "1")),
             # A push that never answers (its instance died) is redelivered after the ack
@@ -530,10 +532,62 @@ def function_component(entry_point: str) -> Component:
     )
 
 
+def push_routes(cfg: StackConfig) -> list[dict[str, Any]]:
+    """Each push subscription of the environment: its function's push URL, as many
+    deliveries at once as the function has instances (one request each), its ack deadline."""
+    from shared import topology
+    from shared.platform import declaration, environment
+
+    functions = declaration()["deployables"]
+    routes = []
+    for sub in topology.SUBSCRIPTIONS:
+        topic = cfg.names.topic(sub.topic)
+        instances = functions[sub.entry_point]["max_instances"]
+        if instances == "fetch_instances":
+            instances = environment(cfg.environment)["fetch_limits"]["max_instances"]
+        routes.append(
+            {
+                "subscription": f"projects/{cfg.project}/subscriptions/"
+                + cfg.names.subscription(sub.name),
+                "endpoint": f"http://{HOST}:{cfg.function_port(sub.entry_point)}"
+                + topology.push_path(cfg.project, topic),
+                "concurrency": int(instances),
+                "ack_deadline_s": min(sub.ack_deadline_s, cfg.max_ack_deadline_s),
+            }
+        )
+    return routes
+
+
+def _write_routes(cfg: StackConfig) -> Path:
+    path = cfg.state_dir / "push-routes.json"
+    path.write_text(json.dumps(push_routes(cfg), indent=1))
+    return path
+
+
+PUSH_RELAY = Component(
+    "push-relay",
+    lambda cfg: [
+        sys.executable,
+        "-m",
+        "local.push_relay",
+        "--routes",
+        str(_write_routes(cfg)),
+        "--port",
+        str(cfg.push_relay_port),
+    ],
+    lambda cfg: [cfg.push_relay_port],
+    lambda cfg: _http_ok(f"http://{HOST}:{cfg.push_relay_port}/healthz"),
+    env=lambda cfg: {
+        "PYTHONPATH": str(REPO),
+        "PUBSUB_EMULATOR_HOST": f"{HOST}:{cfg.pubsub_port}",
+    },
+)
+
+
 def components() -> list[Component]:
     from shared.topology import entry_points
 
-    return [*EMULATORS, *(function_component(ep) for ep in entry_points())]
+    return [*EMULATORS, *(function_component(ep) for ep in entry_points()), PUSH_RELAY]
 
 
 # --------------------------------------------------------------------------- processes
@@ -758,14 +812,12 @@ def _ensure_resources(cfg: StackConfig, say: Callable[[str], None]) -> None:
             topic=dead_letter,
         )
     for sub in topology.SUBSCRIPTIONS:
-        topic = names.topic(sub.topic)
-        endpoint = f"http://{HOST}:{cfg.function_port(sub.entry_point)}" + topology.push_path(
-            cfg.project, topic
-        )
+        # Deployed, the subscription pushes; here local/push_relay.py pulls and pushes, as
+        # concurrently as the service (the emulator's own push keeps two in flight).
         request = pubsub_v1.types.Subscription(
             name=subscriber.subscription_path(cfg.project, names.subscription(sub.name)),
-            topic=publisher.topic_path(cfg.project, topic),
-            push_config=pubsub_v1.types.PushConfig(push_endpoint=endpoint),
+            topic=publisher.topic_path(cfg.project, names.topic(sub.topic)),
+            push_config=pubsub_v1.types.PushConfig(),
             ack_deadline_seconds=min(sub.ack_deadline_s, cfg.max_ack_deadline_s),
             retry_policy=pubsub_v1.types.RetryPolicy(
                 minimum_backoff={"seconds": min(cfg.min_backoff_s, sub.min_backoff_s)},
@@ -777,7 +829,7 @@ def _ensure_resources(cfg: StackConfig, say: Callable[[str], None]) -> None:
         )
         try:
             subscriber.create_subscription(request=request)
-        except gexc.AlreadyExists:
+        except gexc.AlreadyExists:  # a stack of before the relay pushed from the emulator
             subscriber.modify_push_config(
                 subscription=request.name, push_config=request.push_config
             )

@@ -23,6 +23,7 @@ TEST_STACK_ENV = {
     "RETAIL_CLOUD_RUN_PORT": "18096",
     "RETAIL_API_PORT": "18097",
     "RETAIL_SECRET_MANAGER_PORT": "18098",
+    "RETAIL_PUSH_RELAY_PORT": "18099",
     # The test stack stands for the dev deployment: its prefixed names and variables.
     "RETAIL_ENV": "dev",
     # Test chunks take well under a second per call; a killed call is redelivered after this.
