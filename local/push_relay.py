@@ -30,9 +30,8 @@ import threading
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,6 @@ class Counts:
     in_flight: int = 0
     peak_in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    FIELDS = ("delivered", "acked", "nacked", "in_flight", "peak_in_flight")
 
     def start(self) -> None:
         with self._lock:
@@ -85,7 +83,7 @@ class Counts:
     def snapshot(self, reset_peak: bool = False) -> dict[str, int]:
         """The counts; ``reset_peak`` starts a new window for the peak."""
         with self._lock:
-            counts = {k: getattr(self, k) for k in self.FIELDS}
+            counts = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_lock"}
             if reset_peak:
                 self.peak_in_flight = self.in_flight
             return counts
@@ -128,15 +126,9 @@ def post(endpoint: str, body: bytes, timeout_s: float) -> int:
 class Relay:
     """Delivers ``route``'s messages until :meth:`stop`."""
 
-    def __init__(
-        self,
-        subscriber: pubsub_v1.SubscriberClient,
-        route: Route,
-        send: Callable[[str, bytes, float], int] = post,
-    ) -> None:
+    def __init__(self, subscriber: pubsub_v1.SubscriberClient, route: Route) -> None:
         self.subscriber = subscriber
         self.route = route
-        self.send = send
         self.counts = Counts()
         self._slots = threading.Semaphore(route.concurrency)
         self._stop = threading.Event()
@@ -192,7 +184,7 @@ class Relay:
     def _deliver(self, received: Any) -> None:
         acked = False
         try:
-            status = self.send(
+            status = post(
                 self.route.endpoint,
                 push_body(self.route.subscription, received),
                 self.route.ack_deadline_s,

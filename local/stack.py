@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from shared.fetch.runs import RunState
     from shared.platform import Names
+    from shared.topology import PushSubscription
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -116,6 +117,11 @@ class StackConfig:
             rbac_config=env.get("RETAIL_RBAC_CONFIG", ""),
             tuning=tuple((k, env[k]) for k in TUNING if env.get(k)),
         )
+
+    def ack_deadline_s(self, sub: PushSubscription) -> int:
+        """A subscription's ack deadline on this stack: the declared one, at most the local
+        cap (tests shorten it so a killed delivery is redelivered in seconds)."""
+        return min(sub.ack_deadline_s, self.max_ack_deadline_s)
 
     def with_environment(self, name: str) -> StackConfig:
         from dataclasses import replace
@@ -535,6 +541,8 @@ def function_component(entry_point: str) -> Component:
 def push_routes(cfg: StackConfig) -> list[dict[str, Any]]:
     """Each push subscription of the environment: its function's push URL, as many
     deliveries at once as the function has instances (one request each), its ack deadline."""
+    from google.cloud import pubsub_v1
+
     from shared import topology
     from shared.platform import declaration, environment
 
@@ -547,12 +555,13 @@ def push_routes(cfg: StackConfig) -> list[dict[str, Any]]:
             instances = environment(cfg.environment)["fetch_limits"]["max_instances"]
         routes.append(
             {
-                "subscription": f"projects/{cfg.project}/subscriptions/"
-                + cfg.names.subscription(sub.name),
+                "subscription": pubsub_v1.SubscriberClient.subscription_path(
+                    cfg.project, cfg.names.subscription(sub.name)
+                ),
                 "endpoint": f"http://{HOST}:{cfg.function_port(sub.entry_point)}"
                 + topology.push_path(cfg.project, topic),
                 "concurrency": int(instances),
-                "ack_deadline_s": min(sub.ack_deadline_s, cfg.max_ack_deadline_s),
+                "ack_deadline_s": cfg.ack_deadline_s(sub),
             }
         )
     return routes
@@ -818,7 +827,7 @@ def _ensure_resources(cfg: StackConfig, say: Callable[[str], None]) -> None:
             name=subscriber.subscription_path(cfg.project, names.subscription(sub.name)),
             topic=publisher.topic_path(cfg.project, names.topic(sub.topic)),
             push_config=pubsub_v1.types.PushConfig(),
-            ack_deadline_seconds=min(sub.ack_deadline_s, cfg.max_ack_deadline_s),
+            ack_deadline_seconds=cfg.ack_deadline_s(sub),
             retry_policy=pubsub_v1.types.RetryPolicy(
                 minimum_backoff={"seconds": min(cfg.min_backoff_s, sub.min_backoff_s)},
                 maximum_backoff={"seconds": sub.max_backoff_s},

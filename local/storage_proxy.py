@@ -114,6 +114,11 @@ class ReadProxy:
         self.stats = {"rejected": 0, "faults": 0, "streams": 0}
         self.address = ""
         self._create_upstream = self._unary("CreateReadSession")
+        self._split_upstream = self.channel.unary_unary(
+            f"/{SERVICE}/SplitReadStream",
+            request_serializer=types.SplitReadStreamRequest.serialize,
+            response_deserializer=types.SplitReadStreamResponse.deserialize,
+        )
 
     def _current(self) -> tuple[Limits, Path | None]:
         """The limits for a call starting now, and where to record its stream's end."""
@@ -166,14 +171,9 @@ class ReadProxy:
     def _carve(self, name: str, wanted: int, context: grpc.ServicerContext) -> list[str]:
         """``wanted`` streams of about equal rows from one: split off 1/k of what is left,
         k = wanted, wanted - 1, ..., 2 (the emulator's SplitReadStream carves row ranges)."""
-        split = self.channel.unary_unary(
-            f"/{SERVICE}/SplitReadStream",
-            request_serializer=types.SplitReadStreamRequest.serialize,
-            response_deserializer=types.SplitReadStreamResponse.deserialize,
-        )
         names, rest = [], name
         for k in range(wanted, 1, -1):
-            answer = split(
+            answer = self._split_upstream(
                 types.SplitReadStreamRequest(name=rest, fraction=1 / k),
                 metadata=context.invocation_metadata(),
             )
