@@ -297,46 +297,30 @@ def ours_in_process(settings, streams: int) -> dict:
     return _timed_in_process(settings, _bench_request(settings, streams))
 
 
-def _timed_in_process(settings, request) -> dict:
+def _timed_in_process(settings, request, pipelined: bool = True) -> dict:
     from shared.fetch.library import run_in_process
 
     workers = int(os.environ.get("BENCH_WORKERS", "0")) or None
     t0 = time.perf_counter()
-    manifest = run_in_process(request, settings, workers=workers)
+    manifest = run_in_process(request, settings, workers=workers, pipelined=pipelined)
     seconds = time.perf_counter() - t0
     return _ours_result(settings, _load_manifest(settings, manifest["uri"]), seconds)
 
 
 def ours_in_process_sequential(settings, streams: int) -> dict:
     """Ours in-process with the worker of before: read a part, then encode and upload it."""
-    from shared.fetch import worker
-
-    worker.PIPELINED = False
-    return ours_in_process(settings, streams)
+    return _timed_in_process(settings, _bench_request(settings, streams), pipelined=False)
 
 
 def ours_pubsub(settings, streams: int) -> dict:
     """Ours, streams strategy, through the real Pub/Sub fan-out to the function processes."""
-    from shared import clients, topology
-    from shared.identifiers import GcsUri
-    from shared.messages import dump
+    from shared.fetch.library import publish_and_follow
 
     request = _bench_request(settings, streams)
-    publisher = clients.publisher_client(settings)
-    # The run's manifest, where the request's destination puts it.
-    manifest = GcsUri.parse(request.destination).child("_manifest.json")
-    blob = clients.storage_client(settings).bucket(manifest.bucket).blob(manifest.path)
     t0 = time.perf_counter()
-    publisher.publish(
-        publisher.topic_path(settings.project, settings.topic(topology.FETCH_REQUESTS)),
-        dump(request),
-    ).result()
-    while not blob.exists():
-        time.sleep(0.05)
-        if time.perf_counter() - t0 > 1800:
-            raise TimeoutError("the Pub/Sub run did not finish")
+    manifest = publish_and_follow(request, settings, timeout_s=1800, poll_s=0.05)
     seconds = time.perf_counter() - t0
-    result = _ours_result(settings, json.loads(blob.download_as_bytes()), seconds)
+    result = _ours_result(settings, manifest, seconds)
     result["peak_rss_mb"] = float("nan")  # the work ran in the function processes
     return result
 

@@ -32,10 +32,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from local.airflow import down, up
     from local.cloud_identity import create_app
+    from shared.clients import cloud_identity_service
     from shared.rbac.airflow import AirflowClient
     from shared.rbac.config import parse_config
-    from shared.rbac.groups import GroupsReader, cloud_identity_service
+    from shared.rbac.groups import GroupsReader
     from shared.rbac.sync import sync
+    from shared.settings import Settings
 
     rng = random.Random(7)
     projects = [f"p{i:02d}" for i in range(args.projects)]
@@ -53,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
     server = make_server("127.0.0.1", 0, create_app(groups), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    os.environ["CLOUD_IDENTITY_EMULATOR_HOST"] = f"http://127.0.0.1:{server.server_port}"
+    identity = Settings(
+        project="rbac-scale", cloud_identity_emulator_host=f"http://127.0.0.1:{server.server_port}"
+    )
     home = Path(tempfile.mkdtemp(prefix="rbac-scale-"))
     print(f"starting Airflow {args.version} with {len(dags)} DAGs ...", flush=True)
     af = up(args.version, args.port, home, dags=dags)
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     def run(label: str) -> None:
         client = AirflowClient(af.url, username="admin", password=af.admin_password)
         t0 = time.perf_counter()
-        result = sync(config, groups=GroupsReader(cloud_identity_service()), airflow=client)
+        result = sync(config, groups=GroupsReader(cloud_identity_service(identity)), airflow=client)
         print(
             f"{label:<28}{time.perf_counter() - t0:>12.1f}{len(result.changes):>12}"
             f"{result.group_calls:>12}{result.airflow_reads:>12}{result.airflow_writes:>12}",

@@ -1,31 +1,36 @@
 """Cloud Functions (2nd gen) entry points: decode the event, call ``shared``, publish the result.
 
 Deployed from this folder with ``shared/`` beside it; each entry point is its own function.
+:func:`entry_point` wires one: the topic it is pushed (from ``shared/platform.yaml``), the
+message contract it parses, and whether a permanent refusal ends the message's fetch run as
+failed (so nobody waits for it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import functions_framework
 from cloudevents.http import CloudEvent
+from pydantic import BaseModel
 
 from shared import claims, clients, log, topology
 from shared.errors import PermanentError
 from shared.fetch.chunks import create_chunk as materialise_chunk
 from shared.fetch.finalize import finalize
+from shared.fetch.layout import RunLayout
 from shared.fetch.library import plan_for
 from shared.fetch.plan import run_id_for
 from shared.fetch.runs import announce_once, record_failure
 from shared.fetch.worker import fetch_chunk as read_chunk
-from shared.identifiers import GcsUri
 from shared.messages import (
     ChunkDone,
     ChunkReady,
     ChunkSpec,
+    Contract,
     FetchComplete,
     FetchRequest,
     RbacTrigger,
@@ -36,51 +41,32 @@ from shared.settings import Settings
 
 log.configure()
 logger = log.get_logger("functions")
+M = TypeVar("M", bound=BaseModel)
+Implementation = Callable[[M, Delivery, Settings], None]
 
 
-def _topic_of(message: ChunkSpec | ChunkReady | ChunkDone) -> str:
-    if isinstance(message, ChunkSpec):
-        return topology.FETCH_CHUNKS
-    return (
-        topology.FETCH_CHUNK_DONE if isinstance(message, ChunkDone) else topology.FETCH_CHUNK_READY
-    )
+def entry_point(
+    model: type[M], *, fails_run: bool = False
+) -> Callable[[Implementation[M]], Callable[[CloudEvent], None]]:
+    """Make ``implementation`` (named as the entry point) a CloudEvent function for the topic
+    that ``shared/platform.yaml`` pushes to it, parsing ``model``; with ``fails_run``, a
+    permanent refusal is recorded as the run's failure."""
 
+    def wire(implementation: Implementation[M]) -> Callable[[CloudEvent], None]:
+        name = implementation.__name__
+        topic = topology.topic_of(name)
+        on_permanent = _run_failed(name) if fails_run else None
 
-def _plan_fetch(request: FetchRequest, delivery: Delivery) -> None:
-    settings = Settings.from_env()
-    run_id = run_id_for(request, delivery.message_id)
-    plan = plan_for(request, run_id, settings)
-    publisher = clients.publisher_client(settings)
+        @functools.wraps(implementation)
+        def function(event: CloudEvent) -> None:
+            def process(message: M, delivery: Delivery) -> None:
+                implementation(message, delivery, Settings.from_env())
 
-    def announce() -> int:
-        sent = 0
-        for topic in sorted({_topic_of(c) for c in plan.chunks}):
-            batch = [c for c in plan.chunks if _topic_of(c) == topic]
-            sent += len(publish_all(publisher, settings.project, settings.topic(topic), batch))
-        return sent
+            handle(event, topic, model, process, name, on_permanent=on_permanent)
 
-    announced = announce_once(
-        clients.storage_client(settings),
-        request.destination,
-        run_id,
-        announce,
-        lease_s=settings.claim_lease_s,
-    )
-    logger.info(
-        "planned fetch of %s: %d chunks (%s)",
-        plan.table,
-        len(plan.chunks),
-        plan.strategy,
-        extra={
-            "run_id": run_id,
-            "function": "plan_fetch",
-            "strategy": plan.strategy,
-            "chunks": len(plan.chunks),
-            "estimated_rows": plan.estimated_rows,
-            "reused_plan": plan.reused,
-            "announced": announced,
-        },
-    )
+        return functions_framework.cloud_event(function)
+
+    return wire
 
 
 def _run_failed(stage: str) -> Callable[[Any, Delivery, Exception], None]:
@@ -106,24 +92,75 @@ def _run_failed(stage: str) -> Callable[[Any, Delivery, Exception], None]:
     return record
 
 
-def _create_chunk(spec: ChunkSpec, delivery: Delivery) -> None:
-    settings = Settings.from_env()
+def _topic_of(message: ChunkSpec | ChunkReady | ChunkDone) -> str:
+    if isinstance(message, ChunkSpec):
+        return topology.FETCH_CHUNKS
+    return (
+        topology.FETCH_CHUNK_DONE if isinstance(message, ChunkDone) else topology.FETCH_CHUNK_READY
+    )
+
+
+def _publish(settings: Settings, topic: str, messages: list[Contract]) -> list[str]:
+    """Publish to a topic of ``shared.topology`` under the deployment's name for it."""
+    publisher = clients.publisher_client(settings)
+    return publish_all(publisher, settings.project, settings.topic(topic), messages)
+
+
+@entry_point(FetchRequest, fails_run=True)
+def plan_fetch(request: FetchRequest, delivery: Delivery, settings: Settings) -> None:
+    """``fetch-requests`` -> plan (recorded once) -> ``fetch-chunk-ready`` or ``fetch-chunks``."""
+    run_id = run_id_for(request, delivery.message_id)
+    plan = plan_for(request, run_id, settings)
+
+    def announce() -> int:
+        topics = sorted({_topic_of(c) for c in plan.chunks})
+        return sum(
+            len(_publish(settings, t, [c for c in plan.chunks if _topic_of(c) == t]))
+            for t in topics
+        )
+
+    announced = announce_once(
+        clients.storage_client(settings),
+        request.destination,
+        run_id,
+        announce,
+        lease_s=settings.claim_lease_s,
+    )
+    logger.info(
+        "planned fetch of %s: %d chunks (%s)",
+        plan.table,
+        len(plan.chunks),
+        plan.strategy,
+        extra={
+            "run_id": run_id,
+            "function": "plan_fetch",
+            "strategy": plan.strategy,
+            "chunks": len(plan.chunks),
+            "estimated_rows": plan.estimated_rows,
+            "reused_plan": plan.reused,
+            "announced": announced,
+        },
+    )
+
+
+@entry_point(ChunkSpec, fails_run=True)
+def create_chunk(spec: ChunkSpec, delivery: Delivery, settings: Settings) -> None:
+    """``fetch-chunks`` -> chunk table (CTAS, once) -> ``fetch-chunk-ready``."""
+    gcs = clients.storage_client(settings)
     out = materialise_chunk(
         spec,
         bq=clients.bigquery_client(settings),
         read_client=clients.bigquery_read_client(settings),
-        gcs=clients.storage_client(settings),
+        gcs=gcs,
         billing_project=settings.project,
     )
-    topic = settings.topic(_topic_of(out))
-    publisher = clients.publisher_client(settings)
-    dest = GcsUri.parse(spec.request.destination)
+    run = RunLayout.of(spec.request.destination)
     # A duplicate delivery finds the chunk table made (job id per run and chunk) and must not
     # announce it a second time: the announcement is claimed first.
     claims.once(
-        clients.storage_client(settings).bucket(dest.bucket),
-        dest.child(f"_claims/chunk-{spec.chunk:05d}.json").path,
-        lambda: {"message_id": publish_all(publisher, settings.project, topic, [out])[0]},
+        gcs.bucket(run.bucket),
+        run.chunk_claim(spec.chunk).path,
+        lambda: {"message_id": _publish(settings, _topic_of(out), [out])[0]},
         lease_s=settings.claim_lease_s,
         labels={"run_id": spec.run_id, "chunk": spec.chunk},
     )
@@ -135,8 +172,9 @@ def _create_chunk(spec: ChunkSpec, delivery: Delivery) -> None:
     )
 
 
-def _fetch_chunk(message: ChunkReady, delivery: Delivery) -> None:
-    settings = Settings.from_env()
+@entry_point(ChunkReady, fails_run=True)
+def fetch_chunk(message: ChunkReady, delivery: Delivery, settings: Settings) -> None:
+    """``fetch-chunk-ready`` -> Parquet parts on GCS -> ``fetch-chunk-done`` (or hand on)."""
     outcome = read_chunk(
         message,
         read_client=clients.bigquery_read_client(settings),
@@ -145,8 +183,7 @@ def _fetch_chunk(message: ChunkReady, delivery: Delivery) -> None:
         time_budget_s=settings.time_budget_s,
     )
     out = outcome.following
-    topic = settings.topic(_topic_of(out))
-    publish_all(clients.publisher_client(settings), settings.project, topic, [out])
+    _publish(settings, _topic_of(out), [out])
     logger.info(
         "chunk %d of %s: %s",
         message.chunk,
@@ -162,19 +199,14 @@ def _fetch_chunk(message: ChunkReady, delivery: Delivery) -> None:
     )
 
 
-def _finalize_fetch(done: ChunkDone, delivery: Delivery) -> None:
-    settings = Settings.from_env()
-    publisher = clients.publisher_client(settings)
-    topic = settings.topic(topology.FETCH_COMPLETE)
-
-    def publish(message: FetchComplete) -> str:
-        return publish_all(publisher, settings.project, topic, [message])[0]
-
+@entry_point(ChunkDone, fails_run=True)
+def finalize_fetch(done: ChunkDone, delivery: Delivery, settings: Settings) -> None:
+    """``fetch-chunk-done`` -> manifest (exactly once) -> ``fetch-complete``."""
     result = finalize(
         done,
         gcs=clients.storage_client(settings),
         bq=clients.bigquery_client(settings),
-        publish=publish,
+        publish=lambda message: _publish(settings, topology.FETCH_COMPLETE, [message])[0],
         lease_s=settings.claim_lease_s,
     )
     if result.complete is None:
@@ -194,55 +226,11 @@ def _finalize_fetch(done: ChunkDone, delivery: Delivery) -> None:
     )
 
 
-@functions_framework.cloud_event
-def plan_fetch(event: CloudEvent) -> None:
-    """``fetch-requests`` -> plan (recorded once) -> ``fetch-chunk-ready`` or ``fetch-chunks``."""
-    handle(
-        event,
-        topology.FETCH_REQUESTS,
-        FetchRequest,
-        _plan_fetch,
-        "plan_fetch",
-        on_permanent=_run_failed("plan_fetch"),
-    )
-
-
-def _sync_rbac(trigger: RbacTrigger, delivery: Delivery) -> None:
-    from shared.rbac.groups import GroupsReader, cloud_identity_service
-    from shared.rbac.sync import (
-        GcsDigest,
-        GcsRoleLedger,
-        airflow_client,
-        load_config_from,
-        sync,
-    )
-
-    settings = Settings.from_env()
-    location = os.environ.get("RETAIL_RBAC_CONFIG")
-    if not location:
-        raise PermanentError("RETAIL_RBAC_CONFIG is not set: no RBAC config to reconcile")
-    gcs = clients.storage_client(settings)
-    config = load_config_from(location, gcs)
-    result = sync(
-        config,
-        groups=GroupsReader(cloud_identity_service()),
-        airflow=airflow_client(config),
-        digests=GcsDigest(gcs.bucket(settings.data_bucket)),
-        force=trigger.force,
-        ledger=GcsRoleLedger(gcs.bucket(settings.data_bucket)),
-    )
-    logger.info(
-        "rbac sync (%s): %d changes",
-        trigger.reason,
-        len(result.changes),
-        extra={"function": "sync_rbac", "changes": len(result.changes)},
-    )
-
-
-def _launch_training(done: FetchComplete, delivery: Delivery) -> None:
+@entry_point(FetchComplete)
+def launch_training(done: FetchComplete, delivery: Delivery, settings: Settings) -> None:
+    """``fetch-complete`` -> a Cloud Run job execution per training job the request asked for."""
     from shared.training.launch import launch
 
-    settings = Settings.from_env()
     for job in done.train:
         launch(
             job,
@@ -259,24 +247,20 @@ def _launch_training(done: FetchComplete, delivery: Delivery) -> None:
         )
 
 
-def _schedule_training(tick: TrainingTick, delivery: Delivery) -> None:
-    settings = Settings.from_env()
+@entry_point(TrainingTick)
+def schedule_training(tick: TrainingTick, delivery: Delivery, settings: Settings) -> None:
+    """``training-schedule`` (Scheduler) -> a fetch request that ends in the training job."""
     day = tick.date or dt.datetime.now(dt.UTC).date()
     run_id = f"{tick.job}-{day:%Y%m%d}"
     request = FetchRequest(
         run_id=run_id,
         table=tick.table,
         columns=tick.columns,
-        destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
+        destination=settings.fetch_destination(run_id),
         parallelism=tick.parallelism,
         train=[tick.job],
     )
-    publish_all(
-        clients.publisher_client(settings),
-        settings.project,
-        settings.topic(topology.FETCH_REQUESTS),
-        [request],
-    )
+    _publish(settings, topology.FETCH_REQUESTS, [request])
     logger.info(
         "scheduled %s: fetch %s as run %s",
         tick.job,
@@ -286,58 +270,27 @@ def _schedule_training(tick: TrainingTick, delivery: Delivery) -> None:
     )
 
 
-@functions_framework.cloud_event
-def schedule_training(event: CloudEvent) -> None:
-    """``training-schedule`` (Scheduler) -> a fetch request that ends in the training job."""
-    handle(event, topology.TRAINING_SCHEDULE, TrainingTick, _schedule_training, "schedule_training")
-
-
-@functions_framework.cloud_event
-def launch_training(event: CloudEvent) -> None:
-    """``fetch-complete`` -> a Cloud Run job execution per training job the request asked for."""
-    handle(event, topology.FETCH_COMPLETE, FetchComplete, _launch_training, "launch_training")
-
-
-@functions_framework.cloud_event
-def sync_rbac(event: CloudEvent) -> None:
+@entry_point(RbacTrigger)
+def sync_rbac(trigger: RbacTrigger, delivery: Delivery, settings: Settings) -> None:
     """``rbac-sync`` (Scheduler tick or group-change audit event) -> one full reconcile."""
-    handle(event, topology.RBAC_SYNC, RbacTrigger, _sync_rbac, "sync_rbac")
+    from shared.rbac.groups import GroupsReader
+    from shared.rbac.sync import GcsDigest, GcsRoleLedger, airflow_client, load_config_from, sync
 
-
-@functions_framework.cloud_event
-def create_chunk(event: CloudEvent) -> None:
-    """``fetch-chunks`` -> chunk table (CTAS, once) -> ``fetch-chunk-ready``."""
-    handle(
-        event,
-        topology.FETCH_CHUNKS,
-        ChunkSpec,
-        _create_chunk,
-        "create_chunk",
-        on_permanent=_run_failed("create_chunk"),
+    if not settings.rbac_config:
+        raise PermanentError("RETAIL_RBAC_CONFIG is not set: no RBAC config to reconcile")
+    gcs = clients.storage_client(settings)
+    config = load_config_from(settings.rbac_config, gcs)
+    result = sync(
+        config,
+        groups=GroupsReader(clients.cloud_identity_service(settings)),
+        airflow=airflow_client(config),
+        digests=GcsDigest(gcs.bucket(settings.data_bucket)),
+        force=trigger.force,
+        ledger=GcsRoleLedger(gcs.bucket(settings.data_bucket)),
     )
-
-
-@functions_framework.cloud_event
-def fetch_chunk(event: CloudEvent) -> None:
-    """``fetch-chunk-ready`` -> Parquet parts on GCS -> ``fetch-chunk-done`` (or hand on)."""
-    handle(
-        event,
-        topology.FETCH_CHUNK_READY,
-        ChunkReady,
-        _fetch_chunk,
-        "fetch_chunk",
-        on_permanent=_run_failed("fetch_chunk"),
-    )
-
-
-@functions_framework.cloud_event
-def finalize_fetch(event: CloudEvent) -> None:
-    """``fetch-chunk-done`` -> manifest (exactly once) -> ``fetch-complete``."""
-    handle(
-        event,
-        topology.FETCH_CHUNK_DONE,
-        ChunkDone,
-        _finalize_fetch,
-        "finalize_fetch",
-        on_permanent=_run_failed("finalize_fetch"),
+    logger.info(
+        "rbac sync (%s): %d changes",
+        trigger.reason,
+        len(result.changes),
+        extra={"function": "sync_rbac", "changes": len(result.changes)},
     )

@@ -118,7 +118,7 @@ def fetch(settings: Any, table: str, parallelism: int, timeout_s: float = 600) -
     request = FetchRequest(
         run_id=run_id,
         table=table,
-        destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
+        destination=settings.fetch_destination(run_id),
         parallelism=parallelism,
         train=["pricing", "promotions"],
     )

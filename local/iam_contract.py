@@ -3,7 +3,7 @@ stack, is allowed by what Terraform grants that deployable's service account.
 
     python -m local.iam_contract [TRACE_DIR]   # default: the newest recorded run under .local
 
-Calls are recorded per process by ``shared/calltrace.py``. Each is mapped to an API method and
+Calls are recorded per process by ``local/calltrace.py``. Each is mapped to an API method and
 the resource it acts on (a bucket, a dataset, a topic, a secret, a job, or the project), the
 method to the permissions it needs with ``infra/gcp_iam.json`` (methods -> permissions and
 roles -> permissions; its header names the source), and compared with the grants of

@@ -55,6 +55,26 @@ SETTINGS_FOR_RUN = {
 }
 
 
+_FIELD_OF_VARIABLE = re.compile(r"""(\w+)=(?:env\.get\(|_int\(env,\s*)["']([A-Z][A-Z0-9_]+)["']""")
+
+
+def settings_fields(settings: Path) -> dict[str, str]:
+    """Field of ``Settings`` (or of its parts) -> the variable ``Settings.from_env`` reads it
+    from (``project``, the first, is read from two)."""
+    return {f: v for f, v in _FIELD_OF_VARIABLE.findall(settings.read_text())}
+
+
+def fields_used(fields: dict[str, str], *paths: Path) -> set[str]:
+    """The variables behind the settings fields these files use (``settings.results_dataset``,
+    ``task.run_id``, ``self.settings.artifact_keys``), emulator endpoints left out."""
+    used = {
+        name
+        for path in paths
+        for name in re.findall(r"(?:settings|task)\.(\w+)\b", path.read_text())
+    }
+    return {v for f, v in fields.items() if f in used and not v.endswith("_EMULATOR_HOST")}
+
+
 def env_read(*paths: Path) -> set[str]:
     """Environment variable names read in these files (``env.get("X")``, ``environ["X"]``),
     emulator endpoints left out: they exist only locally."""
@@ -85,13 +105,13 @@ def load_module(infra: Path = INFRA) -> dict:
 
 
 def _entry_points_in(main: Path) -> set[str]:
-    """Functions of functions/main.py decorated as CloudEvent functions."""
+    """Functions of functions/main.py wired as entry points (``@entry_point(...)``)."""
     tree = ast.parse(main.read_text())
     return {
         node.name
         for node in tree.body
         if isinstance(node, ast.FunctionDef)
-        and any(ast.unparse(d).endswith("cloud_event") for d in node.decorator_list)
+        and any(ast.unparse(d).startswith("entry_point(") for d in node.decorator_list)
     }
 
 
@@ -269,12 +289,19 @@ def contract_problems(infra: Path = INFRA, repo: Path = REPO) -> list[str]:
     overrides = set(
         re.findall(r'EnvVar\(name="([A-Z_]+)"', (repo / "shared/training/launch.py").read_text())
     )
+    # Settings is the one reader of the environment; a kind needs the variables behind the
+    # fields its entry points (and the library code they hand Settings to) use.
     settings = env_read(repo / "shared" / "settings.py")
+    fields = settings_fields(repo / "shared" / "settings.py")
     keys = repo / "shared" / "training" / "artifacts.py"
+    named = {"RETAIL_ENV", "RETAIL_PREFIX"}  # every resource name derives from these
+    fetch = (repo / "functions" / "main.py", repo / "shared" / "fetch" / "library.py")
     needs = {
-        "function": settings | env_read(repo / "functions" / "main.py"),
-        "job": SETTINGS_FOR_RUN | env_read(*(repo / "jobs").glob("*.py"), keys),
-        "service": SETTINGS_FOR_RUN | env_read(repo / "shared" / "api" / "wsgi.py", keys),
+        "function": SETTINGS_FOR_RUN | named | fields_used(fields, *fetch),
+        "job": SETTINGS_FOR_RUN | named | fields_used(fields, *(repo / "jobs").glob("*.py"), keys),
+        "service": SETTINGS_FOR_RUN
+        | named
+        | fields_used(fields, repo / "shared" / "api" / "wsgi.py", keys),
     }
     extra = {k for env in decl["env"].get("extra", {}).values() for k in env}
     for kind, read in needs.items():

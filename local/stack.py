@@ -79,7 +79,7 @@ class StackConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
-        from shared.platform import PlatformError, environment
+        from shared.platform import DeclarationError, environment
 
         env = os.environ if env is None else env
 
@@ -92,7 +92,7 @@ class StackConfig:
         name = env.get("RETAIL_ENV") or "dev"
         try:
             environment(name)
-        except PlatformError as exc:
+        except DeclarationError as exc:
             raise StackError(f"RETAIL_ENV: {exc}") from None
         return cls(
             project=env.get("RETAIL_LOCAL_PROJECT", "retail-local"),
@@ -126,11 +126,11 @@ class StackConfig:
     def with_environment(self, name: str) -> StackConfig:
         from dataclasses import replace
 
-        from shared.platform import PlatformError, environment
+        from shared.platform import DeclarationError, environment
 
         try:
             environment(name)
-        except PlatformError as exc:
+        except DeclarationError as exc:
             raise StackError(str(exc)) from None
         return replace(self, environment=name)
 
@@ -192,7 +192,8 @@ class StackConfig:
             **self.endpoints(),
             **identity,
             "RETAIL_CALL_TRACE_DIR": str(self.trace_dir),
-            "PYTHONPATH": str(REPO),
+            # The call recorder's start-up hook first, then the code.
+            "PYTHONPATH": os.pathsep.join((str(REPO / "local" / "calltrace_hook"), str(REPO))),
         }
 
     def client_env(self) -> dict[str, str]:
@@ -960,20 +961,11 @@ def dead_letters(cfg: StackConfig, limit: int = 1000) -> Counter[str]:
 def recent_runs(cfg: StackConfig, limit: int = 10) -> list[RunState]:
     """The newest fetch runs under the data bucket's fetch/ prefix and what each came to."""
     from shared import clients
-    from shared.fetch.runs import state
+    from shared.fetch.runs import recent
     from shared.settings import Settings
 
     settings = Settings.from_env(cfg.client_env())
-    gcs = clients.storage_client(settings)
-    plans = [
-        b
-        for b in gcs.list_blobs(settings.data_bucket, prefix="fetch/")
-        if b.name.endswith("/_plan.json")
-    ]
-    plans.sort(key=lambda b: b.updated, reverse=True)
-    return [
-        state(gcs, f"gs://{settings.data_bucket}/{b.name.rsplit('/', 1)[0]}") for b in plans[:limit]
-    ]
+    return recent(clients.storage_client(settings), settings.fetch_destinations[0], limit)
 
 
 # --------------------------------------------------------------------------- commands

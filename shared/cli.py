@@ -16,7 +16,7 @@ from google.api_core import exceptions as gexc
 from shared import clients, log
 from shared.errors import PlatformError
 from shared.pubsub import publish_all
-from shared.settings import Settings, SettingsError
+from shared.settings import Settings, SettingsError, named_secret
 
 
 def peak_rss_mb() -> float:
@@ -100,13 +100,8 @@ def _parse_filter(text: str) -> dict:
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from shared.fetch.library import (
-        RunFailed,
-        RunStalled,
-        new_run_id,
-        publish_and_follow,
-        run_in_process,
-    )
+    from shared.errors import RunFailed, RunStalled
+    from shared.fetch.library import new_run_id, publish_and_follow, run_in_process
     from shared.fetch.plan import check_destination, check_request
     from shared.messages import FetchRequest, Predicate
 
@@ -122,7 +117,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         row_filter=[Predicate.model_validate(_parse_filter(w)) for w in args.where],
         strategy=args.strategy or ("chunk_tables" if args.query or args.index else "streams"),
         index_columns=args.index.split(",") if args.index else [],
-        destination=args.dest or f"gs://{settings.data_bucket}/fetch/{run_id}",
+        destination=args.dest or settings.fetch_destination(run_id),
         parallelism=args.parallelism,
     )
     # Fail now, not in a function log: the source, and a destination this run may write to.
@@ -155,7 +150,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _cmd_rbac_sync(args: argparse.Namespace) -> int:
     from shared.identifiers import GcsUri
-    from shared.rbac.groups import GroupsReader, cloud_identity_service
+    from shared.rbac.groups import GroupsReader
     from shared.rbac.sync import (
         FileRoleLedger,
         GcsRoleLedger,
@@ -175,7 +170,7 @@ def _cmd_rbac_sync(args: argparse.Namespace) -> int:
         ledger = FileRoleLedger(args.state)
     result = sync(
         config,
-        groups=GroupsReader(cloud_identity_service()),
+        groups=GroupsReader(clients.cloud_identity_service(Settings.from_env())),
         airflow=airflow_client(config),
         dry_run=args.dry_run,
         ledger=ledger,
@@ -219,7 +214,6 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], width: int 
 
 def _cmd_rbac_role(args: argparse.Namespace) -> int:
     """The old tool's single-role mode: ROLE gets the DAGs whose id starts with the prefix."""
-    import os
 
     from shared.rbac.airflow import AirflowClient
     from shared.rbac.config import reserved_role_problem
@@ -229,12 +223,12 @@ def _cmd_rbac_role(args: argparse.Namespace) -> int:
     if problem:
         raise ValueError(f"-r {problem}")
     if args.user:
-        password = os.environ.get(args.password_env, "")
+        password = named_secret(args.password_env)
         if not password:
             raise ValueError(f"--user needs the password in ${args.password_env}")
         client = AirflowClient(args.url, username=args.user, password=password)
     else:
-        token = args.token or os.environ.get("AIRFLOW_TOKEN", "")
+        token = args.token or named_secret("AIRFLOW_TOKEN")
         if token == "-":
             token = sys.stdin.readline().strip()
         if not token:

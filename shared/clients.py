@@ -18,15 +18,10 @@ from google.cloud.bigquery_storage_v1.services.big_query_read.transports import 
     BigQueryReadGrpcTransport,
 )
 
-from shared import calltrace
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # loaded by jobs_client() only: the fetch functions start faster without it
     from google.cloud import run_v2
-
-# Locally, note each Google API call this process makes (for the IAM contract test); a no-op
-# unless RETAIL_CALL_TRACE_DIR is set, which no deployment does.
-calltrace.install()
 
 # Arrow record batches of a few MB each; gRPC's default 4 MB receive cap is too small.
 _GRPC_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
@@ -175,3 +170,32 @@ def secret_client(settings: Settings) -> Any:
         SecretManagerServiceGrpcTransport,
         settings.secret_manager_emulator_host,
     )
+
+
+def cloud_identity_service(settings: Settings, timeout_s: float = 20.0) -> Any:
+    """The discovery client for Cloud Identity v1 (the Groups API has no gRPC client);
+    locally, ``local/cloud_identity.py``, which speaks the same paths and JSON."""
+    import google.auth
+    import httplib2
+    from google.auth.credentials import AnonymousCredentials
+    from googleapiclient.discovery import build
+
+    host = settings.cloud_identity_emulator_host
+    if host:
+        url = host if host.startswith("http") else f"http://{host}"
+        return build(
+            "cloudidentity",
+            "v1",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": url.rstrip("/") + "/"},
+            static_discovery=True,
+            cache_discovery=False,
+            num_retries=0,
+        )
+    import google_auth_httplib2
+
+    credentials, _ = google.auth.default(
+        scopes=["https://www.googleapis.com/auth/cloud-identity.groups.readonly"]
+    )
+    http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=timeout_s))
+    return build("cloudidentity", "v1", http=http, static_discovery=True, cache_discovery=False)

@@ -3,11 +3,15 @@
 Every failure is either worth retrying or not, and the handler treats the two differently::
 
     PlatformError
+    ├── SettingsError         the environment does not describe a usable configuration
+    ├── DeclarationError      shared/platform.yaml or an environment name is not usable
     ├── PermanentError        retrying cannot help: log it, acknowledge the message
     │   ├── MalformedMessage  a message that does not match its topic's contract
     │   ├── InvalidRequest    well-formed, but asks for something impossible (bad identifier, ...)
-    │   └── SourceNotFound    the table, column or object named does not exist
+    │   ├── SourceNotFound    the table, column or object named does not exist
+    │   └── RunFailed         a followed fetch run ended failed (stage and reason)
     └── TransientError        the world may change: raise, so Pub/Sub redelivers with backoff
+        └── RunStalled        a followed fetch run did not complete in time
 
 Errors raised by the Google client libraries are classified by :func:`is_transient`.
 """
@@ -43,8 +47,16 @@ class SourceNotFound(PermanentError):
     """The table, column or object a request names does not exist."""
 
 
+class RunFailed(PermanentError):
+    """A followed fetch run ended failed; the message names the stage and the reason."""
+
+
 class TransientError(PlatformError):
     """Worth retrying later: quota, unavailability, a race with another worker."""
+
+
+class RunStalled(TransientError):
+    """A published run did not complete in time (or never planned); the message says which."""
 
 
 # Status codes Google APIs use for "slow down" or "try again": 429, 500, 502, 503, 504 and the

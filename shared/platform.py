@@ -16,10 +16,12 @@ from typing import Any
 
 import yaml
 
+from shared.errors import PlatformError
+
 DECLARATION = Path(__file__).with_name("platform.yaml")
 
 
-class PlatformError(ValueError):
+class DeclarationError(PlatformError, ValueError):
     """The declaration or an environment name is not usable; the message names it."""
 
 
@@ -29,7 +31,7 @@ def declaration() -> dict[str, Any]:
     with DECLARATION.open() as f:
         doc = yaml.safe_load(f)
     if not isinstance(doc, dict):
-        raise PlatformError(f"{DECLARATION} does not hold a mapping")
+        raise DeclarationError(f"{DECLARATION} does not hold a mapping")
     return doc
 
 
@@ -41,7 +43,7 @@ def environment(name: str) -> dict[str, Any]:
     """The settings of one environment (``dev``, ``prod``)."""
     envs = declaration()["environments"]
     if name not in envs:
-        raise PlatformError(f"unknown environment {name!r}; one of {', '.join(sorted(envs))}")
+        raise DeclarationError(f"unknown environment {name!r}; one of {', '.join(sorted(envs))}")
     return envs[name]
 
 
@@ -62,7 +64,7 @@ class Names:
     def _env(self) -> dict[str, Any]:
         envs = self._decl["environments"]
         if self.environment not in envs:
-            raise PlatformError(f"unknown environment {self.environment!r}")
+            raise DeclarationError(f"unknown environment {self.environment!r}")
         return envs[self.environment]
 
     @property
@@ -71,13 +73,13 @@ class Names:
 
     def topic(self, base: str) -> str:
         if base not in self._decl["topics"]:
-            raise PlatformError(f"unknown topic {base!r}")
+            raise DeclarationError(f"unknown topic {base!r}")
         return f"{self.prefix}{base}"
 
     def subscription(self, base: str) -> str:
         known = {*self._decl["subscriptions"], self._decl["dead_letter"]["subscription"]}
         if base not in known:
-            raise PlatformError(f"unknown subscription {base!r}")
+            raise DeclarationError(f"unknown subscription {base!r}")
         return f"{self.prefix}{base}"
 
     def bucket(self, key: str) -> str:
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         declared = str(environment(args[1])["prefix"])
-    except PlatformError as exc:
+    except DeclarationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if declared != args[2]:

@@ -65,6 +65,14 @@ def entry_points() -> list[str]:
     return sorted({sub.entry_point for sub in SUBSCRIPTIONS})
 
 
+def topic_of(entry_point: str) -> str:
+    """The topic whose push subscription delivers to ``entry_point``."""
+    found = [sub.topic for sub in SUBSCRIPTIONS if sub.entry_point == entry_point]
+    if len(found) != 1:
+        raise ValueError(f"{entry_point!r} is pushed {len(found)} topics; one was expected")
+    return found[0]
+
+
 def push_path(project: str, topic: str) -> str:
     """URL path of a push endpoint; functions-framework names the CloudEvent source after it."""
     return f"/projects/{project}/topics/{topic}"

@@ -27,14 +27,13 @@ from google.cloud.bigquery_storage_v1 import BigQueryReadClient, types
 
 from shared.errors import InvalidRequest, PermanentError, SourceNotFound, TransientError
 from shared.fetch.filters import literal, row_restriction
+from shared.fetch.layout import RunLayout, read_plan
 from shared.fetch.sqltext import check_select
-from shared.fetch.store import read_plan
-from shared.identifiers import GcsUri, TableRef, quote_column
+from shared.identifiers import TableRef, quote_column
 from shared.log import get_logger
 from shared.messages import ChunkBounds, ChunkDone, ChunkReady, ChunkSpec, FetchRequest
 
 log = get_logger("shared.fetch.chunks")
-READY_PREFIX = "_ready/"
 SAMPLE_ROWS_PER_CHUNK = 200
 MIN_SAMPLE_ROWS = 20_000
 TABLE_EXPIRATION_H = 24
@@ -220,10 +219,6 @@ def ctas_sql(plan: dict, bounds: ChunkBounds, table: TableRef) -> str:
 # ----------------------------------------------------------------------------- create_chunk
 
 
-def _ready_path(dest: GcsUri, chunk: int) -> str:
-    return dest.child(f"{READY_PREFIX}{chunk:05d}.json").path
-
-
 def _load_ready(record: dict) -> ChunkReady | ChunkDone:
     model = ChunkDone if record["kind"] == "done" else ChunkReady
     return model.model_validate(record["message"])
@@ -260,16 +255,16 @@ def create_chunk(
     billing_project: str,
 ) -> ChunkReady | ChunkDone:
     """Materialise one chunk as a table and announce it as one read stream (or as done if empty)."""
-    dest = GcsUri.parse(spec.request.destination)
-    bucket = gcs.bucket(dest.bucket)
-    blob = bucket.blob(_ready_path(dest, spec.chunk))
+    run = RunLayout.of(spec.request.destination)
+    bucket = gcs.bucket(run.bucket)
+    blob = bucket.blob(run.ready_record(spec.chunk).path)
     try:
         return _load_ready(json.loads(blob.download_as_bytes()))
     except gexc.NotFound:
         pass
     plan = read_plan(gcs, spec.request.destination)
     if plan is None or plan.get("run_id") != spec.run_id:
-        raise PermanentError(f"run {spec.run_id}: no plan at {dest}")
+        raise PermanentError(f"run {spec.run_id}: no plan at {run.dest}")
     table_ref = chunk_table(plan["temp_dataset"], spec.run_id, spec.chunk)
     job_id = chunk_job_id(spec.run_id, spec.chunk)
     table = _run_ctas(bq, ctas_sql(plan, spec.bounds, table_ref), job_id, table_ref)

@@ -1,10 +1,10 @@
 """Finishing a run: collect the chunks, check the totals, declare the run complete once.
 
-Each ``ChunkDone`` is recorded as ``_chunks/<chunk>.json`` (overwrite-same, so duplicates are
-harmless). The delivery that sees every chunk recorded writes ``_manifest.json`` with a
-create-only precondition: exactly one writer wins and the run is declared complete exactly once.
-The manifest writer then publishes ``fetch-complete`` through a claim
-(``_claims/fetch-complete.json``, :mod:`shared.claims`). Other deliveries that find the manifest
+Each ``ChunkDone`` is recorded as a chunk record (overwrite-same, so duplicates are harmless;
+names in :mod:`shared.fetch.layout`). The delivery that sees every chunk recorded writes the
+manifest with a create-only precondition: exactly one writer wins and the run is declared
+complete exactly once. The manifest writer then publishes ``fetch-complete`` through a claim
+(:mod:`shared.claims`). Other deliveries that find the manifest
 never publish while the writer may still be at work: they wait for the claim's result, and only
 when the manifest is older than the lease with nothing recorded (the writer died) do they go
 through the claim themselves, so one of them publishes.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,17 +24,11 @@ from google.cloud import bigquery, storage
 from shared import claims
 from shared.errors import PermanentError
 from shared.fetch.chunks import drop_chunk_tables
-from shared.fetch.store import PLAN_OBJECT, read_json
-from shared.identifiers import GcsUri
+from shared.fetch.layout import RunLayout, read_json
 from shared.log import get_logger
 from shared.messages import ChunkDone, FetchComplete, FetchRequest
 
 log = get_logger("shared.fetch.finalize")
-MANIFEST_OBJECT = "_manifest.json"
-PUBLISH_CLAIM = "_claims/fetch-complete.json"
-CHUNKS_PREFIX = "_chunks/"
-_CHUNK_RECORD = re.compile(r"\d{5}\.json")
-_PART = re.compile(r"part-\d{5}-\d{5}\.parquet")
 
 
 class RowCountMismatch(PermanentError):
@@ -69,27 +62,27 @@ def finalize(
     With ``bq``, a complete ``chunk_tables`` run's temporary tables are dropped (again, on a
     redelivery: dropping is idempotent, and table expiration catches what a crash leaves).
     """
-    dest = GcsUri.parse(done.destination)
-    bucket = gcs.bucket(dest.bucket)
-    bucket.blob(dest.child(f"{CHUNKS_PREFIX}{done.chunk:05d}.json").path).upload_from_string(
+    run = RunLayout.of(done.destination)
+    bucket = gcs.bucket(run.bucket)
+    bucket.blob(run.chunk_record(done.chunk).path).upload_from_string(
         done.model_dump_json(), content_type="application/json"
     )
     names = [
         b
-        for b in gcs.list_blobs(dest.bucket, prefix=dest.child(CHUNKS_PREFIX).path, delimiter="/")
-        if _CHUNK_RECORD.fullmatch(b.name.rsplit("/", 1)[-1])
+        for b in gcs.list_blobs(run.bucket, prefix=run.chunk_records_prefix, delimiter="/")
+        if run.chunk_of_record(b.name) is not None
     ]
     if len(names) < done.chunk_count:
         return Finalized(len(names))
 
-    manifest_path = dest.child(MANIFEST_OBJECT).path
-    plan = read_json(bucket, dest.child(PLAN_OBJECT).path)
+    manifest_path = run.manifest.path
+    plan = read_json(bucket, run.plan.path)
     if plan is None or plan.get("run_id") != done.run_id:
-        raise PermanentError(f"run {done.run_id}: no plan at {dest}")
+        raise PermanentError(f"run {done.run_id}: no plan at {run.dest}")
     existing = read_json(bucket, manifest_path)
     if existing is not None:
         _drop_tables(bq, plan)
-        return _announce(bucket, dest, existing, len(names), publish, lease_s, writer=False)
+        return _announce(bucket, run, existing, len(names), publish, lease_s, writer=False)
 
     chunks = sorted(
         (ChunkDone.model_validate_json(blob.download_as_bytes()) for blob in names),
@@ -120,10 +113,10 @@ def finalize(
         )
     except gexc.PreconditionFailed:
         winner = read_json(bucket, manifest_path) or manifest
-        return _announce(bucket, dest, winner, len(names), publish, lease_s, writer=False)
-    _delete_stale_parts(gcs, dest, {p.uri for p in parts})
+        return _announce(bucket, run, winner, len(names), publish, lease_s, writer=False)
+    _delete_stale_parts(gcs, run, {p.uri for p in parts})
     _drop_tables(bq, plan)
-    return _announce(bucket, dest, manifest, len(names), publish, lease_s, writer=True)
+    return _announce(bucket, run, manifest, len(names), publish, lease_s, writer=True)
 
 
 def _drop_tables(bq: bigquery.Client | None, plan: dict) -> None:
@@ -133,10 +126,10 @@ def _drop_tables(bq: bigquery.Client | None, plan: dict) -> None:
             log.info("dropped %d chunk tables", dropped, extra={"run_id": plan["run_id"]})
 
 
-def _complete_message(dest: GcsUri, manifest: dict) -> FetchComplete:
+def _complete_message(run: RunLayout, manifest: dict) -> FetchComplete:
     return FetchComplete(
         run_id=manifest["run_id"],
-        manifest_uri=str(dest.child(MANIFEST_OBJECT)),
+        manifest_uri=str(run.manifest),
         rows=manifest["rows"],
         bytes=manifest["bytes"],
         parts=len(manifest["parts"]),
@@ -146,7 +139,7 @@ def _complete_message(dest: GcsUri, manifest: dict) -> FetchComplete:
 
 def _announce(
     bucket: storage.Bucket,
-    dest: GcsUri,
+    run: RunLayout,
     manifest: dict,
     n: int,
     publish: Publish | None,
@@ -156,10 +149,10 @@ def _announce(
 ) -> Finalized:
     """Publish ``fetch-complete`` once: the manifest writer does; another delivery only after
     the writer had a lease's time and recorded nothing."""
-    message = _complete_message(dest, manifest)
+    message = _complete_message(run, manifest)
     if publish is None:
         return Finalized(n, message if writer else None)
-    claim = dest.child(PUBLISH_CLAIM).path
+    claim = run.publish_claim.path
     if not writer:
         completed = dt.datetime.fromisoformat(manifest.get("completed_at") or "1970-01-01+00:00")
         while time.time() - completed.timestamp() < lease_s:
@@ -176,13 +169,13 @@ def _announce(
     return Finalized(n, message if writer else None, published=outcome.acted)
 
 
-def _delete_stale_parts(gcs: storage.Client, dest: GcsUri, keep: set[str]) -> None:
+def _delete_stale_parts(gcs: storage.Client, run: RunLayout, keep: set[str]) -> None:
     """Parts an interrupted attempt left behind that the manifest does not list."""
     # Only this run's own objects: direct children named like its parts (never a deeper
     # prefix that happens to start with "part-").
-    for blob in gcs.list_blobs(dest.bucket, prefix=dest.child("part-").path, delimiter="/"):
-        if not _PART.fullmatch(blob.name.rsplit("/", 1)[-1]):
+    for blob in gcs.list_blobs(run.bucket, prefix=run.parts_prefix, delimiter="/"):
+        if not run.is_part(blob.name):
             continue
-        if f"gs://{dest.bucket}/{blob.name}" not in keep:
+        if f"gs://{run.bucket}/{blob.name}" not in keep:
             log.info("deleting stale part %s", blob.name)
             blob.delete()

@@ -8,7 +8,6 @@ decoding and Parquet encoding, which all release the GIL, so threads use every c
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,13 +19,12 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from shared import clients, topology
-from shared.errors import PlatformError
+from shared.errors import RunFailed, RunStalled
+from shared.fetch import runs
 from shared.fetch.chunks import create_chunk
-from shared.fetch.finalize import CHUNKS_PREFIX, MANIFEST_OBJECT, finalize
-from shared.fetch.plan import Plan, plan_fetch, read_plan
-from shared.fetch.runs import FAILED_OBJECT
+from shared.fetch.finalize import finalize
+from shared.fetch.plan import Plan, plan_fetch
 from shared.fetch.worker import fetch_chunk
-from shared.identifiers import GcsUri
 from shared.messages import ChunkDone, ChunkReady, ChunkSpec, FetchRequest, Predicate, dump
 from shared.settings import Settings
 
@@ -59,8 +57,11 @@ def run_in_process(
     *,
     workers: int | None = None,
     on_rows: Callable[[int], None] = lambda n: None,
+    pipelined: bool = True,
 ) -> dict:
-    """Plan, create and read every chunk on a thread pool, finalize; returns the manifest."""
+    """Plan, create and read every chunk on a thread pool, finalize; returns the manifest.
+
+    ``pipelined=False`` runs the sequential worker (the benchmark shows it beside)."""
     run_id = request.run_id or new_run_id()
     gcs = clients.storage_client(settings)
     bq = clients.bigquery_client(settings)
@@ -81,6 +82,7 @@ def run_in_process(
             gcs=gcs,
             part_rows=settings.part_max_rows,
             time_budget_s=settings.time_budget_s,
+            pipelined=pipelined,
         )
         following = outcome.following
         on_rows(sum(p.rows for p in following.parts[len(message.parts) :]))
@@ -153,31 +155,19 @@ def fetch_table(
         row_filter=[Predicate.model_validate(p) for p in row_filter],
         index_columns=list(index_columns),
         strategy=strategy or ("chunk_tables" if query else "streams"),
-        destination=destination or f"gs://{settings.data_bucket}/fetch/{run_id}",
+        destination=destination or settings.fetch_destination(run_id),
         parallelism=parallelism,
     )
-    manifest = run_in_process(request, settings)
-    return dataset_from_manifest(_read_manifest(manifest["uri"], settings), settings)
+    run_in_process(request, settings)
+    ended = runs.state(clients.storage_client(settings), request.destination)
+    if ended.manifest is None:
+        raise RunStalled(f"run {run_id} finished without a manifest")
+    return dataset_from_manifest(ended.manifest, settings)
 
 
 def fetch_dataframe(table: str | None = None, **kwargs: Any) -> Any:
     """``fetch_table(...)`` as a pandas DataFrame."""
     return fetch_table(table, **kwargs).to_table().to_pandas()
-
-
-def _read_manifest(uri: str, settings: Settings) -> dict:
-
-    bucket, _, path = uri.removeprefix("gs://").partition("/")
-    blob = clients.storage_client(settings).bucket(bucket).blob(path)
-    return json.loads(blob.download_as_bytes())
-
-
-class RunStalled(PlatformError):
-    """A published run did not complete in time (or never planned); the message says which."""
-
-
-class RunFailed(PlatformError):
-    """The run ended failed; the message names the stage and the reason."""
 
 
 def publish_and_follow(
@@ -200,36 +190,22 @@ def publish_and_follow(
         publisher.topic_path(settings.project, settings.topic(topology.FETCH_REQUESTS)),
         dump(request),
     ).result()
-    dest = GcsUri.parse(request.destination)
     gcs = clients.storage_client(settings)
-    manifest_blob = gcs.bucket(dest.bucket).blob(dest.child(MANIFEST_OBJECT).path)
-    failed_blob = gcs.bucket(dest.bucket).blob(dest.child(FAILED_OBJECT).path)
-    while not manifest_blob.exists():
-        if failed_blob.exists():
-            failure = json.loads(failed_blob.download_as_bytes())
-            if failure.get("run_id") == request.run_id:
-                raise RunFailed(
-                    f"run {request.run_id} failed in {failure.get('stage')}: "
-                    f"{failure.get('reason')}"
-                )
+    while True:
+        now = runs.state(gcs, request.destination)
+        if now.state == "complete" and now.manifest is not None:
+            if progress is not None:
+                progress.update(now.manifest["rows"] - progress.n)
+            return now.manifest
+        if now.state == "failed" and now.run_id == request.run_id:
+            raise RunFailed(f"run {request.run_id} failed in {now.detail}")
         elapsed = time.monotonic() - started
         if elapsed > timeout_s:
             raise RunStalled(f"run {request.run_id} not complete after {timeout_s:.0f} s")
-        plan = read_plan(gcs, request.destination)
-        if plan is None and elapsed > 60:
+        if now.state == "unknown" and elapsed > 60:
             raise RunStalled(f"no plan for run {request.run_id} after 60 s; see plan_fetch's log")
-        if progress is not None:
-            if plan and progress.total is None:
-                progress.total = plan["source_rows"]
-            done = sum(
-                json.loads(b.download_as_bytes())["rows"]
-                for b in gcs.list_blobs(
-                    dest.bucket, prefix=dest.child(CHUNKS_PREFIX).path, delimiter="/"
-                )
-            )
-            progress.update(done - progress.n)
+        if progress is not None and now.plan is not None:
+            if progress.total is None:
+                progress.total = now.plan["source_rows"]
+            progress.update(runs.rows_done(gcs, request.destination) - progress.n)
         time.sleep(poll_s)
-    manifest = json.loads(manifest_blob.download_as_bytes())
-    if progress is not None:
-        progress.update(manifest["rows"] - progress.n)
-    return manifest

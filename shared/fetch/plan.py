@@ -4,9 +4,10 @@
 :mod:`shared.fetch.chunks`; its plan lists ``ChunkSpec`` messages for ``create_chunk``.
 
 ``streams`` strategy: one Storage Read API session on a snapshot of the table, split into N
-streams; each stream is a chunk. The plan is written create-only to ``<destination>/_plan.json``
-before any chunk is announced, so a redelivered request announces the *same* streams again
-instead of a second, differently split session (which would duplicate rows).
+streams; each stream is a chunk. The plan is written create-only (named by
+:mod:`shared.fetch.layout`) before any chunk is announced, so a redelivered request announces
+the *same* streams again instead of a second, differently split session (which would duplicate
+rows).
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from google.cloud.bigquery_storage_v1 import BigQueryReadClient, types
 from shared.errors import InvalidRequest, SourceNotFound, TransientError
 from shared.fetch import chunks as chunk_tables
 from shared.fetch.filters import row_restriction
-from shared.fetch.store import PLAN_OBJECT, read_json, read_plan
+from shared.fetch.layout import RunLayout, read_json, read_plan
 from shared.fetch.worker import row_width, rows_per_part
 from shared.identifiers import GcsUri, TableRef
 from shared.log import get_logger
 from shared.messages import ChunkDone, ChunkReady, ChunkSpec, FetchRequest
 
 log = get_logger("shared.fetch.plan")
-__all__ = ["PLAN_OBJECT", "Plan", "check_request", "plan_fetch", "read_plan", "run_id_for"]
+__all__ = ["Plan", "check_request", "plan_fetch", "read_plan", "run_id_for"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def count_rows(bq: bigquery.Client, ref: TableRef, restriction: str, table: bigq
 
 
 def _read_plan(bucket: storage.Bucket, dest: GcsUri) -> dict | None:
-    return read_json(bucket, dest.child(PLAN_OBJECT).path)
+    return read_json(bucket, RunLayout(dest).plan.path)
 
 
 def _schema(fields: list[bigquery.SchemaField]) -> list[dict]:
@@ -181,7 +182,7 @@ def check_destination(
     top = len(root.path.split("/")) if root.path else 0
     for n in range(top + 1, len(parts)):
         ancestor = "/".join(parts[:n])
-        if bucket.blob(f"{ancestor}/{PLAN_OBJECT}").exists():
+        if bucket.blob(RunLayout.plan_of(ancestor)).exists():
             raise InvalidRequest(
                 f"destination {dest} lies inside another run's destination gs://{dest.bucket}/"
                 f"{ancestor}"
@@ -192,7 +193,7 @@ def check_destination(
         ]
     except gexc.NotFound:
         raise InvalidRequest(f"destination bucket {dest.bucket!r} does not exist") from None
-    foreign = [n for n in inside if not n.endswith(("/_failed.json", "/_claims/announce.json"))]
+    foreign = [n for n in inside if not RunLayout.before_plan(n)]
     if foreign:
         raise InvalidRequest(
             f"destination {dest} already holds objects (e.g. {foreign[0]}); choose an empty one"
@@ -202,7 +203,7 @@ def check_destination(
 
 def _claim(bucket: storage.Bucket, dest: GcsUri, run_id: str, record: dict) -> Plan:
     """Write ``record`` create-only; if a concurrent delivery won, return its plan instead."""
-    blob = bucket.blob(dest.child(PLAN_OBJECT).path)
+    blob = bucket.blob(RunLayout(dest).plan.path)
     try:
         blob.upload_from_string(
             json.dumps(record, indent=1), content_type="application/json", if_generation_match=0

@@ -11,25 +11,22 @@ from __future__ import annotations
 from google.cloud import storage
 
 from shared.errors import InvalidRequest
-from shared.fetch.chunks import READY_PREFIX
-from shared.fetch.finalize import CHUNKS_PREFIX, MANIFEST_OBJECT
-from shared.fetch.store import read_json, read_plan
-from shared.identifiers import GcsUri
+from shared.fetch.layout import RunLayout, read_json, read_plan
 from shared.messages import ChunkDone, ChunkReady, ChunkSpec
 
 
 def pending(gcs: storage.Client, destination: str) -> list[ChunkSpec | ChunkReady | ChunkDone]:
     """The messages that restart every unfinished chunk of the run at ``destination``."""
-    dest = GcsUri.parse(destination)
-    bucket = gcs.bucket(dest.bucket)
+    run = RunLayout.of(destination)
+    bucket = gcs.bucket(run.bucket)
     plan = read_plan(gcs, destination)
     if plan is None:
-        raise InvalidRequest(f"no run at {destination} (no _plan.json)")
-    if read_json(bucket, dest.child(MANIFEST_OBJECT).path) is not None:
+        raise InvalidRequest(f"no run at {destination} (no plan at {run.plan})")
+    if read_json(bucket, run.manifest.path) is not None:
         return []
     done = {
-        int(b.name.rsplit("/", 1)[-1].split(".")[0])
-        for b in gcs.list_blobs(dest.bucket, prefix=dest.child(CHUNKS_PREFIX).path, delimiter="/")
+        run.chunk_of_record(b.name)
+        for b in gcs.list_blobs(run.bucket, prefix=run.chunk_records_prefix, delimiter="/")
     }
     out: list[ChunkSpec | ChunkReady | ChunkDone] = []
     for i, chunk in enumerate(plan["chunks"]):
@@ -38,7 +35,7 @@ def pending(gcs: storage.Client, destination: str) -> list[ChunkSpec | ChunkRead
         if plan.get("strategy") != "chunk_tables":
             out.append(ChunkReady.model_validate(chunk))
             continue
-        ready = read_json(bucket, dest.child(f"{READY_PREFIX}{i:05d}.json").path)
+        ready = read_json(bucket, run.ready_record(i).path)
         if ready is None:
             out.append(ChunkSpec.model_validate(chunk))
         elif ready["kind"] == "done":

@@ -1,9 +1,9 @@
 """A run's state on GCS, and the side effects of a run that must happen once.
 
-Every run ends with an answer: ``_manifest.json`` (complete) or ``_failed.json`` (failed, with
-the stage and the reason: a query that fails when run, a chunk that cannot be read). Both are
-create-only, so the first answer stands. Followers (the CLI, ``publish_and_follow``,
-``python -m local status``) read :func:`state`.
+Every run ends with an answer: its manifest (complete) or its failure record (failed, with the
+stage and the reason: a query that fails when run, a chunk that cannot be read), named by
+:mod:`shared.fetch.layout`. Both are create-only, so the first answer stands. Followers (the
+CLI, ``publish_and_follow``, ``python -m local status``) read :func:`state`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from shared import claims
-from shared.fetch.store import PLAN_OBJECT, read_json
+from shared.fetch.layout import RunLayout, read_json
 from shared.identifiers import GcsUri
 from shared.log import get_logger
 
 log = get_logger("shared.fetch.runs")
-MANIFEST_OBJECT = "_manifest.json"
-FAILED_OBJECT = "_failed.json"
-ANNOUNCE_CLAIM = "_claims/announce.json"
 
 
 @dataclass(frozen=True)
@@ -35,24 +32,45 @@ class RunState:
     run_id: str | None = None
     detail: str = ""
     manifest: dict | None = None
+    plan: dict | None = None
 
 
 def state(gcs: storage.Client, destination: str) -> RunState:
     """What the run at ``destination`` came to."""
-    dest = GcsUri.parse(destination)
-    bucket = gcs.bucket(dest.bucket)
-    manifest = read_json(bucket, dest.child(MANIFEST_OBJECT).path)
+    layout = RunLayout.of(destination)
+    bucket = gcs.bucket(layout.bucket)
+    manifest = read_json(bucket, layout.manifest.path)
     if manifest is not None:
         return RunState("complete", manifest.get("run_id"), f"{manifest['rows']} rows", manifest)
-    failed = read_json(bucket, dest.child(FAILED_OBJECT).path)
+    failed = read_json(bucket, layout.failed.path)
     if failed is not None:
         return RunState(
             "failed", failed.get("run_id"), f"{failed.get('stage')}: {failed.get('reason')}"
         )
-    plan = read_json(bucket, dest.child(PLAN_OBJECT).path)
+    plan = read_json(bucket, layout.plan.path)
     if plan is not None:
-        return RunState("running", plan.get("run_id"), f"{len(plan.get('chunks', []))} chunks")
+        chunks = len(plan.get("chunks", []))
+        return RunState("running", plan.get("run_id"), f"{chunks} chunks", plan=plan)
     return RunState("unknown")
+
+
+def recent(gcs: storage.Client, root: str, limit: int = 10) -> list[RunState]:
+    """The newest runs whose destinations lie below ``root`` (``gs://bucket/prefix/``)."""
+    where = GcsUri.parse(root)
+    prefix = f"{where.path}/" if where.path else ""
+    plans = [b for b in gcs.list_blobs(where.bucket, prefix=prefix) if RunLayout.is_plan(b.name)]
+    plans.sort(key=lambda b: b.updated, reverse=True)
+    return [state(gcs, f"gs://{where.bucket}/{b.name.rsplit('/', 1)[0]}") for b in plans[:limit]]
+
+
+def rows_done(gcs: storage.Client, destination: str) -> int:
+    """Rows of the chunks the run at ``destination`` has recorded done so far."""
+    layout = RunLayout.of(destination)
+    return sum(
+        json.loads(b.download_as_bytes())["rows"]
+        for b in gcs.list_blobs(layout.bucket, prefix=layout.chunk_records_prefix, delimiter="/")
+        if layout.chunk_of_record(b.name) is not None
+    )
 
 
 def record_failure(
@@ -72,9 +90,10 @@ def record_failure(
         dest = check_destination(destination, allowed)  # no API call outside the allow-list
     except InvalidRequest:
         return False
-    bucket = gcs.bucket(dest.bucket)
+    layout = RunLayout(dest)
+    bucket = gcs.bucket(layout.bucket)
     try:
-        plan = read_json(bucket, dest.child(PLAN_OBJECT).path)
+        plan = read_json(bucket, layout.plan.path)
     except gexc.NotFound:
         return False  # no such bucket: nowhere to write
     if plan is not None and plan.get("run_id") != run_id:
@@ -91,7 +110,7 @@ def record_failure(
         "failed_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     try:
-        bucket.blob(dest.child(FAILED_OBJECT).path).upload_from_string(
+        bucket.blob(layout.failed.path).upload_from_string(
             json.dumps(record, indent=1), content_type="application/json", if_generation_match=0
         )
     except (gexc.PreconditionFailed, gexc.NotFound, gexc.Forbidden):
@@ -109,10 +128,10 @@ def announce_once(
 ) -> bool:
     """Publish a run's chunk messages once, however often its request is delivered; True
     when this call published them."""
-    dest = GcsUri.parse(destination)
+    layout = RunLayout.of(destination)
     outcome = claims.once(
-        gcs.bucket(dest.bucket),
-        dest.child(ANNOUNCE_CLAIM).path,
+        gcs.bucket(layout.bucket),
+        layout.announce_claim.path,
         lambda: {"messages": announce()},
         lease_s=lease_s,
         labels={"run_id": run_id},

@@ -31,14 +31,12 @@ from google.cloud import storage
 from google.cloud.bigquery_storage_v1 import BigQueryReadClient
 
 from shared.errors import PermanentError, TransientError, is_transient
+from shared.fetch.layout import RunLayout
 from shared.identifiers import GcsUri
 from shared.log import get_logger
 from shared.messages import ChunkDone, ChunkReady, PartInfo
 
 log = get_logger("shared.fetch.worker")
-# Encode and upload part k on a writer thread while part k+1 fills (the benchmark turns it off
-# to show the sequential worker beside it).
-PIPELINED = True
 
 
 # Estimated Arrow bytes per value, by BigQuery type, when the table reports no size.
@@ -82,11 +80,6 @@ def rows_per_part(
     return max(1, min(max_rows, int(target_mb * 2**20 // width)))
 
 
-def part_name(chunk: int, part: int) -> str:
-    """Deterministic object name of a part, from chunk and part index."""
-    return f"part-{chunk:05d}-{part:05d}.parquet"
-
-
 @dataclass(frozen=True)
 class ChunkOutcome:
     """Either the chunk is done, or the rest is handed on from ``handoff.offset``."""
@@ -103,14 +96,14 @@ class ChunkOutcome:
         return out
 
 
-def write_part(bucket: storage.Bucket, dest: GcsUri, name: str, table: pa.Table) -> PartInfo:
+def write_part(bucket: storage.Bucket, uri: GcsUri, table: pa.Table) -> PartInfo:
     """Write one Parquet part (overwriting a same-named one, which holds the same rows)."""
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
-    blob = bucket.blob(dest.child(name).path)
+    blob = bucket.blob(uri.path)
     blob.upload_from_string(buffer.getvalue(), content_type="application/vnd.apache.parquet")
     return PartInfo(
-        uri=str(dest.child(name)),
+        uri=str(uri),
         rows=table.num_rows,
         bytes=blob.size or 0,
         crc32c=blob.crc32c or "",
@@ -190,10 +183,13 @@ def fetch_chunk(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     max_attempts: int = 8,
+    pipelined: bool = True,
 ) -> ChunkOutcome:
     """Read ``message.stream`` from ``message.offset`` into parts; done, or hand on the rest.
 
-    ``part_rows`` applies only to a message that does not carry the run's own.
+    ``part_rows`` applies only to a message that does not carry the run's own. ``pipelined``
+    encodes and uploads part k on a writer thread while part k+1 fills; without it (the
+    benchmark's sequential worker) each part is written before the next is read.
     """
     part_rows = message.part_rows or part_rows
     if message.offset % part_rows:
@@ -202,8 +198,8 @@ def fetch_chunk(
             "the message's part_rows must not change during a run"
         )
     started = clock()
-    dest = GcsUri.parse(message.destination)
-    bucket = gcs.bucket(dest.bucket)
+    run = RunLayout.of(message.destination)
+    bucket = gcs.bucket(run.bucket)
     parts = list(message.parts)
     stream = _Stream(read_client, message.stream, message.offset, max_attempts, sleep)
     pending: list[pa.RecordBatch] = []
@@ -223,9 +219,9 @@ def fetch_chunk(
             nonlocal pending, pending_rows, part_index, in_flight
             table = pa.Table.from_batches(pending, schema=stream.schema)
             landed()  # at most one part written while the next one fills
-            name = part_name(message.chunk, part_index)
-            in_flight = writer.submit(write_part, bucket, dest, name, table)
-            if not PIPELINED:
+            uri = run.part(message.chunk, part_index)
+            in_flight = writer.submit(write_part, bucket, uri, table)
+            if not pipelined:
                 landed()
             pending, pending_rows, part_index = [], 0, part_index + 1
 

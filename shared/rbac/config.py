@@ -24,7 +24,6 @@ config names.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -33,6 +32,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.errors import InvalidRequest
+from shared.settings import named_secret
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # 59 at most: Airflow keeps 64, and a role being switched has a "~next" stand-in beside it.
@@ -108,7 +108,7 @@ class AirflowAuth(_Model):
 
 
 def _secret(name: str | None) -> str:
-    value = os.environ.get(name or "")
+    value = named_secret(name or "")
     if not value:
         raise InvalidRequest(f"environment variable {name} (named in the RBAC config) is not set")
     return value

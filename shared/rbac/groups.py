@@ -1,14 +1,13 @@
 """Group membership from the Cloud Identity Groups API, nested groups resolved.
 
 Uses the official discovery client (``googleapiclient``, its bundled ``cloudidentity v1``
-document); locally ``CLOUD_IDENTITY_EMULATOR_HOST`` points it at ``local/cloud_identity.py``,
-which speaks the same paths and JSON. A group that cannot be read is reported, not guessed:
-the reconciler then revokes nothing.
+document, built by :func:`shared.clients.cloud_identity_service`); locally it points at
+``local/cloud_identity.py``, which speaks the same paths and JSON. A group that cannot be read
+is reported, not guessed: the reconciler then revokes nothing.
 """
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,6 @@ from shared.log import get_logger
 
 log = get_logger("shared.rbac.groups")
 MEMBER_TYPES = {"USER", "SERVICE_ACCOUNT"}
-EMULATOR_ENV = "CLOUD_IDENTITY_EMULATOR_HOST"
 
 
 @dataclass
@@ -31,34 +29,6 @@ class Membership:
     @property
     def complete(self) -> bool:
         return not self.failed
-
-
-def cloud_identity_service(timeout_s: float = 20.0) -> Any:
-    """The discovery client for Cloud Identity v1, pointed at the emulator when there is one."""
-    import google.auth
-    import httplib2
-    from google.auth.credentials import AnonymousCredentials
-    from googleapiclient.discovery import build
-
-    host = os.environ.get(EMULATOR_ENV)
-    if host:
-        url = host if host.startswith("http") else f"http://{host}"
-        return build(
-            "cloudidentity",
-            "v1",
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": url.rstrip("/") + "/"},
-            static_discovery=True,
-            cache_discovery=False,
-            num_retries=0,
-        )
-    import google_auth_httplib2
-
-    credentials, _ = google.auth.default(
-        scopes=["https://www.googleapis.com/auth/cloud-identity.groups.readonly"]
-    )
-    http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=timeout_s))
-    return build("cloudidentity", "v1", http=http, static_discovery=True, cache_discovery=False)
 
 
 class GroupsReader:

@@ -12,9 +12,8 @@ tampered, truncated or unknown-key artifact is refused with :class:`ArtifactErro
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,8 @@ from shared.identifiers import GcsUri
 
 if TYPE_CHECKING:
     from google.cloud import storage
+
+    from shared.settings import Settings
 
 MAGIC = b"RETAIL-ARTIFACT/1"
 # Beside each kind's artifacts, the object naming the newest one (what the API polls).
@@ -63,25 +64,25 @@ class Keyring:
         return cls(keys, next(iter(keys)))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, secret_client: Any = None) -> Keyring:
-        """Keys from the variable, the file, or the newest version of the Secret Manager secret
-        (``secret_client``: a ``SecretManagerServiceClient``; built here when not given)."""
-        env = os.environ if env is None else env
-        if env.get("RETAIL_ARTIFACT_KEYS"):
-            return cls.parse(env["RETAIL_ARTIFACT_KEYS"])
-        if env.get("RETAIL_ARTIFACT_KEYS_FILE"):
-            return cls.parse(Path(env["RETAIL_ARTIFACT_KEYS_FILE"]).read_text())
-        if env.get("RETAIL_ARTIFACT_KEYS_SECRET"):
+    def configured(
+        cls, settings: Settings, secret_client: Callable[[], Any] | None = None
+    ) -> Keyring:
+        """Keys from the settings' literal keys, their file, or the newest version of their
+        Secret Manager secret (``secret_client`` makes a ``SecretManagerServiceClient``; called
+        only then)."""
+        if settings.artifact_keys:
+            return cls.parse(settings.artifact_keys)
+        if settings.artifact_keys_file:
+            return cls.parse(Path(settings.artifact_keys_file).read_text())
+        if settings.artifact_keys_secret:
             if secret_client is None:
-                from google.cloud import secretmanager
-
-                secret_client = secretmanager.SecretManagerServiceClient()
-            name = f"{env['RETAIL_ARTIFACT_KEYS_SECRET']}/versions/latest"
+                raise ArtifactError("reading the artifact keys' secret needs a secret client")
+            name = f"{settings.artifact_keys_secret}/versions/latest"
             try:
-                version = secret_client.access_secret_version(name=name)
+                version = secret_client().access_secret_version(name=name)
             except (gexc.NotFound, gexc.FailedPrecondition) as exc:
                 raise ArtifactError(
-                    f"no artifact keys: secret {env['RETAIL_ARTIFACT_KEYS_SECRET']} has no "
+                    f"no artifact keys: secret {settings.artifact_keys_secret} has no "
                     f"enabled version ({exc.message}); add one (README, deploying)"
                 ) from None
             return cls.parse(version.payload.data.decode())

@@ -18,8 +18,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from shared.errors import PermanentError
-from shared.fetch.finalize import MANIFEST_OBJECT
-from shared.fetch.store import PLAN_OBJECT
+from shared.fetch.layout import RunLayout
 from shared.identifiers import GcsUri
 
 
@@ -39,18 +38,14 @@ class Shard:
 
 def load_manifest(gcs: storage.Client, manifest_uri: str) -> dict:
     """The manifest, after checking the run completed and every part it lists exists."""
-    uri = GcsUri.parse(manifest_uri)
-    if not uri.path.endswith(MANIFEST_OBJECT):
-        uri = uri.child(MANIFEST_OBJECT)
+    run = RunLayout(RunLayout.destination_of_manifest(GcsUri.parse(manifest_uri)))
+    uri = run.manifest
     bucket = gcs.bucket(uri.bucket)
     try:
         manifest = json.loads(bucket.blob(uri.path).download_as_bytes())
     except gexc.NotFound:
-        run_dir = uri.path.rsplit("/", 1)[0]
-        if bucket.blob(f"{run_dir}/{PLAN_OBJECT}").exists():
-            raise BadInput(
-                f"fetch run at gs://{uri.bucket}/{run_dir} is not complete (no manifest yet)"
-            ) from None
+        if bucket.blob(run.plan.path).exists():
+            raise BadInput(f"fetch run at {run.dest} is not complete (no manifest yet)") from None
         raise BadInput(f"no manifest at {uri}") from None
     except json.JSONDecodeError:
         raise BadInput(f"manifest {uri} is not JSON") from None

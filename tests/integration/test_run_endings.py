@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from shared import clients
-from shared.errors import InvalidRequest
-from shared.fetch.library import RunFailed, fetch_table, publish_and_follow, run_in_process
+from shared.errors import InvalidRequest, RunFailed
+from shared.fetch.library import fetch_table, publish_and_follow, run_in_process
 from shared.fetch.runs import state
 
 from .test_fetch_pipeline import new_request, publish_request, wait_manifest

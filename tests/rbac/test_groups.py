@@ -1,10 +1,12 @@
 """Reading groups through the official discovery client against the local Cloud Identity server."""
 
-from shared.rbac.groups import GroupsReader, cloud_identity_service
+from shared.clients import cloud_identity_service
+from shared.rbac.groups import GroupsReader
+from shared.settings import Settings
 
 
 def reader():
-    return GroupsReader(cloud_identity_service(), retries=0)
+    return GroupsReader(cloud_identity_service(Settings.from_env()), retries=0)
 
 
 def test_nested_groups_resolve_breadth_first_through_cycles_and_pages(identity):
@@ -64,6 +66,8 @@ def test_a_rate_limited_page_is_retried_by_the_client(identity):
     many = [f"user{i:03d}@corp.example" for i in range(450)]
     identity.set_groups({"big@corp.example": many})
     identity.fail("big@corp.example", mode="429", count=1, page=2)
-    found = GroupsReader(cloud_identity_service(), retries=2).read(["big@corp.example"])
+    found = GroupsReader(cloud_identity_service(Settings.from_env()), retries=2).read(
+        ["big@corp.example"]
+    )
     assert found.complete and found.members["big@corp.example"] == set(many)
     assert found.calls == 1 + 3  # one lookup, three pages (the retry is inside the client)

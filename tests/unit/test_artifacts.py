@@ -2,6 +2,7 @@
 
 import pytest
 
+from shared.settings import Settings
 from shared.training.artifacts import ArtifactError, Keyring, decrypt, encrypt
 
 OLD, NEW = Keyring.new_key(), Keyring.new_key()
@@ -47,4 +48,4 @@ def test_bad_key_configuration_is_named_without_the_key():
         Keyring.parse("k1:not-a-key")
     assert "not-a-key" not in str(err.value)
     with pytest.raises(ArtifactError, match="no artifact keys"):
-        Keyring.from_env({})
+        Keyring.configured(Settings(project="p-1"))

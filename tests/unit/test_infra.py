@@ -40,17 +40,40 @@ def test_a_function_without_its_declaration_is_named(drifted):
     main = drifted / "functions/main.py"
     main.write_text(
         main.read_text()
-        + "\n\n@functions_framework.cloud_event\ndef forecast_demand(event):\n    pass\n"
+        + "\n\n@entry_point(TrainingTick)\ndef forecast_demand(tick, _d, _s):\n    pass\n"
     )
     problems = infra_checks.contract_problems(drifted / "infra", drifted)
     assert any("forecast_demand" in p and "functions/main.py" in p for p in problems), problems
 
 
 def test_an_environment_variable_not_declared_is_named(drifted):
+    settings = drifted / "shared/settings.py"
+    text = settings.read_text()
+    assert "            rbac_config=env.get(" in text
+    settings.write_text(
+        text.replace(
+            "            rbac_config=env.get(",
+            '            new_knob=env.get("RETAIL_NEW_KNOB"),\n            rbac_config=env.get(',
+        )
+    )
     main = drifted / "functions/main.py"
-    main.write_text(main.read_text() + '\n\nTIMEOUT = os.environ.get("RETAIL_NEW_KNOB")\n')
+    main.write_text(main.read_text() + "\n\ndef _knob(settings):\n    return settings.new_knob\n")
     problems = infra_checks.contract_problems(drifted / "infra", drifted)
     assert any("RETAIL_NEW_KNOB" in p and "not declared" in p for p in problems), problems
+
+
+def test_only_settings_reads_the_environment():
+    """The platform's code (functions, jobs, shared) reads variables only through Settings."""
+    repo = Path(__file__).parents[2]
+    readers = [
+        f"{path.relative_to(repo)}:{n}"
+        for folder in ("shared", "functions", "jobs")
+        for path in sorted((repo / folder).rglob("*.py"))
+        if path != repo / "shared" / "settings.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "os.environ" in line or "os.getenv" in line
+    ]
+    assert readers == []
 
 
 def test_a_role_granted_outside_the_declaration_is_named(drifted):

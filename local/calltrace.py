@@ -1,6 +1,7 @@
 """Record which Google API calls a deployable really makes (local stack only).
 
-When ``RETAIL_CALL_TRACE_DIR`` is set (the local stack sets it; a deployment never does), every
+Installed in each deployable process by ``local/calltrace_hook/sitecustomize.py`` when the stack
+starts it with ``RETAIL_CALL_TRACE_DIR`` set; a deployment never loads this module. Every
 HTTP request through ``requests`` and every gRPC call on a channel made by ``grpc`` is noted,
 once per distinct (call, resource), in ``<dir>/<deployable>-<pid>.jsonl``. The deployable is
 named by the variables the platform sets in the cloud: ``FUNCTION_TARGET`` (a function's entry
@@ -21,21 +22,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.settings import deployable_name
+
 _LOCK = threading.Lock()
 _SEEN: set[str] = set()
 _INSTALLED = False
 
 # gRPC request fields that name the resource a call acts on.
 _GRPC_RESOURCE_FIELDS = ("topic", "subscription", "name", "read_stream", "parent", "table")
-
-
-def deployable() -> str:
-    """Which deployable this process is, from the variables the platform sets."""
-    for var in ("FUNCTION_TARGET", "CLOUD_RUN_JOB", "K_SERVICE"):
-        value = os.environ.get(var)
-        if value:
-            return value
-    return "unknown"
 
 
 def _write(record: dict[str, Any]) -> None:
@@ -47,7 +41,7 @@ def _write(record: dict[str, Any]) -> None:
         if key in _SEEN:
             return
         _SEEN.add(key)
-        path = Path(directory) / f"{deployable()}-{os.getpid()}.jsonl"
+        path = Path(directory) / f"{deployable_name()}-{os.getpid()}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as f:
             f.write(key + "\n")
