@@ -95,25 +95,28 @@ def storage_client(settings: Settings) -> storage.Client:
     return storage.Client(project=settings.project)
 
 
-def _pubsub_kwargs(settings: Settings) -> dict:
-    if settings.pubsub_emulator_host:
-        return {
-            "client_options": ClientOptions(api_endpoint=settings.pubsub_emulator_host),
-            "credentials": AnonymousCredentials(),
-        }
-    return {}
-
-
 @functools.cache
 def publisher_client(settings: Settings) -> pubsub_v1.PublisherClient:
-    """A Pub/Sub publisher (batches and retries publishes on its own)."""
-    return pubsub_v1.PublisherClient(**_pubsub_kwargs(settings))
+    """A Pub/Sub publisher (batches and retries publishes on its own); locally, on an insecure
+    channel to the emulator, from the settings alone (the library's own switch reads
+    ``PUBSUB_EMULATOR_HOST`` from the process environment)."""
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+    if settings.pubsub_emulator_host:
+        channel = grpc.insecure_channel(settings.pubsub_emulator_host)
+        return pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=channel))
+    return pubsub_v1.PublisherClient()
 
 
 @functools.cache
 def subscriber_client(settings: Settings) -> pubsub_v1.SubscriberClient:
     """A Pub/Sub subscriber, also used to administer subscriptions."""
-    return pubsub_v1.SubscriberClient(**_pubsub_kwargs(settings))
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+    if settings.pubsub_emulator_host:
+        channel = grpc.insecure_channel(settings.pubsub_emulator_host)
+        return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
+    return pubsub_v1.SubscriberClient()
 
 
 # A local stand-in that restarts is reachable again within seconds (gRPC's default reconnect
