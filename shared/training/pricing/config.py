@@ -1,0 +1,158 @@
+"""Configuration and results of the pricing model: the specification, the category rules, a
+product's decision and result."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Control = Literal["promo", "feature", "display", "seasonality", "store"]
+CONTROLS: tuple[Control, ...] = ("promo", "feature", "display", "seasonality", "store")
+RECENT_WEEKS = 8  # the window the regular price and the baseline volume are read from
+
+
+class Rules(BaseModel):
+    """A category manager's rules for one category (fractions of the regular price)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    objective: Literal["profit", "revenue"] = "profit"
+    corridor: float = Field(default=0.10, gt=0, le=0.5)  # +- around the regular price
+    max_change: float = Field(default=0.10, gt=0, le=0.5)  # per pricing period
+    min_margin: float = Field(default=0.20, ge=0, lt=1)  # (price - cost) / price
+    # Allowed endings of a price's cents (e.g. 0.99, 0.49); empty: any cent.
+    endings: tuple[float, ...] = (0.29, 0.49, 0.79, 0.99)
+    confidence: float = Field(default=0.90, gt=0.5, lt=1)  # of the gain's interval
+    # Demand estimated inelastic (e > -1): under a constant elasticity, profit rises with the
+    # price without limit, so the "best" price is the top of the rules by construction.
+    # hold (default): say so and hold; edge: recommend the top anyway.
+    inelastic: Literal["hold", "edge"] = "hold"
+
+    def bounds(self, regular: float, cost: float | None) -> tuple[str, float, str, float]:
+        """(rule, lowest allowed price, rule, highest allowed price) around ``regular``: the
+        corridor, the maximum change and, with a ``cost``, the minimum margin."""
+        found = {
+            "corridor": (regular * (1 - self.corridor), regular * (1 + self.corridor)),
+            "max_change": (regular * (1 - self.max_change), regular * (1 + self.max_change)),
+        }
+        if cost:
+            found["min_margin"] = (cost / (1 - self.min_margin), math.inf)
+        low_rule, low = max(((k, b[0]) for k, b in found.items()), key=lambda kv: kv[1])
+        high_rule, high = min(((k, b[1]) for k, b in found.items()), key=lambda kv: kv[1])
+        return low_rule, low, high_rule, high
+
+
+class Spec(BaseModel):
+    """The demand specification: which controls sit beside log(price)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    controls: tuple[Literal["promo", "feature", "display", "seasonality", "store"], ...] = CONTROLS
+    min_weeks: int = Field(default=8, ge=3)  # weeks (clusters) with sales
+    min_varying_weeks: int = Field(default=4, ge=2)  # weeks with a price off the store's usual
+    # Store-weeks without a sale enter with 0 units at the chain's price (``with_zero_weeks``).
+    # Off by default: where most store-weeks are empty (a household panel) the imputed price
+    # dominates the fit (the benchmark shows both on the real panel).
+    zero_weeks: bool = False
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.controls) if self.controls else "plain log-log"
+
+
+PLAIN = Spec(controls=())
+DEFAULT_SPEC = Spec()
+DEFAULT_RULES = Rules()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The price to sign for one product and why."""
+
+    decision: str  # move | hold
+    reason: str
+    code: str  # move | regular_is_best | gain_uncertain | inelastic | no_feasible_price | no_cost
+    recommended_price: float
+    candidate_price: float  # the best price inside the rules (= recommended when moving)
+    expected_gain: float  # per week, in currency, at the candidate price
+    gain_low: float
+    gain_high: float
+    base_value: float  # expected weekly profit (or revenue) at the regular price
+    binding_rule: str | None  # the rule whose edge the candidate sits on, if any
+
+
+class PricingConfig(BaseModel):
+    """The pricing job's configuration (``RETAIL_PRICING_CONFIG``, a JSON or YAML file or
+    ``gs://`` object; every field has a default)::
+
+        rules: {"*": {objective: profit, corridor: 0.10, max_change: 0.05, min_margin: 0.20,
+                      endings: [0.29, 0.49, 0.79, 0.99]},
+                dairy: {max_change: 0.03}}        # per category, over the "*" rules
+        spec: {controls: [promo, feature, display, seasonality, store]}
+        products_table: project.dataset.products  # unit_cost, category; default: the
+                                                  # fetched table's dataset's ``products``
+        cost_ratio: 0.7   # an *assumed* unit cost (x regular price) where none is known
+        substitutes: 3    # top products per category priced jointly (0: off)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    spec: Spec = DEFAULT_SPEC
+    products_table: str | None = None
+    cost_ratio: float | None = Field(default=None, gt=0, lt=1)
+    # Cross-price elasticities among each category's top products by revenue, and their
+    # prices set jointly for the category's profit (0: off).
+    substitutes: int = Field(default=3, ge=0, le=8)
+
+    def rules_by_category(self) -> dict[str, Rules]:
+        """Each category's rules: its own fields over the ``"*"`` rules over the defaults."""
+        default = Rules(**self.rules.get("*", {}))
+        merged = {"*": default}
+        for name, fields in self.rules.items():
+            if name != "*":
+                merged[name] = Rules(**{**default.model_dump(), **fields})
+        return merged
+
+
+@dataclass(frozen=True)
+class PriceResult:
+    product_id: int
+    # ok | weakly_identified | insufficient_price_variation | too_few_observations | no_sales
+    status: str
+    n_cells: int
+    elasticity: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    std_error: float | None = None
+    r2: float | None = None
+    price_variation: float | None = None
+    weeks: int | None = None
+    varying_weeks: int | None = None
+    identification: str | None = None  # why weakly identified
+    elasticity_plain: float | None = None  # the plain log-log fit, beside the default
+    regular_price: float | None = None
+    unit_cost: float | None = None
+    cost_source: str | None = None  # table | assumed (cost_ratio x regular price)
+    weekly_units: float | None = None
+    objective: str | None = None
+    decision: str | None = None  # move | hold
+    reason: str | None = None
+    # move | regular_is_best | gain_uncertain | inelastic | no_feasible_price | no_cost |
+    # not_estimated (see status)
+    reason_code: str | None = None
+    recommended_price: float | None = None
+    candidate_price: float | None = None
+    expected_gain: float | None = None  # per week, currency
+    gain_low: float | None = None  # 90% interval of the gain
+    gain_high: float | None = None
+    expected_change: float | None = None  # gain / the objective's value at the regular price
+    binding_rule: str | None = None
+    category: str | None = None
+    returns_rows: int = 0
+
+    def row(self) -> dict:
+        return asdict(self)
