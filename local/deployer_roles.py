@@ -175,7 +175,7 @@ def main() -> int:
     print("  on the Terraform state bucket: roles/storage.objectAdmin")
     for role, why in BUILD.items():
         print(f"  on the project, for the build itself: {role} ({why})")
-    print("bootstrap (infra/envs/dev, once, before the first build):")
+    print("bootstrap (infra/deploy with env/dev.tfvars, once, before the first build):")
     print(f"  {bootstrap_command('dev')}")
     return 0
 

@@ -7,6 +7,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 MODULE = Path("modules") / "platform"
+DEPLOY = Path("deploy")  # the one root; env/<name>.tfvars per environment
 TOOLS = REPO / ".local" / "tools"
 CHECKOV = "checkov>=3.2,<4"
 

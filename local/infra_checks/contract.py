@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from local.infra_checks.common import (
+    DEPLOY,
     INFRA,
     REPO,
     _differ,
@@ -202,12 +203,19 @@ def contract_problems(infra: Path = INFRA, repo: Path = REPO) -> list[str]:
         out.append("training jobs' env is not local.env[each.key]")
     if 'local.env["api"]' not in str(api).replace("'", '"'):
         out.append('the API\'s env is not local.env["api"]')
-    for env_dir in sorted((infra / "envs").iterdir()):
-        main = (env_dir / "main.tf").read_text() if (env_dir / "main.tf").exists() else ""
-        if f'environment = "{env_dir.name}"' not in main:
-            out.append(f"infra/envs/{env_dir.name} does not pass environment = {env_dir.name!r}")
-        if env_dir.name not in decl["environments"]:
-            out.append(f"infra/envs/{env_dir.name} has no environment in shared/platform.yaml")
+    # One root for every environment; an environment is a variable file naming itself.
+    root = infra / DEPLOY
+    if "environment = var.environment" not in (root / "main.tf").read_text():
+        out.append("infra/deploy does not pass environment = var.environment to the module")
+    var_files = {p.stem: p for p in sorted((root / "env").glob("*.tfvars"))}
+    for name, path in var_files.items():
+        if f'environment = "{name}"' not in path.read_text():
+            out.append(f"infra/deploy/env/{path.name} does not set environment = {name!r}")
+    out += _differ(
+        "environments (platform.yaml vs infra/deploy/env/*.tfvars)",
+        set(decl["environments"]),
+        set(var_files),
+    )
 
     # Entry points, subscriptions, jobs.
     functions = _entry_points_in(repo / "functions" / "main.py")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from local.infra_checks.common import (
+    DEPLOY,
     INFRA,
 )
 
@@ -104,9 +105,8 @@ def schema_problems(infra: Path = INFRA, schema_path: Path = SCHEMA) -> tuple[li
                         f"{rel}: google provider {version!r} is not the version whose schema "
                         f"is checked ({schema['provider']}); pin it exactly"
                     )
-    for env_dir in sorted((infra / "envs").iterdir()):
-        lock = env_dir / ".terraform.lock.hcl"
-        wanted = f'version     = "{schema["provider"].split()[-1]}"'
-        if not lock.exists() or wanted not in lock.read_text():
-            out.append(f"envs/{env_dir.name}: no .terraform.lock.hcl locking {schema['provider']}")
+    lock = infra / DEPLOY / ".terraform.lock.hcl"
+    wanted = f'version     = "{schema["provider"].split()[-1]}"'
+    if not lock.exists() or wanted not in lock.read_text():
+        out.append(f"{DEPLOY}: no .terraform.lock.hcl locking {schema['provider']}")
     return out, counts

@@ -29,8 +29,8 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print) -> None:
         shutil.rmtree(cfg.log_dir, ignore_errors=True)
     check_ports(cfg, [c for c in components() if running_pgid(cfg, c) is None])
     say(
-        f"  {'environment':<28} {cfg.environment}: names and variables of infra/envs/"
-        f"{cfg.environment} (shared/platform.yaml)"
+        f"  {'environment':<28} {cfg.environment}: names and variables of infra/deploy with "
+        f"env/{cfg.environment}.tfvars (shared/platform.yaml)"
         + (
             f"; local overrides {', '.join(f'{k}={v}' for k, v in cfg.tuning)}"
             if cfg.tuning

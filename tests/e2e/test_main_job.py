@@ -39,7 +39,7 @@ def test_main_command_at_a_small_size(tmp_path):
         },
         **PORTS,
         "RETAIL_STACK_DIR": str(tmp_path / "stack"),
-        "RETAIL_ENV": "dev",  # the names, prefix and variables of infra/envs/dev
+        "RETAIL_ENV": "dev",  # the names, prefix and variables of infra/deploy with env/dev.tfvars
     }
     run = subprocess.run(
         [

@@ -148,12 +148,12 @@ def test_schema_check_names_an_unknown_argument_a_missing_one_and_a_bad_enum(dri
 
 def test_the_provider_is_pinned_to_the_checked_schema_and_locked(drifted):
     """Defect 7: '>= 6.0, < 8.0' and no lock file install whatever is newest."""
-    versions = drifted / "infra/envs/prod/versions.tf"
+    versions = drifted / "infra/deploy/versions.tf"
     versions.write_text(versions.read_text().replace('"6.50.0"', '">= 6.0, < 8.0"', 1))
-    (drifted / "infra/envs/dev/.terraform.lock.hcl").unlink()
+    (drifted / "infra/deploy/.terraform.lock.hcl").unlink()
     problems, _ = infra_checks.schema_problems(drifted / "infra")
-    assert any("envs/prod/versions.tf" in p and "pin it exactly" in p for p in problems)
-    assert any("envs/dev: no .terraform.lock.hcl" in p for p in problems)
+    assert any("deploy/versions.tf" in p and "pin it exactly" in p for p in problems)
+    assert any("deploy: no .terraform.lock.hcl" in p for p in problems)
 
 
 def test_every_environment_value_keeps_the_provider_rules():
@@ -251,11 +251,13 @@ def test_cloud_build_runs_every_stage_with_pinned_builders_and_applies_only_on_m
         image = step["name"]
         assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), image
     assert "mypy" in steps["lint"]["args"][-1]
-    assert steps["terraform-validate"]["dir"] == "infra/envs/${_ENV}"
+    assert steps["terraform-validate"]["dir"] == "infra/deploy"
+    assert "prefix=retail-platform/${_ENV}" in steps["terraform-validate"]["args"][-1]
+    assert '-var-file="env/${_ENV}.tfvars"' in steps["terraform-plan"]["args"][-1]
     apply = steps["terraform-apply"]["args"][-1]
     assert '"${BRANCH_NAME}" = "main"' in apply and "terraform apply" in apply
     # Every environment the trigger can name exists.
-    assert {p.name for p in (INFRA / "envs").iterdir()} == {"dev", "prod"}
+    assert {p.stem for p in (INFRA / "deploy" / "env").glob("*.tfvars")} == {"dev", "prod"}
 
 
 def test_cloud_build_passes_every_variable_an_environment_takes():
@@ -265,10 +267,9 @@ def test_cloud_build_passes_every_variable_an_environment_takes():
     build = yaml.safe_load((REPO / "cloudbuild.yaml").read_text())
     plan = next(s for s in build["steps"] if s["id"] == "terraform-plan")["args"][-1]
     passed = set(re.findall(r"-var[= ][\"']?([a-z_]+)=", plan))
-    for env in ("dev", "prod"):
-        declared = set(re.findall(r'^variable "([a-z_]+)"', (INFRA / "envs" / env /
-                                  "variables.tf").read_text(), re.M))  # fmt: skip
-        assert declared - passed == set(), f"{env}: not passed by Cloud Build"
+    declared = set(re.findall(r'^variable "([a-z_]+)"', (INFRA / "deploy" /
+                              "variables.tf").read_text(), re.M))  # fmt: skip
+    assert declared - passed == {"environment"}  # from env/<env>.tfvars
     for name in ("_ORGANIZATION_ID", "_API_INVOKERS", "_RBAC_SECRET_ENV_NAME"):
         assert name in build["substitutions"]
 

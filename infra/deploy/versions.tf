@@ -6,10 +6,9 @@ terraform {
       version = "6.50.0" # locked with checksums in .terraform.lock.hcl
     }
   }
-  # The bucket is passed at init: terraform init -backend-config="bucket=<state bucket>"
-  backend "gcs" {
-    prefix = "retail-platform/dev"
-  }
+  # Bucket and prefix are passed at init, one state per environment:
+  # terraform init -backend-config="bucket=<state bucket>" -backend-config="prefix=retail-platform/<env>"
+  backend "gcs" {}
 }
 
 provider "google" {

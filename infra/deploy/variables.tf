@@ -1,3 +1,12 @@
+variable "environment" {
+  description = "Environment of shared/platform.yaml this deployment stands for (env/<name>.tfvars)."
+  type        = string
+  validation {
+    condition     = contains(keys(yamldecode(file("${path.module}/../../shared/platform.yaml")).environments), var.environment)
+    error_message = "The environment must be one declared in shared/platform.yaml."
+  }
+}
+
 variable "project_id" {
   description = "Google Cloud project of this environment."
   type        = string

@@ -1,9 +1,10 @@
-# The prod environment: its prefix, limits and shapes are in shared/platform.yaml
-# (environments.prod), the same declaration the code and the local stack read.
+# The one root of every environment: `terraform plan -var-file=env/<env>.tfvars` with the
+# state under prefix retail-platform/<env>. An environment's prefix, limits and shapes are in
+# shared/platform.yaml (environments.<env>), the declaration the code and the local stack read.
 
 locals {
   platform = yamldecode(file("${path.module}/../../../shared/platform.yaml"))
-  prefix   = local.platform.environments.prod.prefix
+  prefix   = local.platform.environments[var.environment].prefix
   registry = "${var.region}-docker.pkg.dev/${var.project_id}/${local.prefix}${local.platform.registry}"
 }
 
@@ -11,9 +12,9 @@ module "platform" {
   source = "../../modules/platform"
 
   project_id  = var.project_id
-  environment = "prod"
+  environment = var.environment
   region      = var.region
-  labels      = { env = "prod", app = "retail-platform" }
+  labels      = { env = var.environment, app = "retail-platform" }
 
   function_source_object = var.function_source_object
 
