@@ -27,51 +27,25 @@ if TYPE_CHECKING:  # loaded by jobs_client() only: the fetch functions start fas
 _GRPC_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
 
-# Every Google API request gives up well inside a function's 540 s budget.
+# Every BigQuery request of a function gives up well inside its 540 s budget: python-bigquery
+# retries a 5xx for up to 600 s by default (one bad request once kept plan_fetch retrying past
+# its budget). The fetch passes these, the library's own retry and timeout arguments, to each call.
 API_DEADLINE_S = 120.0
-
-
-class BoundedBigQueryClient(bigquery.Client):
-    """A BigQuery client whose every API request, retries included, ends within
-    ``deadline_s`` (the library retries a 5xx for up to 600 s by default, longer than a
-    function may run; one bad request once kept ``plan_fetch`` retrying past its budget)."""
-
-    deadline_s: float = API_DEADLINE_S
-
-    def _call_api(
-        self,
-        retry: Any,
-        span_name: str | None = None,
-        span_attributes: dict | None = None,
-        job_ref: Any = None,
-        headers: dict | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        if retry:
-            retry = retry.with_timeout(self.deadline_s)
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.deadline_s
-        return super()._call_api(
-            retry,
-            span_name=span_name,
-            span_attributes=span_attributes,
-            job_ref=job_ref,
-            headers=headers,
-            **kwargs,
-        )
+BQ_RETRY = bigquery.DEFAULT_RETRY.with_timeout(API_DEADLINE_S)
+BQ_CALL: dict[str, Any] = {"retry": BQ_RETRY, "timeout": API_DEADLINE_S}
 
 
 @functools.cache
 def bigquery_client(settings: Settings) -> bigquery.Client:
-    """A BigQuery REST client (every request bounded by :data:`API_DEADLINE_S`)."""
+    """A BigQuery REST client (bound a request with :data:`BQ_CALL`)."""
     if settings.bigquery_emulator_host:
-        return BoundedBigQueryClient(
+        return bigquery.Client(
             project=settings.project,
             location=settings.location,
             credentials=AnonymousCredentials(),
             client_options=ClientOptions(api_endpoint=settings.bigquery_emulator_host),
         )
-    return BoundedBigQueryClient(project=settings.project, location=settings.location)
+    return bigquery.Client(project=settings.project, location=settings.location)
 
 
 @functools.cache

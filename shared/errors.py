@@ -13,7 +13,9 @@ Every failure is either worth retrying or not, and the handler treats the two di
     └── TransientError        the world may change: raise, so Pub/Sub redelivers with backoff
         └── RunStalled        a followed fetch run did not complete in time
 
-Errors raised by the Google client libraries are classified by :func:`is_transient`.
+Errors raised by the Google client libraries are classified by one table: :func:`is_transient`
+(worth retrying now) and :func:`is_permanent` (a message that failed so is acknowledged, not
+redelivered) are its two readings.
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ _TRANSIENT_API_ERRORS: tuple[type[BaseException], ...] = (
     gexc.GatewayTimeout,
     gexc.DeadlineExceeded,
     gexc.Aborted,
+    # 4xx answers a retry can change: races our code resolves itself (a create-only write or
+    # a job id another delivery won). A 408 has no class of its own (see is_transient).
+    gexc.Conflict,
+    gexc.PreconditionFailed,
 )
 
 
@@ -81,4 +87,16 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, _TRANSIENT_API_ERRORS):
         return True
+    if isinstance(exc, gexc.GoogleAPICallError) and exc.code == 408:
+        return True
     return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether a delivery that raised ``exc`` must be acknowledged rather than redelivered:
+    our own permanent errors, and a Google API's 4xx that a retry cannot change (bad SQL, a
+    missing bucket, a denied permission). Anything else (a bug included) is redelivered until
+    the dead-letter policy takes it."""
+    if isinstance(exc, PermanentError):
+        return True
+    return isinstance(exc, gexc.ClientError) and not is_transient(exc)

@@ -19,13 +19,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 from pydantic import BaseModel
 
-from shared.errors import MalformedMessage, PermanentError
+from shared.errors import MalformedMessage, PermanentError, is_permanent
 from shared.log import get_logger
 from shared.messages import Contract, dump, parse
 
 log = get_logger("shared.pubsub")
-# 4xx answers a retry can change: throttling, timeouts, and races our code resolves itself.
-_RETRYABLE_CLIENT_ERRORS = (gexc.TooManyRequests, gexc.Conflict, gexc.PreconditionFailed)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -102,10 +100,17 @@ def handle(
         )
         return None
     except gexc.ClientError as exc:
-        if isinstance(exc, _RETRYABLE_CLIENT_ERRORS) or exc.code == 408:
+        if not is_permanent(exc):
+            log.error(
+                "%s failed on a %s message, to be redelivered: %s: %s",
+                function,
+                topic,
+                type(exc).__name__,
+                exc,
+                extra=labels(exc, "retry"),
+            )
             raise
-        # A Google API answered 4xx: the request itself is wrong (bad SQL, a missing bucket,
-        # a denied permission); a retry cannot change that. Say what the API said, acknowledge.
+        # A Google API answered 4xx: the request itself is wrong; say what it said, acknowledge.
         refusal = PermanentError(f"{exc.code} {type(exc).__name__}: {exc.message}")
         reject(refusal, {**labels(exc, "acknowledged"), "api_status": exc.code})
         return None

@@ -25,6 +25,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery, storage
 from google.cloud.bigquery_storage_v1 import BigQueryReadClient, types
 
+from shared.clients import BQ_CALL, BQ_RETRY
 from shared.errors import InvalidRequest, PermanentError, SourceNotFound, TransientError
 from shared.fetch.filters import literal, row_restriction
 from shared.fetch.layout import RunLayout, read_plan
@@ -69,7 +70,7 @@ def source_sql(
     if request.table is not None:
         ref = TableRef.parse(request.table)
         try:
-            table = bq.get_table(str(ref))
+            table = bq.get_table(str(ref), **BQ_CALL)
         except gexc.NotFound:
             raise SourceNotFound(f"table {ref} does not exist") from None
         fields = list(table.schema)
@@ -82,7 +83,8 @@ def source_sql(
     else:
         query = check_select(request.query or "")
         try:
-            fields = list(bq.query(f"SELECT * FROM (\n{query}\n) LIMIT 0").result().schema)
+            probe = bq.query(f"SELECT * FROM (\n{query}\n) LIMIT 0", **BQ_CALL)
+            fields = list(probe.result(retry=BQ_RETRY).schema)
         except gexc.NotFound as exc:
             raise SourceNotFound(f"query: {exc.message}") from None
         except gexc.BadRequest as exc:
@@ -111,8 +113,8 @@ def _sample_bounds(
     cols = ", ".join(quote_column(c) for c in index)
     sample_filter = f" WHERE RAND() < {fraction!r}" if fraction < 1 else ""
     sample = (
-        bq.query(f"SELECT {cols} FROM ({select}) AS s{sample_filter}")
-        .result()
+        bq.query(f"SELECT {cols} FROM ({select}) AS s{sample_filter}", **BQ_CALL)
+        .result(retry=BQ_RETRY)
         .to_arrow(create_bqstorage_client=False)
     )
     mask = None
@@ -227,13 +229,13 @@ def _load_ready(record: dict) -> ChunkReady | ChunkDone:
 def _run_ctas(bq: bigquery.Client, sql: str, job_id: str, table: TableRef) -> bigquery.Table:
     """Run the chunk's CTAS once; a redelivery waits for the first job and reuses its table."""
     try:
-        bq.query(sql, job_id=job_id, job_retry=None).result()
+        bq.query(sql, job_id=job_id, job_retry=None, **BQ_CALL).result(retry=BQ_RETRY)
     except gexc.Conflict:
         # The job id (or the table) exists: an earlier delivery ran it. Wait for that job.
         try:
-            job = bq.get_job(job_id)
+            job = bq.get_job(job_id, **BQ_CALL)
             if job.state != "DONE":
-                job.result()
+                job.result(retry=BQ_RETRY)
         except gexc.GoogleAPICallError as exc:
             log.warning("earlier chunk job %s: %s", job_id, exc, extra={"job_id": job_id})
     except (gexc.TooManyRequests, gexc.ServiceUnavailable, gexc.InternalServerError) as exc:
@@ -241,7 +243,7 @@ def _run_ctas(bq: bigquery.Client, sql: str, job_id: str, table: TableRef) -> bi
     except gexc.BadRequest as exc:
         raise InvalidRequest(f"chunk job {job_id} refused: {exc.message}") from None
     try:
-        return bq.get_table(str(table))
+        return bq.get_table(str(table), **BQ_CALL)
     except gexc.NotFound:
         raise TransientError(f"chunk table {table} not there after job {job_id}") from None
 
@@ -326,14 +328,14 @@ def drop_chunk_tables(bq: bigquery.Client, plan: dict) -> int:
         return 0
     for i in range(len(plan["chunks"])):
         table = chunk_table(plan["temp_dataset"], plan["run_id"], i)
-        bq.delete_table(str(table), not_found_ok=True)
+        bq.delete_table(str(table), not_found_ok=True, **BQ_CALL)
     return len(plan["chunks"])
 
 
 def check_temp_dataset(bq: bigquery.Client, temp_dataset: str) -> None:
     """The temporary dataset must exist (Terraform creates it with a default expiration)."""
     try:
-        bq.get_dataset(temp_dataset)
+        bq.get_dataset(temp_dataset, **BQ_CALL)
     except gexc.NotFound:
         raise InvalidRequest(
             f"temporary dataset {temp_dataset} does not exist; it is created by infra/ "

@@ -20,6 +20,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery, storage
 from google.cloud.bigquery_storage_v1 import BigQueryReadClient, types
 
+from shared.clients import BQ_CALL, BQ_RETRY
 from shared.errors import InvalidRequest, SourceNotFound, TransientError
 from shared.fetch import chunks as chunk_tables
 from shared.fetch.filters import row_restriction
@@ -82,7 +83,7 @@ def check_source(
         raise InvalidRequest("a query source needs strategy 'chunk_tables'")
     ref = TableRef.parse(request.table)
     try:
-        table = bq.get_table(str(ref))
+        table = bq.get_table(str(ref), **BQ_CALL)
     except gexc.NotFound:
         raise SourceNotFound(f"table {ref} does not exist") from None
     if table.table_type != "TABLE":
@@ -107,7 +108,7 @@ def count_rows(bq: bigquery.Client, ref: TableRef, restriction: str, table: bigq
     if not restriction:
         return int(table.num_rows or 0)
     sql = f"SELECT COUNT(*) AS n FROM {ref.sql} WHERE {restriction}"
-    return int(next(iter(bq.query(sql).result()))["n"])
+    return int(next(iter(bq.query(sql, **BQ_CALL).result(retry=BQ_RETRY)))["n"])
 
 
 def _read_plan(bucket: storage.Bucket, dest: GcsUri) -> dict | None:
@@ -285,7 +286,8 @@ def plan_chunk_tables(
     snapshot = dt.datetime.now(dt.UTC)
     select, types_, fields = chunk_tables.source_sql(request, bq, snapshot)
     chunk_tables.check_temp_dataset(bq, temp_dataset)
-    source_rows = int(next(iter(bq.query(f"SELECT COUNT(*) AS n FROM ({select})").result()))[0])
+    counted = bq.query(f"SELECT COUNT(*) AS n FROM ({select})", **BQ_CALL)
+    source_rows = int(next(iter(counted.result(retry=BQ_RETRY)))[0])
     specs = chunk_tables.chunk_specs(
         request, run_id, bq, select, source_rows, min(request.parallelism, max_chunks)
     )

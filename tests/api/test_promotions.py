@@ -9,8 +9,9 @@ import pytest
 
 from shared import clients
 from shared.api.analytics import PromotionAnalytics
-from shared.api.app import MAX_BATCH, create_app
+from shared.api.app import create_app
 from shared.api.models import ModelStore
+from shared.api.schemas import MAX_BATCH
 
 from .conftest import KEYRING, publish_promotions
 from .test_prices import product, publish_model

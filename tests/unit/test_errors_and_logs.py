@@ -5,7 +5,13 @@ import logging
 from google.api_core import exceptions as gexc
 
 from shared import log
-from shared.errors import InvalidRequest, MalformedMessage, TransientError, is_transient
+from shared.errors import (
+    InvalidRequest,
+    MalformedMessage,
+    TransientError,
+    is_permanent,
+    is_transient,
+)
 
 
 def test_retry_predicate():
@@ -18,6 +24,20 @@ def test_retry_predicate():
     assert not is_transient(InvalidRequest("bad"))
     assert not is_transient(MalformedMessage("t", "f", "r"))
     assert not is_transient(KeyError("bug"))
+
+
+def test_one_table_says_what_is_acknowledged_and_what_is_redelivered():
+    assert is_permanent(InvalidRequest("bad")) and is_permanent(gexc.NotFound("no bucket"))
+    assert is_permanent(gexc.Forbidden("denied")) and is_permanent(gexc.BadRequest("bad sql"))
+    for retried in (
+        gexc.TooManyRequests("429"),
+        gexc.Conflict("409: another delivery won"),
+        gexc.PreconditionFailed("412: a create-only write raced"),
+        gexc.from_http_status(408, "request timeout"),
+        gexc.ServiceUnavailable("503"),
+        KeyError("a bug: redelivered until the dead-letter policy takes it"),
+    ):
+        assert not is_permanent(retried), retried
 
 
 def test_json_lines_carry_severity_labels_and_no_secrets():
