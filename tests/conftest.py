@@ -34,6 +34,18 @@ TEST_STACK_ENV = {
 FUNCTION_ENV = {"RETAIL_PART_MAX_ROWS": "4000", "RETAIL_TIME_BUDGET_S": "0"}
 
 
+# Fixtures that start real services, and the marker a test that uses them (directly or through
+# another fixture) carries: `pytest -m "not stack and not airflow"` runs what needs neither.
+NEEDS = {"stack": "stack", "airflow": "airflow"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, marker in NEEDS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(getattr(pytest.mark, marker))
+
+
 @pytest.fixture(scope="session")
 def stack():
     """The local stack, up for the whole session and stopped at its end."""

@@ -160,9 +160,9 @@ def test_slow_clients_do_not_starve_the_server(fresh_api):
         )
         slow.append(sock)
     try:
-        started = time.monotonic()
+        # Answered while every slow body is pending (the body deadline is 10 s; starved, the
+        # probe would wait for it). How fast is the API benchmark's question, not this test's.
         assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
-        assert time.monotonic() - started < 2.0
         answer = _read_response(slow[0])  # the body never comes: cut off
         assert answer.startswith("HTTP/1.1 408") and '"status": 408' in answer
     finally:
@@ -182,6 +182,6 @@ def test_an_oversized_body_is_refused_without_being_read(fresh_api):
             b"POST /v1/promotions:predict HTTP/1.1\r\nHost: x\r\n"
             b"Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n{"
         )
-        started = time.monotonic()
         answer = _read_response(sock)
-    assert answer.startswith("HTTP/1.1 413") and time.monotonic() - started < 5
+    # 413, not the 408 a guard that waited for the body would give at its 10 s deadline.
+    assert answer.startswith("HTTP/1.1 413")

@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 
-from local.demo import wait_for  # noqa: F401 - one polling helper for demo and tests
+from local.demo import wait_for
 from shared import clients
 
 
@@ -40,9 +40,47 @@ class Tap:
                 quiet_since = time.monotonic()
         return self.messages
 
+    def drain_now(self) -> list[bytes]:
+        """Every message the topic holds now: pull until a pull finds none. For after an
+        observable end (the publishing calls returned), when nothing is still on its way."""
+        while True:
+            response = self.subscriber.pull(
+                subscription=self.path, max_messages=100, return_immediately=True
+            )
+            if not response.received_messages:
+                return self.messages
+            self.subscriber.acknowledge(
+                subscription=self.path, ack_ids=[m.ack_id for m in response.received_messages]
+            )
+            self.messages.extend(m.message.data for m in response.received_messages)
+
     def close(self):
         with contextlib.suppress(Exception):
             self.subscriber.delete_subscription(subscription=self.path)
+
+
+def relay_counts(stack, subscription: str) -> dict[str, int]:
+    """The stack's push relay's counts (delivered, acked, nacked, in flight) for one of the
+    environment's subscriptions (its base name, e.g. ``finalize-fetch``)."""
+    from local.push_relay import stats
+
+    path = f"projects/{stack.project}/subscriptions/{stack.names.subscription(subscription)}"
+    return stats(stack.push_relay_port)[path]
+
+
+def wait_answered(stack, subscription: str, before: dict[str, int], deliveries: int) -> dict:
+    """Wait until the relay has had ``deliveries`` more answers (acked or nacked) on
+    ``subscription`` than ``before`` and none is in flight: an observable end, after which
+    what those deliveries did is done. Returns the counts then."""
+
+    def answered() -> dict | None:
+        now = relay_counts(stack, subscription)
+        done = (now["acked"] + now["nacked"]) - (before["acked"] + before["nacked"])
+        return now if done >= deliveries and now["in_flight"] == 0 else None
+
+    counts = wait_for(answered, timeout_s=90)
+    assert counts, f"{subscription}: fewer than {deliveries} deliveries answered"
+    return counts
 
 
 def function_logs(stack, entry_point, **match) -> list[dict]:

@@ -2,7 +2,6 @@
 sources, redelivery of every message, temporary tables dropped, bad queries refused."""
 
 import json
-import time
 import uuid
 
 import pytest
@@ -14,7 +13,7 @@ from shared.fetch.chunks import temp_dataset_id
 from shared.fetch.library import fetch_table, run_in_process
 from shared.messages import ChunkDone, dump
 
-from .helpers import function_logs, wait_for
+from .helpers import function_logs, relay_counts, wait_answered, wait_for
 from .test_fetch_pipeline import (
     fetched_checksum,
     manifest_of,
@@ -129,6 +128,10 @@ def test_every_chunk_tables_message_delivered_twice_gives_the_same_run(stack, se
     plan = json.loads(bucket.blob(f"{prefix}/_plan.json").download_as_bytes())
     ready = [b.download_as_bytes() for b in gcs.list_blobs(bucket, prefix=f"{prefix}/_ready/")]
     publisher = clients.publisher_client(settings)
+    creating, finalizing = (
+        relay_counts(stack, "create-chunk"),
+        relay_counts(stack, "finalize-fetch"),
+    )
     for topic, payloads in (
         (topology.FETCH_REQUESTS, [dump(request)]),
         (topology.FETCH_CHUNKS, [json.dumps(c).encode() for c in plan["chunks"]]),
@@ -150,7 +153,12 @@ def test_every_chunk_tables_message_delivered_twice_gives_the_same_run(stack, se
         ),
         timeout_s=60,
     )
-    time.sleep(3)
+    # The observable end: create_chunk answered every duplicate spec, finalize_fetch the
+    # ChunkDone of every chunk read again.
+    reread = sum(json.loads(r)["kind"] != "done" for r in ready)
+    created = wait_answered(stack, "create-chunk", creating, len(plan["chunks"]))
+    finalized = wait_answered(stack, "finalize-fetch", finalizing, reread)
+    assert (created["nacked"], finalized["nacked"]) == (creating["nacked"], finalizing["nacked"])
     second, generation2 = manifest_of(settings, request.destination)
     assert (second, generation2) == (first, generation)
     assert fetched_checksum(settings, second) == source_checksum(settings, request.table)

@@ -19,7 +19,7 @@ from shared.messages import ChunkDone, FetchRequest, dump
 from shared.settings import Settings
 
 from ..conftest import FUNCTION_ENV
-from .helpers import function_logs, wait_for
+from .helpers import function_logs, relay_counts, wait_answered, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -126,6 +126,7 @@ def test_every_message_delivered_twice_gives_the_same_run(stack, settings, retai
         for b in gcs.list_blobs(bucket, prefix=f"{prefix}/_chunks/")
     ]
     publisher = clients.publisher_client(settings)
+    finalizing = relay_counts(stack, "finalize-fetch")
 
     def again(topic, payloads):
         path = publisher.topic_path(settings.project, settings.topic(topic))
@@ -150,7 +151,10 @@ def test_every_message_delivered_twice_gives_the_same_run(stack, settings, retai
         ),
         timeout_s=60,
     )
-    time.sleep(2)
+    # The observable end: finalize_fetch answered every duplicate ChunkDone and the one each
+    # re-read chunk produced; only then is "untouched" a fact.
+    after = wait_answered(stack, "finalize-fetch", finalizing, len(done) + len(plan["chunks"]))
+    assert after["nacked"] == finalizing["nacked"]
     second, generation2 = manifest_of(settings, request.destination)
     assert (second, generation2) == (first, generation)  # declared complete once, untouched
     assert fetched_checksum(settings, second) == source_checksum(settings, request.table)
@@ -158,27 +162,49 @@ def test_every_message_delivered_twice_gives_the_same_run(stack, settings, retai
     assert sorted(parts) == sorted(p["uri"].split("/", 3)[3] for p in first["parts"])
 
 
-def test_worker_killed_mid_chunk_still_gives_exact_rows(stack, settings, retail):
-    request = publish_request(settings, parallelism=4)
-    prefix = request.destination.split("/", 3)[3]
-    gcs = clients.storage_client(settings)
-    assert wait_for(
-        lambda: len(list(gcs.list_blobs(settings.data_bucket, prefix=f"{prefix}/part-"))) >= 1
-    )
-    comp = function_component("fetch_chunk")
-    os.killpg(running_pgid(stack, comp), signal.SIGKILL)
-    killed_before_done = manifest_of(settings, request.destination)[0] is None
-    up(stack, say=lambda _m: None)  # a new instance, as Cloud Functions would start
-    manifest = wait_manifest(settings, request, timeout_s=45)
-    if manifest is None:
-        # The emulator can drop a push whose connection the kill reset; the operator's
-        # resume (deterministic parts make it safe) finishes the run.
-        from shared.cli import main
-
-        assert main(["fetch", "--resume", request.destination]) == 0
+def test_worker_killed_mid_chunk_is_redelivered_and_gives_exact_rows(stack, settings, retail):
+    """The deliveries a killed instance held fail (a reset connection), Pub/Sub redelivers
+    them to a new instance, and the run completes with exactly the source's rows: no
+    operator."""
+    before = relay_counts(stack, "fetch-chunk")
+    # Reads slowed to seconds a part: the kill lands while deliveries are in flight.
+    write_control(stack.read_proxy_control, Limits(bandwidth_bytes_s=40_000))
+    try:
+        request = publish_request(settings, parallelism=4)
+        prefix = request.destination.split("/", 3)[3]
+        gcs = clients.storage_client(settings)
+        assert wait_for(
+            lambda: len(list(gcs.list_blobs(settings.data_bucket, prefix=f"{prefix}/part-"))) >= 1
+        )
+        comp = function_component("fetch_chunk")
+        os.killpg(running_pgid(stack, comp), signal.SIGKILL)
+        killed_before_done = manifest_of(settings, request.destination)[0] is None
+        up(stack, say=lambda _m: None)  # a new instance, as Cloud Functions would start
         manifest = wait_manifest(settings, request)
+    finally:
+        write_control(stack.read_proxy_control, None)
+    assert killed_before_done and manifest is not None
+    after = relay_counts(stack, "fetch-chunk")
+    assert after["nacked"] > before["nacked"]  # the redelivery path ran
+    assert fetched_checksum(settings, manifest) == source_checksum(settings, request.table)
+
+
+def test_a_stalled_run_is_finished_by_the_operators_resume(stack, settings, retail):
+    """A run planned whose chunk messages never went out (lost, or dead-lettered and purged)
+    stalls; ``retail fetch --resume`` announces every unfinished chunk again and the run
+    completes with exactly the source's rows."""
+    from shared.cli import main
+    from shared.fetch import runs
+    from shared.fetch.library import plan_for
+
+    request = new_request(settings, parallelism=3)
+    plan_for(request, request.run_id, settings)  # planned, nothing announced: stalled
+    gcs = clients.storage_client(settings)
+    assert runs.state(gcs, request.destination).state == "running"
+    assert runs.rows_done(gcs, request.destination) == 0
+    assert main(["fetch", "--resume", request.destination]) == 0
+    manifest = wait_manifest(settings, request)
     assert manifest is not None
-    assert killed_before_done
     assert fetched_checksum(settings, manifest) == source_checksum(settings, request.table)
 
 

@@ -8,7 +8,7 @@ import pytest
 from shared import clients, topology
 from shared.messages import ChunkReady, FetchRequest, dump, parse
 
-from .helpers import Tap, function_logs, wait_for
+from .helpers import Tap, function_logs, relay_counts, wait_answered, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -109,8 +109,10 @@ def test_bad_request_fails_at_planning_and_creates_nothing(
     stack, settings, retail, tap, overrides, reason
 ):
     req = request(settings, **overrides)
+    before = relay_counts(stack, "plan-fetch")
     message_id = publish(settings, dump(req))
     lines = wait_for(lambda: function_logs(stack, "plan_fetch", message_id=message_id))
+    after = wait_answered(stack, "plan-fetch", before, 1)  # answered: its effects are done
     assert len(lines) == 1 and lines[0]["severity"] == "ERROR"
     assert reason in lines[0]["message"]
     assert lines[0]["outcome"] == "acknowledged"
@@ -118,7 +120,8 @@ def test_bad_request_fails_at_planning_and_creates_nothing(
         assert clients.storage_client(settings).lookup_bucket("no-such-bucket-xyz") is None
     else:
         assert plan_object(settings, req) is None
-    assert not [m for m in tap.drain(1.0) if req.run_id.encode() in m]
+    assert after["nacked"] == before["nacked"]  # acknowledged, so never redelivered
+    assert not [m for m in tap.drain_now() if req.run_id.encode() in m]
 
 
 def test_malformed_message_is_acknowledged_not_redelivered(stack, settings):
@@ -126,12 +129,15 @@ def test_malformed_message_is_acknowledged_not_redelivered(stack, settings):
     dead_path = dead.subscription_path(
         settings.project, settings.prefix + topology.DEAD_LETTER_SUBSCRIPTION
     )
+    before = relay_counts(stack, "plan-fetch")
     message_id = publish(settings, b'{"table": "x.y.z; DROP TABLE t", "destination": "gs://b/x"}')
     first = wait_for(lambda: function_logs(stack, "plan_fetch", message_id=message_id))
     assert first and first[0]["field"] == "table"
     assert "malformed fetch-requests message" in first[0]["message"]
-    # Had it been nacked, the 1 s minimum backoff would have brought it back by now.
-    wait_for(lambda: False, timeout_s=4)
+    # The observable end: the relay had the function's answer, an ack (a nack would bring the
+    # message back after the backoff).
+    after = wait_answered(stack, "plan-fetch", before, 1)
+    assert after["acked"] > before["acked"] and after["nacked"] == before["nacked"]
     assert len(function_logs(stack, "plan_fetch", message_id=message_id)) == 1
     response = dead.pull(subscription=dead_path, max_messages=10, timeout=3)
     assert not [m for m in response.received_messages if m.message.message_id == message_id]

@@ -5,7 +5,6 @@ failing endpoint gets the retry policy and the dead-letter topic, as from the se
 import base64
 import json
 import threading
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,6 +12,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from local.push_relay import Relay, Route, stats
+from local.storage_proxy import Limits, write_control
 from shared import clients
 
 from .helpers import function_logs, wait_for
@@ -20,11 +20,15 @@ from .test_fetch_pipeline import publish_request, wait_manifest
 
 
 class Endpoint:
-    """A push endpoint that takes ``delay_s`` per request and answers ``status``; it records
-    every body and the most requests it had at once."""
+    """A push endpoint that answers ``status``, holding each request until ``gate`` is open
+    (open from the start unless ``held``); it records every body and the most requests it
+    had at once."""
 
-    def __init__(self, delay_s: float, status: int = 204) -> None:
-        self.delay_s, self.status = delay_s, status
+    def __init__(self, status: int = 204, held: bool = False) -> None:
+        self.status = status
+        self.gate = threading.Event()
+        if not held:
+            self.gate.set()
         self.bodies: list[dict] = []
         self.active = self.peak = 0
         self.lock = threading.Lock()
@@ -37,7 +41,7 @@ class Endpoint:
                     outer.bodies.append(body)
                     outer.active += 1
                     outer.peak = max(outer.peak, outer.active)
-                time.sleep(outer.delay_s)
+                outer.gate.wait(60)
                 with outer.lock:
                     outer.active -= 1
                 self.send_response(outer.status)
@@ -87,23 +91,33 @@ def pubsub(stack, settings):
         publisher.delete_topic(topic=path)
 
 
+def drained(subscriber, sub: str) -> bool:
+    """Nothing left to deliver: a pull finds no message (every one was acked)."""
+    left = subscriber.pull(subscription=sub, max_messages=10, return_immediately=True)
+    return not left.received_messages
+
+
 def test_deliveries_overlap_up_to_the_cap_and_each_message_is_acked_once(pubsub):
     publisher, subscriber, topic, sub, _ = pubsub
-    endpoint = Endpoint(delay_s=0.5)
+    endpoint = Endpoint(held=True)
     relay = Relay(subscriber, Route(sub, endpoint.url, concurrency=4, ack_deadline_s=30))
     sent = [f"m{i}".encode() for i in range(12)]
     for data in sent:
         publisher.publish(topic, data, run="r1").result()
     relay.start()
     try:
+        # Held at the endpoint, deliveries pile up to the cap: overlap, whatever the load.
+        assert wait_for(lambda: endpoint.active == 4, timeout_s=30)
+        endpoint.gate.set()
         assert wait_for(lambda: relay.counts.snapshot()["acked"] >= 12, timeout_s=30)
-        time.sleep(1.5)  # a redelivery, if any, would arrive now
     finally:
         relay.stop()
         endpoint.close()
+    assert drained(subscriber, sub)  # the observable end: no redelivery is pending
     counts = relay.counts.snapshot()
     assert counts["delivered"] == 12 and counts["acked"] == 12 and counts["nacked"] == 0
-    assert endpoint.peak == 4 and counts["peak_in_flight"] == 4  # overlapping, and capped
+    # The peak is a running maximum over the whole run: reached, and never exceeded.
+    assert endpoint.peak == 4 and counts["peak_in_flight"] == 4
     got = sorted(base64.b64decode(b["message"]["data"]) for b in endpoint.bodies)
     assert got == sorted(sent)
     first = endpoint.bodies[0]
@@ -113,7 +127,7 @@ def test_deliveries_overlap_up_to_the_cap_and_each_message_is_acked_once(pubsub)
 
 def test_a_failing_endpoint_gets_retries_then_the_dead_letter_topic(pubsub):
     publisher, subscriber, topic, sub, dead_sub = pubsub
-    endpoint = Endpoint(delay_s=0.0, status=500)
+    endpoint = Endpoint(status=500)
     relay = Relay(subscriber, Route(sub, endpoint.url, concurrency=4, ack_deadline_s=30))
     publisher.publish(topic, b"poison").result()
     relay.start()
@@ -148,8 +162,14 @@ def test_the_stacks_fan_out_runs_its_workers_at_once_within_max_instances(stack,
     route = next(r for r in push_routes(stack) if "fetch-chunk" in r["subscription"])
     assert route["concurrency"] == 8
     before = stats(stack.push_relay_port, reset_peak=True)[route["subscription"]]
-    request = publish_request(settings, parallelism=8)
-    assert wait_manifest(settings, request) is not None
+    # Every read slowed to seconds a part (the proxy's rate cap), so the fan-out's deliveries
+    # are in flight together however slowly this machine dispatches them.
+    write_control(stack.read_proxy_control, Limits(bandwidth_bytes_s=20_000))
+    try:
+        request = publish_request(settings, parallelism=8)
+        assert wait_manifest(settings, request) is not None
+    finally:
+        write_control(stack.read_proxy_control, None)
     after = stats(stack.push_relay_port)[route["subscription"]]
     worked = function_logs(stack, "fetch_chunk", run_id=request.run_id)
     assert after["delivered"] - before["delivered"] >= len(worked) > 0

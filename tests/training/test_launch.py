@@ -110,7 +110,7 @@ def test_a_scheduler_tick_becomes_one_fetch_request_that_asks_for_training(stack
             "subscription": sub,
         }
         assert client.post("/", json=bad).status_code == 200  # acknowledged, logged
-        [published] = [parse(FetchRequest, m, "fetch-requests") for m in tap.drain()]
+        [published] = [parse(FetchRequest, m, "fetch-requests") for m in tap.drain_now()]
     finally:
         tap.close()
     assert published.run_id == "promotions-20261128" and published.train == ["promotions"]
