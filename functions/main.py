@@ -147,13 +147,7 @@ def plan_fetch(request: FetchRequest, delivery: Delivery, settings: Settings) ->
 def create_chunk(spec: ChunkSpec, delivery: Delivery, settings: Settings) -> None:
     """``fetch-chunks`` -> chunk table (CTAS, once) -> ``fetch-chunk-ready``."""
     gcs = clients.storage_client(settings)
-    out = materialise_chunk(
-        spec,
-        bq=clients.bigquery_client(settings),
-        read_client=clients.bigquery_read_client(settings),
-        gcs=gcs,
-        billing_project=settings.project,
-    )
+    out = materialise_chunk(spec, clients.FetchClients.of(settings))
     run = RunLayout.of(spec.request.destination)
     # A duplicate delivery finds the chunk table made (job id per run and chunk) and must not
     # announce it a second time: the announcement is claimed first.
@@ -229,22 +223,10 @@ def finalize_fetch(done: ChunkDone, delivery: Delivery, settings: Settings) -> N
 @entry_point(FetchComplete)
 def launch_training(done: FetchComplete, delivery: Delivery, settings: Settings) -> None:
     """``fetch-complete`` -> a Cloud Run job execution per training job the request asked for."""
-    from shared.training.launch import launch
+    from shared.training.launch import Launcher, launch
 
     for job in done.train:
-        launch(
-            job,
-            done.run_id,
-            done.manifest_uri,
-            jobs_client=clients.jobs_client(settings),
-            executions_client=clients.executions_client(settings),
-            gcs=clients.storage_client(settings),
-            marker_prefix=f"gs://{settings.data_bucket}/training",
-            project=settings.project,
-            region=settings.region,
-            prefix=settings.prefix,
-            lease_s=settings.claim_lease_s,
-        )
+        launch(job, done.run_id, done.manifest_uri, Launcher.of(settings))
 
 
 @entry_point(TrainingTick)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from jobs.runner import JobContext, run
+from shared.training.artifacts import ArtifactLayout
 from shared.training.dataset import Shard
 from shared.training.pricing_job import CONFIG_PATH, load_config, merge_when_complete, run_task
 
@@ -38,7 +39,7 @@ def train(ctx: JobContext) -> None:
         gcs=ctx.gcs,
         bq=ctx.bq,
         results_table=settings.results_table("pricing"),
-        artifact_uri=f"{settings.artifacts}/pricing/{task.run_id}.model",
+        artifact_uri=str(ArtifactLayout.of(settings.artifacts).model("pricing", task.run_id)),
         keyring=ctx.keyring(),
     )
 

@@ -7,6 +7,7 @@ Everything else takes clients as arguments and never builds its own.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -33,6 +34,26 @@ _GRPC_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_messag
 API_DEADLINE_S = 120.0
 BQ_RETRY = bigquery.DEFAULT_RETRY.with_timeout(API_DEADLINE_S)
 BQ_CALL: dict[str, Any] = {"retry": BQ_RETRY, "timeout": API_DEADLINE_S}
+
+
+@dataclass(frozen=True)
+class FetchClients:
+    """The clients a fetch stage works with, and the project its jobs and sessions bill."""
+
+    bq: bigquery.Client
+    read_client: BigQueryReadClient
+    gcs: storage.Client
+    billing_project: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> FetchClients:
+        """The (cached) clients of ``settings``."""
+        return cls(
+            bigquery_client(settings),
+            bigquery_read_client(settings),
+            storage_client(settings),
+            settings.project,
+        )
 
 
 @functools.cache

@@ -3,7 +3,6 @@ a developer's running stack is left alone) and a small synthetic retailer loaded
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -54,15 +53,22 @@ def stack():
     # Small parts and no time budget (local overrides of the declared values): every function
     # call writes one part and hands the rest on, so the tests exercise hand-offs and resumes.
     cfg = StackConfig.from_env({**TEST_STACK_ENV, **FUNCTION_ENV})
-    saved = dict(os.environ)
     up(cfg, say=lambda _msg: None)
-    os.environ.update(cfg.client_env())
     try:
         yield cfg
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
         down(cfg, say=lambda _msg: None)
+
+
+@pytest.fixture(autouse=True)
+def _deployable_env(request, monkeypatch):
+    """A test on the stack runs deployables in this process or its children (a function
+    through its test client, the CLI, a job): as deployed, they read their configuration from
+    the environment. They get the stack's, for this test only."""
+    if "stack" not in request.fixturenames:
+        return
+    for key, value in request.getfixturevalue("stack").client_env().items():
+        monkeypatch.setenv(key, value)
 
 
 @pytest.fixture(scope="session")

@@ -150,7 +150,7 @@ def check_iam(cfg: StackConfig) -> dict:
 def training(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 900) -> dict:
     """Wait for both training executions of ``run_id``; then read what they wrote."""
     from shared import clients
-    from shared.identifiers import GcsUri
+    from shared.training.artifacts import ArtifactLayout
 
     executions = cfg.state_dir / "cloud-run" / "executions"
 
@@ -192,11 +192,9 @@ def training(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 90
             f"WHERE run_id = '{run_id}' GROUP BY status ORDER BY status"
         ).result()
     )
-    artifacts = GcsUri.parse(settings.artifacts)
-    bucket = clients.storage_client(settings).bucket(artifacts.bucket)
-    scores = json.loads(
-        bucket.blob(artifacts.child(f"promotions/{run_id}.scores.json").path).download_as_text()
-    )
+    artifacts = ArtifactLayout.of(settings.artifacts)
+    bucket = clients.storage_client(settings).bucket(artifacts.root.bucket)
+    scores = json.loads(bucket.blob(artifacts.scores(run_id).path).download_as_text())
     return {
         "executions": {
             job: {"tasks": len(r["tasks"]), "seconds": r["seconds"], "executions": counts[job]}

@@ -26,7 +26,7 @@ from google.cloud import storage
 
 from shared.identifiers import GcsUri
 from shared.log import get_logger
-from shared.training.artifacts import POINTER, Keyring, decrypt
+from shared.training.artifacts import ArtifactLayout, Keyring, decrypt
 from shared.training.promotions import PromotionModel
 
 log = get_logger("shared.api.models")
@@ -80,7 +80,7 @@ class ModelStore:
 
     def _pointed(self, kind: str, current_uri: str | None) -> tuple[str, bytes] | None:
         """(uri, decrypted bytes) of the artifact ``kind``'s pointer names, if it is new."""
-        pointer = self.artifacts.child(f"{kind}/{POINTER}")
+        pointer = ArtifactLayout(self.artifacts).pointer(kind)
         try:
             uri = self.gcs.bucket(pointer.bucket).blob(pointer.path).download_as_text().strip()
         except gexc.NotFound:

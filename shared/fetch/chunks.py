@@ -22,10 +22,10 @@ from typing import Any
 
 import pyarrow.compute as pc
 from google.api_core import exceptions as gexc
-from google.cloud import bigquery, storage
-from google.cloud.bigquery_storage_v1 import BigQueryReadClient, types
+from google.cloud import bigquery
+from google.cloud.bigquery_storage_v1 import types
 
-from shared.clients import BQ_CALL, BQ_RETRY
+from shared.clients import BQ_CALL, BQ_RETRY, FetchClients
 from shared.errors import InvalidRequest, PermanentError, SourceNotFound, TransientError
 from shared.fetch.filters import literal, row_restriction
 from shared.fetch.layout import RunLayout, read_plan
@@ -248,15 +248,9 @@ def _run_ctas(bq: bigquery.Client, sql: str, job_id: str, table: TableRef) -> bi
         raise TransientError(f"chunk table {table} not there after job {job_id}") from None
 
 
-def create_chunk(
-    spec: ChunkSpec,
-    *,
-    bq: bigquery.Client,
-    read_client: BigQueryReadClient,
-    gcs: storage.Client,
-    billing_project: str,
-) -> ChunkReady | ChunkDone:
+def create_chunk(spec: ChunkSpec, clients: FetchClients) -> ChunkReady | ChunkDone:
     """Materialise one chunk as a table and announce it as one read stream (or as done if empty)."""
+    bq, gcs = clients.bq, clients.gcs
     run = RunLayout.of(spec.request.destination)
     bucket = gcs.bucket(run.bucket)
     blob = bucket.blob(run.ready_record(spec.chunk).path)
@@ -270,8 +264,8 @@ def create_chunk(
     table_ref = chunk_table(plan["temp_dataset"], spec.run_id, spec.chunk)
     job_id = chunk_job_id(spec.run_id, spec.chunk)
     table = _run_ctas(bq, ctas_sql(plan, spec.bounds, table_ref), job_id, table_ref)
-    session = read_client.create_read_session(
-        parent=f"projects/{billing_project}",
+    session = clients.read_client.create_read_session(
+        parent=f"projects/{clients.billing_project}",
         read_session=types.ReadSession(
             table=table_ref.storage_path,
             data_format=types.DataFormat.ARROW,

@@ -39,14 +39,9 @@ def plan_for(request: FetchRequest, run_id: str, settings: Settings) -> Plan:
     return plan_fetch(
         request,
         run_id,
-        billing_project=settings.project,
-        max_streams=settings.max_streams,
+        clients=clients.FetchClients.of(settings),
+        limits=settings.limits,
         temp_dataset=settings.temp_dataset,
-        bq=clients.bigquery_client(settings),
-        read_client=clients.bigquery_read_client(settings),
-        gcs=clients.storage_client(settings),
-        part_target_mb=settings.part_target_mb,
-        part_max_rows=settings.part_max_rows,
         allowed_destinations=settings.fetch_destinations,
     )
 
@@ -73,9 +68,7 @@ def run_in_process(
         if isinstance(message, ChunkDone):  # an empty run's one chunk
             return message
         if isinstance(message, ChunkSpec):
-            return create_chunk(
-                message, bq=bq, read_client=read_client, gcs=gcs, billing_project=settings.project
-            )
+            return create_chunk(message, clients.FetchClients.of(settings))
         outcome = fetch_chunk(
             message,
             read_client=read_client,

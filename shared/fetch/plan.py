@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery, storage
-from google.cloud.bigquery_storage_v1 import BigQueryReadClient, types
+from google.cloud.bigquery_storage_v1 import types
 
-from shared.clients import BQ_CALL, BQ_RETRY
+from shared.clients import BQ_CALL, BQ_RETRY, FetchClients
 from shared.errors import InvalidRequest, SourceNotFound, TransientError
 from shared.fetch import chunks as chunk_tables
 from shared.fetch.filters import row_restriction
@@ -29,6 +29,7 @@ from shared.fetch.worker import row_width, rows_per_part
 from shared.identifiers import GcsUri, TableRef
 from shared.log import get_logger
 from shared.messages import ChunkDone, ChunkReady, ChunkSpec, FetchRequest
+from shared.settings import FetchLimits
 
 log = get_logger("shared.fetch.plan")
 __all__ = ["Plan", "check_request", "plan_fetch", "read_plan", "run_id_for"]
@@ -223,20 +224,16 @@ def plan_fetch(
     request: FetchRequest,
     run_id: str,
     *,
-    billing_project: str,
-    max_streams: int,
+    clients: FetchClients,
+    limits: FetchLimits,
     temp_dataset: str,
-    bq: bigquery.Client,
-    read_client: BigQueryReadClient,
-    gcs: storage.Client,
-    part_target_mb: int = 32,
-    part_max_rows: int = 1_000_000,
     allowed_destinations: tuple[str, ...] | None = None,
 ) -> Plan:
     """Plan a fetch with the request's strategy, or return the plan recorded for this run.
 
     With ``allowed_destinations``, a new run's destination is checked first
     (:func:`check_destination`)."""
+    gcs = clients.gcs
     dest = GcsUri.parse(request.destination)
     if allowed_destinations is not None:
         check_destination(request.destination, allowed_destinations)
@@ -245,51 +242,32 @@ def plan_fetch(
         return existing
     if allowed_destinations is not None:
         check_destination(request.destination, allowed_destinations, gcs)
-    parts = {"part_target_mb": part_target_mb, "part_max_rows": part_max_rows}
     if request.strategy == "chunk_tables":
-        return plan_chunk_tables(
-            request,
-            run_id,
-            max_chunks=max_streams,
-            temp_dataset=chunk_tables.temp_dataset_id(billing_project, temp_dataset),
-            bq=bq,
-            gcs=gcs,
-            **parts,
-        )
-    return plan_streams(
-        request,
-        run_id,
-        billing_project=billing_project,
-        max_streams=max_streams,
-        bq=bq,
-        read_client=read_client,
-        gcs=gcs,
-        **parts,
-    )
+        temp = chunk_tables.temp_dataset_id(clients.billing_project, temp_dataset)
+        return plan_chunk_tables(request, run_id, clients=clients, limits=limits, temp_dataset=temp)
+    return plan_streams(request, run_id, clients=clients, limits=limits)
 
 
 def plan_chunk_tables(
     request: FetchRequest,
     run_id: str,
     *,
-    max_chunks: int,
+    clients: FetchClients,
+    limits: FetchLimits,
     temp_dataset: str,
-    bq: bigquery.Client,
-    gcs: storage.Client,
-    part_target_mb: int = 32,
-    part_max_rows: int = 1_000_000,
 ) -> Plan:
     """Plan a ``chunk_tables`` fetch: balanced bounds, one ``ChunkSpec`` per chunk (a plan
     already recorded for the run is returned by :func:`plan_fetch` before this runs)."""
+    bq = clients.bq
     dest = GcsUri.parse(request.destination)
-    bucket = gcs.bucket(dest.bucket)
+    bucket = clients.gcs.bucket(dest.bucket)
     snapshot = dt.datetime.now(dt.UTC)
     select, types_, fields = chunk_tables.source_sql(request, bq, snapshot)
     chunk_tables.check_temp_dataset(bq, temp_dataset)
     counted = bq.query(f"SELECT COUNT(*) AS n FROM ({select})", **BQ_CALL)
     source_rows = int(next(iter(counted.result(retry=BQ_RETRY)))[0])
     specs = chunk_tables.chunk_specs(
-        request, run_id, bq, select, source_rows, min(request.parallelism, max_chunks)
+        request, run_id, bq, select, source_rows, min(request.parallelism, limits.max_streams)
     )
     record = {
         "run_id": run_id,
@@ -303,7 +281,9 @@ def plan_chunk_tables(
         "column_types": types_,
         "temp_dataset": temp_dataset,
         "schema": _schema(fields),
-        "part_rows": rows_per_part(fields, target_mb=part_target_mb, max_rows=part_max_rows),
+        "part_rows": rows_per_part(
+            fields, target_mb=limits.part_target_mb, max_rows=limits.part_max_rows
+        ),
         "chunks": [c.model_dump(mode="json", exclude_none=True) for c in specs],
     }
     return _claim(bucket, dest, run_id, record)
@@ -313,20 +293,16 @@ def plan_streams(
     request: FetchRequest,
     run_id: str,
     *,
-    billing_project: str,
-    max_streams: int,
-    bq: bigquery.Client,
-    read_client: BigQueryReadClient,
-    gcs: storage.Client,
-    part_target_mb: int = 32,
-    part_max_rows: int = 1_000_000,
+    clients: FetchClients,
+    limits: FetchLimits,
 ) -> Plan:
     """Plan a ``streams`` fetch (a plan already recorded for the run is returned by
     :func:`plan_fetch` before this runs)."""
     if request.strategy != "streams":
         raise InvalidRequest(f"plan_streams got a {request.strategy!r} request")
+    bq = clients.bq
     dest = GcsUri.parse(request.destination)
-    bucket = gcs.bucket(dest.bucket)
+    bucket = clients.gcs.bucket(dest.bucket)
 
     ref, table, restriction = check_source(request, bq)
     source_rows = count_rows(bq, ref, restriction, table)
@@ -345,10 +321,10 @@ def plan_streams(
         table_modifiers=types.ReadSession.TableModifiers(snapshot_time=snapshot),
     )
     try:
-        session = read_client.create_read_session(
-            parent=f"projects/{billing_project}",
+        session = clients.read_client.create_read_session(
+            parent=f"projects/{clients.billing_project}",
             read_session=session,
-            max_stream_count=min(request.parallelism, max_streams),
+            max_stream_count=min(request.parallelism, limits.max_streams),
         )
     except (gexc.TooManyRequests, gexc.ResourceExhausted, gexc.ServiceUnavailable) as exc:
         raise TransientError(f"read session for {ref}: {exc}") from exc
@@ -358,8 +334,8 @@ def plan_streams(
     selected = [f for f in table.schema if not request.columns or f.name in request.columns]
     part_rows = rows_per_part(
         selected,
-        target_mb=part_target_mb,
-        max_rows=part_max_rows,
+        target_mb=limits.part_target_mb,
+        max_rows=limits.part_max_rows,
         measured_row_bytes=(table.num_bytes or 0) / max(1, table.num_rows or 0),
         share=row_width(selected) / row_width(table.schema),
     )

@@ -18,26 +18,8 @@ import pyarrow.parquet as pq
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery, storage
 
+from shared.bq_schema import bq_schema
 from shared.synthetic.generate import TRANSACTIONS_SCHEMA, World, transactions
-
-_BQ_TYPES = {
-    pa.int64(): "INT64",
-    pa.float64(): "FLOAT64",
-    pa.string(): "STRING",
-    pa.large_string(): "STRING",
-    pa.bool_(): "BOOL",
-    pa.date32(): "DATE",
-}
-
-
-def bq_schema(schema: pa.Schema) -> list[bigquery.SchemaField]:
-    """The BigQuery schema of an Arrow schema of plain columns."""
-    return [
-        bigquery.SchemaField(
-            f.name, _BQ_TYPES[f.type], mode="NULLABLE" if f.nullable else "REQUIRED"
-        )
-        for f in schema
-    ]
 
 
 @dataclass(frozen=True)

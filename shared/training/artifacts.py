@@ -12,6 +12,7 @@ tampered, truncated or unknown-key artifact is refused with :class:`ArtifactErro
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -119,6 +120,44 @@ def decrypt(blob: bytes, keyring: Keyring) -> bytes:
         raise ArtifactError(
             f"artifact failed authentication with key {kid!r}: tampered, truncated or wrong key"
         ) from None
+
+
+@dataclass(frozen=True)
+class ArtifactLayout:
+    """The names below the artifacts location: per kind (``pricing``, ``promotions``) the
+    ``LATEST`` pointer and each run's model, and a promotion run's scores, report and
+    realised-performance table."""
+
+    root: GcsUri
+
+    @classmethod
+    def of(cls, artifacts: str) -> ArtifactLayout:
+        return cls(GcsUri.parse(artifacts.rstrip("/")))
+
+    def pointer(self, kind: str) -> GcsUri:
+        return self.root.child(f"{kind}/{POINTER}")
+
+    def model(self, kind: str, run_id: str) -> GcsUri:
+        return self.root.child(f"{kind}/{run_id}.model")
+
+    def scores(self, run_id: str) -> GcsUri:
+        return self.root.child(f"promotions/{run_id}.scores.json")
+
+    def report(self, run_id: str) -> GcsUri:
+        return self.root.child(f"promotions/{run_id}.report.html")
+
+    def performance(self, run_id: str) -> GcsUri:
+        return self.root.child(f"promotions/{run_id}.performance.parquet")
+
+    def latest_scores(self, gcs: storage.Client) -> dict | None:
+        """The holdout scores of the newest promotion model, or None if there is none yet."""
+        pointer = gcs.bucket(self.root.bucket).get_blob(self.pointer("promotions").path)
+        if pointer is None:
+            return None
+        model = GcsUri.parse(pointer.download_as_text().strip())
+        run_id = model.path.rsplit("/", 1)[-1].removesuffix(".model")
+        scores = gcs.bucket(self.root.bucket).get_blob(self.scores(run_id).path)
+        return None if scores is None else json.loads(scores.download_as_text())
 
 
 def publish(gcs: storage.Client, uri: str, plaintext: bytes, keyring: Keyring) -> None:

@@ -11,12 +11,15 @@ for the job's executions: one that ran with this run id is recorded instead of s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from google.cloud import storage
 
 if TYPE_CHECKING:  # imported when a job is started: the other functions start faster without it
     from google.cloud import run_v2
+
+    from shared.settings import Settings
 
 from shared import claims
 from shared.identifiers import GcsUri
@@ -55,28 +58,46 @@ def execution_of_run(
     return {"execution": found[0], "found_by": "list_executions"} if found else None
 
 
-def launch(
-    job: str,
-    run_id: str,
-    manifest_uri: str,
-    *,
-    jobs_client: run_v2.JobsClient,
-    executions_client: run_v2.ExecutionsClient | None = None,
-    gcs: storage.Client,
-    marker_prefix: str,
-    project: str,
-    region: str,
-    prefix: str = "",
-    lease_s: float = claims.DEFAULT_LEASE_S,
-) -> str | None:
+@dataclass(frozen=True)
+class Launcher:
+    """Where the training jobs run and what starting one needs: the Cloud Run Admin API
+    clients, the bucket prefix of the launch claims, and the claims' lease."""
+
+    jobs_client: run_v2.JobsClient
+    executions_client: run_v2.ExecutionsClient | None
+    gcs: storage.Client
+    marker_prefix: str  # gs://bucket/prefix of the launch claims
+    project: str
+    region: str
+    prefix: str = ""
+    lease_s: float = claims.DEFAULT_LEASE_S
+
+    @classmethod
+    def of(cls, settings: Settings) -> Launcher:
+        """The deployment's jobs, with the (cached) clients of ``settings``."""
+        from shared import clients
+
+        return cls(
+            jobs_client=clients.jobs_client(settings),
+            executions_client=clients.executions_client(settings),
+            gcs=clients.storage_client(settings),
+            marker_prefix=f"gs://{settings.data_bucket}/training",
+            project=settings.project,
+            region=settings.region,
+            prefix=settings.prefix,
+            lease_s=settings.claim_lease_s,
+        )
+
+
+def launch(job: str, run_id: str, manifest_uri: str, launcher: Launcher) -> str | None:
     """Start ``job`` on the run's dataset unless it was started; returns the operation name
     when this call started it, None when the run's execution already exists."""
     from google.cloud import run_v2
 
     if job not in JOBS:
         raise ValueError(f"unknown training job {job!r}; one of {JOBS}")
-    name = job_name(project, region, prefix, job)
-    claim = GcsUri.parse(marker_prefix).child(f"{job}/{run_id}/_launch.json")
+    name = job_name(launcher.project, launcher.region, launcher.prefix, job)
+    claim = GcsUri.parse(launcher.marker_prefix).child(f"{job}/{run_id}/_launch.json")
     env = [
         run_v2.EnvVar(name="RETAIL_MANIFEST_URI", value=manifest_uri),
         run_v2.EnvVar(name="RETAIL_RUN_ID", value=run_id),
@@ -89,20 +110,20 @@ def launch(
     )
 
     def start() -> dict:
-        operation = jobs_client.run_job(request=request, timeout=30)
+        operation = launcher.jobs_client.run_job(request=request, timeout=30)
         return {"operation": operation.operation.name}
 
     def started() -> dict | None:
-        if executions_client is None:
+        if launcher.executions_client is None:
             return None
-        return execution_of_run(executions_client, name, run_id)
+        return execution_of_run(launcher.executions_client, name, run_id)
 
     outcome = claims.once(
-        gcs.bucket(claim.bucket),
+        launcher.gcs.bucket(claim.bucket),
         claim.path,
         start,
         verify=started,
-        lease_s=lease_s,
+        lease_s=launcher.lease_s,
         labels={"run_id": run_id, "job": job},
     )
     if not outcome.acted:

@@ -24,14 +24,13 @@ import yaml
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery, storage
 
+from shared.bq_schema import bq_schema
 from shared.errors import TransientError
 from shared.identifiers import GcsUri, TableRef
 from shared.log import get_logger
-from shared.synthetic.load import bq_schema
-from shared.training.artifacts import Keyring, publish
+from shared.training.artifacts import ArtifactLayout, Keyring, publish
 from shared.training.dataset import BadInput, Shard, load_manifest, read_shard
 from shared.training.pricing import Catalog, PriceResult, PricingConfig, fit_products
-from shared.training.promotions_job import latest_scores
 from shared.training.report import render
 from shared.training.substitutes import fit_substitutes, top_by_category
 
@@ -329,7 +328,8 @@ def merge(
     # The serving API polls the pointer and swaps to the new model when it changes.
     publish(gcs, artifact_uri, json.dumps(artifact).encode(), keyring)
     # The report shows the newest promotion model's scores beside this run's prices.
-    page = render(run_id, products, latest_scores(gcs, artifact_uri.rsplit("/", 2)[0]), substitutes)
+    scores = ArtifactLayout.of(artifact_uri.rsplit("/", 2)[0]).latest_scores(gcs)
+    page = render(run_id, products, scores, substitutes)
     report = dest.child("report.html")
     gcs.bucket(report.bucket).blob(report.path).upload_from_string(page, content_type="text/html")
     return results

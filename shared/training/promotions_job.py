@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from google.cloud import bigquery, storage
 
-from shared.identifiers import GcsUri, TableRef
+from shared.bq_schema import bq_schema
+from shared.identifiers import TableRef
 from shared.log import get_logger
-from shared.synthetic.load import bq_schema
-from shared.training.artifacts import POINTER, Keyring, publish
+from shared.training.artifacts import ArtifactLayout, Keyring, publish
 from shared.training.dataset import BadInput
 from shared.training.promotions import (
     MECHANIC_CODES,
@@ -96,10 +96,10 @@ def run(
     model.baselines = product_baselines(transactions)
     model.run_id, model.scores = run_id, scores
 
-    base = GcsUri.parse(artifacts).child("promotions")
-    bucket = gcs.bucket(base.bucket)
+    layout = ArtifactLayout.of(artifacts)
+    bucket = gcs.bucket(layout.root.bucket)
     perf = performance_table(rows, promotions, products)
-    staged = base.child(f"{run_id}.performance.parquet")
+    staged = layout.performance(run_id)
     buffer = io.BytesIO()
     pq.write_table(perf, buffer)
     bucket.blob(staged.path).upload_from_string(buffer.getvalue())
@@ -113,14 +113,12 @@ def run(
         ),
     ).result()
 
-    bucket.blob(base.child(f"{run_id}.scores.json").path).upload_from_string(
+    bucket.blob(layout.scores(run_id).path).upload_from_string(
         json.dumps({"run_id": run_id, **scores}, indent=1), content_type="application/json"
     )
     page = render(run_id, [], scores)
-    bucket.blob(base.child(f"{run_id}.report.html").path).upload_from_string(
-        page, content_type="text/html"
-    )
-    publish(gcs, str(base.child(f"{run_id}.model")), pickle.dumps(model), keyring)
+    bucket.blob(layout.report(run_id).path).upload_from_string(page, content_type="text/html")
+    publish(gcs, str(layout.model("promotions", run_id)), pickle.dumps(model), keyring)
     log.info(
         "promotion model %s: WAPE %.3f (naive %.3f) on %d holdout promotions",
         run_id,
@@ -130,15 +128,3 @@ def run(
         extra={"run_id": run_id, **scores},
     )
     return model
-
-
-def latest_scores(gcs: storage.Client, artifacts: str) -> dict | None:
-    """The holdout scores of the newest promotion model, or None if there is none yet."""
-    base = GcsUri.parse(artifacts).child("promotions")
-    bucket = gcs.bucket(base.bucket)
-    pointer = bucket.get_blob(base.child(POINTER).path)
-    if pointer is None:
-        return None
-    model_uri = GcsUri.parse(pointer.download_as_text().strip())
-    scores = bucket.get_blob(model_uri.path.removesuffix(".model") + ".scores.json")
-    return None if scores is None else json.loads(scores.download_as_text())

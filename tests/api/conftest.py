@@ -11,8 +11,8 @@ import pytest
 from google.cloud import bigquery
 
 from shared import clients
+from shared.bq_schema import bq_schema
 from shared.synthetic.generate import Shape, build_world, transactions
-from shared.synthetic.load import bq_schema
 from shared.training.artifacts import Keyring, publish
 from shared.training.promotions import evaluate, product_baselines, promotion_rows, train
 from shared.training.promotions_job import performance_table

@@ -6,6 +6,7 @@ messages on the next topic, job executions through the Cloud Run Admin API, clai
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import multiprocessing
 import threading
@@ -18,10 +19,11 @@ import requests
 
 from shared import claims, clients, topology
 from shared.fetch.finalize import finalize
+from shared.fetch.layout import RunLayout
 from shared.fetch.library import plan_for
 from shared.fetch.worker import fetch_chunk
 from shared.messages import ChunkDone, ChunkReady, FetchComplete, dump, parse
-from shared.training.launch import executions_of_run, job_name, launch
+from shared.training.launch import Launcher, executions_of_run, job_name, launch
 
 from .helpers import Tap, wait_for
 from .test_fetch_pipeline import new_request
@@ -164,24 +166,16 @@ def test_a_launch_whose_holder_died_is_found_not_repeated(stack, settings):
     """The holder started the execution but died before recording it: after the lease, the
     next delivery finds the execution through the Admin API instead of starting another."""
     run_id = f"died-{uuid.uuid4().hex[:8]}"
-    kwargs = {
-        "jobs_client": clients.jobs_client(settings),
-        "executions_client": clients.executions_client(settings),
-        "gcs": clients.storage_client(settings),
-        "marker_prefix": f"gs://{settings.data_bucket}/training",
-        "project": settings.project,
-        "region": settings.region,
-        "prefix": settings.prefix,
-    }
-    manifest = f"gs://{settings.data_bucket}/fetch/{run_id}/_manifest.json"
-    assert launch("pricing", run_id, manifest, **kwargs) is not None
+    launcher = Launcher.of(settings)
+    manifest = str(RunLayout.of(settings.fetch_destination(run_id)).manifest)
+    assert launch("pricing", run_id, manifest, launcher) is not None
     # The claim as a holder that died right after RunJob would leave it: no result.
     bucket = clients.storage_client(settings).bucket(settings.data_bucket)
     path = f"training/pricing/{run_id}/_launch.json"
     bucket.blob(path).upload_from_string(
         json.dumps({"holder": "dead", "claimed_at": "2020-01-01T00:00:00+00:00"})
     )
-    assert launch("pricing", run_id, manifest, lease_s=1, **kwargs) is None
+    assert launch("pricing", run_id, manifest, dataclasses.replace(launcher, lease_s=1)) is None
     assert executions_of(settings, "pricing", run_id) == 1
     record = claims.read(bucket, path)[0]
     assert record["result"]["found_by"] == "list_executions"

@@ -7,9 +7,10 @@ import uuid
 import pytest
 
 from shared import clients, topology
+from shared.fetch.layout import RunLayout
 from shared.messages import FetchRequest
 from shared.platform import environment
-from shared.training.launch import launch
+from shared.training.launch import Launcher, launch
 
 from ..integration.helpers import wait_for
 from ..integration.test_fetch_pipeline import publish_request
@@ -40,33 +41,14 @@ def test_a_fetch_asking_for_training_ends_in_pricing_results(stack, settings, re
 
     # fetch-complete delivered again: no second execution
     manifest = f"{request.destination}/_manifest.json"
-    again = launch(
-        "pricing",
-        run_id,
-        manifest,
-        jobs_client=clients.jobs_client(settings),
-        gcs=clients.storage_client(settings),
-        marker_prefix=f"gs://{settings.data_bucket}/training",
-        project=settings.project,
-        region=settings.region,
-        prefix=settings.prefix,
-    )
+    again = launch("pricing", run_id, manifest, Launcher.of(settings))
     assert again is None
 
 
 def test_a_failing_task_is_retried_then_the_execution_fails(stack, settings):
     run_id = f"bad-{uuid.uuid4().hex[:6]}"
-    name = launch(
-        "pricing",
-        run_id,
-        f"gs://{settings.data_bucket}/fetch/nothing-here/_manifest.json",
-        jobs_client=clients.jobs_client(settings),
-        gcs=clients.storage_client(settings),
-        marker_prefix=f"gs://{settings.data_bucket}/training",
-        project=settings.project,
-        region=settings.region,
-        prefix=settings.prefix,
-    )
+    nothing = str(RunLayout.of(settings.fetch_destination("nothing-here")).manifest)
+    name = launch("pricing", run_id, nothing, Launcher.of(settings))
     assert f"/operations/{settings.prefix}pricing-" in name
     record = wait_for(lambda: execution(stack, run_id), timeout_s=120)
     assert record is not None and record["succeeded"] is False

@@ -13,7 +13,7 @@ import pytest
 from shared import clients
 from shared.fetch.library import gcs_filesystem, run_in_process
 from shared.training import promotions_job
-from shared.training.artifacts import Keyring, decrypt
+from shared.training.artifacts import ArtifactLayout, Keyring, decrypt
 from shared.training.dataset import BadInput, Shard
 from shared.training.pricing_job import merge, run_task
 from shared.training.promotions import PlannedPromotion, PromotionModel
@@ -80,7 +80,7 @@ def test_the_job_publishes_a_model_that_answers_planned_promotions(settings, ret
     assert set(perf["mechanic"].to_pylist()) <= {"tpr", "multibuy", "bogo"}
     assert None not in perf["category"].to_pylist()
     assert (
-        promotions_job.latest_scores(gcs, f"gs://{settings.data_bucket}/artifacts")["run_id"]
+        ArtifactLayout.of(f"gs://{settings.data_bucket}/artifacts").latest_scores(gcs)["run_id"]
         == "promo-b"
     )
 
