@@ -99,24 +99,16 @@ def handle(
             },
         )
         return None
-    except gexc.ClientError as exc:
-        if not is_permanent(exc):
-            log.error(
-                "%s failed on a %s message, to be redelivered: %s: %s",
-                function,
-                topic,
-                type(exc).__name__,
-                exc,
-                extra=labels(exc, "retry"),
-            )
-            raise
-        # A Google API answered 4xx: the request itself is wrong; say what it said, acknowledge.
-        refusal = PermanentError(f"{exc.code} {type(exc).__name__}: {exc.message}")
-        reject(refusal, {**labels(exc, "acknowledged"), "api_status": exc.code})
-        return None
     except Exception as exc:
-        # Anything else may pass (a service down, a quota): fail the delivery so Pub/Sub
-        # redelivers it with backoff, and after the last attempt moves it to the dead-letter topic.
+        if isinstance(exc, gexc.ClientError) and is_permanent(exc):
+            # A Google API answered 4xx: the request itself is wrong (bad SQL, a missing
+            # bucket, a denied permission). Say what the API said, acknowledge.
+            refusal = PermanentError(f"{exc.code} {type(exc).__name__}: {exc.message}")
+            reject(refusal, {**labels(exc, "acknowledged"), "api_status": exc.code})
+            return None
+        # Anything else may pass (a service down, a quota, a race): fail the delivery so
+        # Pub/Sub redelivers it with backoff, and after the last attempt moves it to the
+        # dead-letter topic.
         log.error(
             "%s failed on a %s message, to be redelivered: %s: %s",
             function,

@@ -16,11 +16,11 @@ from shared.api.schemas import (
     AnalyticsPage,
     AnalyticsQuery,
     BatchIn,
+    Page,
     Prediction,
     PredictionBatch,
     PromotionIn,
 )
-from shared.training.promotions import PlannedPromotion
 
 
 def routes(store: ModelStore, analytics: PromotionAnalytics | None) -> Routes:
@@ -58,19 +58,7 @@ def routes(store: ModelStore, analytics: PromotionAnalytics | None) -> Routes:
             if item.product_id not in loaded.model.baselines:
                 field = f"promotions[{i}].product_id" if batch else "product_id"
                 raise ApiError(404, f"no recent sales of product {item.product_id}", field)
-        plans = [
-            PlannedPromotion(
-                product_id=item.product_id,
-                mechanic=item.mechanic,
-                discount=item.discount,
-                start=item.start_date,
-                duration_days=item.duration_days,
-                feature=item.feature,
-                display=item.display,
-                stores=item.stores,
-            )
-            for item in items
-        ]
+        plans = [item.planned() for item in items]
         answers = [
             {"product_id": item.product_id, **answer, "model_run_id": loaded.run_id}
             for item, answer in zip(items, loaded.model.plan(plans), strict=True)
@@ -92,14 +80,7 @@ def routes(store: ModelStore, analytics: PromotionAnalytics | None) -> Routes:
     )
     def promotion_analytics() -> ResponseReturnValue:
         asked = query(AnalyticsQuery, request)
-        filters = Filters(
-            product_id=asked.product_id,
-            category=asked.category,
-            store_id=asked.store_id,
-            mechanic=asked.mechanic,
-            start=asked.start,
-            end=asked.end,
-        )
+        filters = Filters(**asked.model_dump(exclude=set(Page.model_fields)))
         if analytics is None:
             raise ApiError(503, "promotion analytics is not configured")
         # end before start is an empty period (an empty page), not an error: the document

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from shared.training.promotions import MECHANIC_CODES
+from shared.training.promotions import MECHANIC_CODES, PlannedPromotion
 
 MAX_PAGE = 500
 MAX_OFFSET = 10**9
@@ -60,6 +60,19 @@ class PromotionIn(BaseModel):
     # Bounded to what a retailer has: the model multiplies by it, and an unbounded integer
     # (10**308) would make the answer infinite, which JSON cannot carry.
     stores: WholeInt | None = Field(default=None, ge=1, le=MAX_STORES)
+
+    def planned(self) -> PlannedPromotion:
+        """The promotion as the model takes it."""
+        return PlannedPromotion(
+            product_id=self.product_id,
+            mechanic=self.mechanic,
+            discount=self.discount,
+            start=self.start_date,
+            duration_days=self.duration_days,
+            feature=self.feature,
+            display=self.display,
+            stores=self.stores,
+        )
 
 
 class BatchIn(BaseModel):
