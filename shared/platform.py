@@ -122,6 +122,12 @@ def deployables(kind: str | None = None) -> list[str]:
     return [name for name, d in found.items() if kind is None or d["kind"] == kind]
 
 
+def fetch_root(data_bucket: str) -> str:
+    """Where fetches write by default: below the data bucket's ``fetch/`` prefix (not beside
+    the models and the training intermediates)."""
+    return f"gs://{data_bucket}/fetch/"
+
+
 def facts(
     env_name: str,
     project: str,
@@ -148,8 +154,7 @@ def facts(
         "part_max_rows": str(env["part_max_rows"]),
         "part_target_mb": str(env["part_target_mb"]),
         "claim_lease_s": str(env["claim_lease_s"]),
-        # Fetches write only below the data bucket's fetch/ prefix (not beside the models).
-        "fetch_destinations": f"gs://{names.bucket('data')}/fetch/",
+        "fetch_destinations": fetch_root(names.bucket("data")),
         "model_poll_s": str(env["model_poll_s"]),
         "promotions_table": f"{source}.promotions",
         "products_table": f"{source}.products",

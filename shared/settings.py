@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.errors import PlatformError
-from shared.platform import DeclarationError, Names
+from shared.platform import DeclarationError, Names, fetch_root
 
 
 class SettingsError(PlatformError, ValueError):
@@ -186,9 +186,9 @@ class Settings:
             environment=environment,
             fetch_destinations=tuple(
                 d.strip()
-                for d in (
-                    env.get("RETAIL_FETCH_DESTINATIONS") or f"gs://{data_bucket}/fetch/"
-                ).split(",")
+                for d in (env.get("RETAIL_FETCH_DESTINATIONS") or fetch_root(data_bucket)).split(
+                    ","
+                )
                 if d.strip()
             ),
             results_dataset=env.get("RETAIL_RESULTS_DATASET") or names.dataset("results"),

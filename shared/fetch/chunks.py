@@ -9,8 +9,8 @@ the chunks partition the source exactly.
 ``create_chunk`` runs one ``CREATE TABLE ... AS SELECT`` per chunk in the temporary dataset,
 named from run id and chunk, with a deterministic job id and an expiration: a redelivery finds
 the job or table already there and reuses it. The chunk table is then one read stream, recorded
-create-only (``_ready/<chunk>.json``) so a redelivery announces the same stream again. A table
-source is read ``FOR SYSTEM_TIME AS OF`` the planning time, so every chunk sees one snapshot.
+create-only (its ready record, :mod:`shared.fetch.layout`) so a redelivery announces the same
+stream again. A table source is read ``FOR SYSTEM_TIME AS OF`` the planning time, so every chunk sees one snapshot.
 """
 
 from __future__ import annotations
