@@ -10,7 +10,8 @@ the chunks partition the source exactly.
 named from run id and chunk, with a deterministic job id and an expiration: a redelivery finds
 the job or table already there and reuses it. The chunk table is then one read stream, recorded
 create-only (its ready record, :mod:`shared.fetch.layout`) so a redelivery announces the same
-stream again. A table source is read ``FOR SYSTEM_TIME AS OF`` the planning time, so every chunk sees one snapshot.
+stream again. A table source is read ``FOR SYSTEM_TIME AS OF`` the planning time, so every
+chunk sees one snapshot.
 """
 
 from __future__ import annotations
