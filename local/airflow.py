@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ROOT = Path(os.environ.get("RETAIL_AIRFLOW_DIR", REPO / ".local" / "airflow"))
+ROOT = REPO / ".local" / "airflow"  # the virtualenvs (installed once) and default homes
 PACKAGES = {
     "2.10.5": ["apache-airflow==2.10.5"],
     "3.3.2": ["apache-airflow==3.3.2", "apache-airflow-providers-fab==3.10.2"],

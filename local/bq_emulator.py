@@ -4,8 +4,8 @@ bqemulator keeps every Storage Read session, and the session's copy of its table
 of the process; the real service expires a session after 6 hours. A benchmark over millions of
 rows creates hundreds of sessions and ran the emulator out of memory (21.8 GB, then the kernel's
 OOM killer, in the middle of ``bench.fetch_bench``). Here the sessions live in a store that keeps
-the most recently used within a memory budget (``RETAIL_BQ_SESSION_BUDGET_MB``, 4,096 by
-default; always the last 4 whatever their size) and drops the least recently used first. A read
+the most recently used within a memory budget (:data:`SESSION_BUDGET_MB`; always the last 4
+whatever their size) and drops the least recently used first. A read
 of a dropped session gets NOT_FOUND, what the real service answers for an expired one.
 
 ``python -m local.bq_emulator start ...`` takes bqemulator's own arguments.
@@ -13,7 +13,6 @@ of a dropped session gets NOT_FOUND, what the real service answers for an expire
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from collections import OrderedDict
@@ -58,6 +57,9 @@ class SessionStore(OrderedDict):
             return list(super().values())
 
 
+SESSION_BUDGET_MB = 4096
+
+
 def install(budget_mb: int) -> SessionStore:
     """Replace bqemulator's session dict with a bounded store (before it serves anything)."""
     from bqemulator.streaming import read_session
@@ -70,7 +72,7 @@ def install(budget_mb: int) -> SessionStore:
 def main() -> int:
     from bqemulator.cli import main as bqemulator_main
 
-    install(int(os.environ.get("RETAIL_BQ_SESSION_BUDGET_MB", "4096")))
+    install(SESSION_BUDGET_MB)
     sys.argv[0] = "bqemulator"
     return int(bqemulator_main() or 0)
 
