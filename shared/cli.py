@@ -160,7 +160,8 @@ def _cmd_rbac_sync(args: argparse.Namespace) -> int:
     )
 
     on_gcs = [a for a in (args.config, args.state) if a and a.startswith("gs://")]
-    gcs = clients.storage_client(Settings.from_env()) if on_gcs else None
+    settings = Settings.from_env(project_required=bool(on_gcs))
+    gcs = clients.storage_client(settings) if on_gcs else None
     config = load_config_from(args.config, gcs)
     ledger: GcsRoleLedger | FileRoleLedger | None = None
     if args.state and args.state.startswith("gs://"):
@@ -170,7 +171,7 @@ def _cmd_rbac_sync(args: argparse.Namespace) -> int:
         ledger = FileRoleLedger(args.state)
     result = sync(
         config,
-        groups=GroupsReader(clients.cloud_identity_service(Settings.from_env())),
+        groups=GroupsReader(clients.cloud_identity_service(settings)),
         airflow=airflow_client(config),
         dry_run=args.dry_run,
         ledger=ledger,

@@ -142,11 +142,16 @@ class Settings:
         )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate the settings; raises :class:`SettingsError` naming the variable."""
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, project_required: bool = True
+    ) -> Settings:
+        """Read and validate the settings; raises :class:`SettingsError` naming the variable.
+
+        ``project_required=False`` is for a command that calls no project-scoped API (the
+        RBAC sync reads Cloud Identity and Airflow only)."""
         env = os.environ if env is None else env
         project = env.get("GOOGLE_CLOUD_PROJECT") or env.get("GCP_PROJECT") or ""
-        if not project:
+        if not project and project_required:
             raise SettingsError("GOOGLE_CLOUD_PROJECT is not set")
         environment = env.get("RETAIL_ENV") or "prod"
         names = Names(environment, project)

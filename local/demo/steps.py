@@ -204,7 +204,7 @@ def training(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 90
         "promotion_scores": scores,
         "artifacts": sorted(
             f"gs://{b.bucket.name}/{b.name}"
-            for b in bucket.list_blobs(prefix=artifacts.path)
+            for b in bucket.list_blobs(prefix=artifacts.root.path)
             if run_id in b.name
         ),
     }

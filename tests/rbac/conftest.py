@@ -51,5 +51,14 @@ def identity(monkeypatch):
         def heal(self) -> None:
             requests.delete(f"{url}/_admin/faults", timeout=5)
 
+        def service(self):
+            """The official client, pointed at this server."""
+            from shared.clients import cloud_identity_service
+            from shared.settings import Settings
+
+            return cloud_identity_service(
+                Settings(project="rbac-tests", cloud_identity_emulator_host=url)
+            )
+
     yield Identity()
     server.shutdown()

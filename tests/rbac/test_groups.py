@@ -1,12 +1,10 @@
 """Reading groups through the official discovery client against the local Cloud Identity server."""
 
-from shared.clients import cloud_identity_service
 from shared.rbac.groups import GroupsReader
-from shared.settings import Settings
 
 
-def reader():
-    return GroupsReader(cloud_identity_service(Settings.from_env()), retries=0)
+def reader(identity):
+    return GroupsReader(identity.service(), retries=0)
 
 
 def test_nested_groups_resolve_breadth_first_through_cycles_and_pages(identity):
@@ -22,7 +20,7 @@ def test_nested_groups_resolve_breadth_first_through_cycles_and_pages(identity):
             "leaf@corp.example": many,
         }
     )
-    r = reader()
+    r = reader(identity)
     found = r.read(["top@corp.example", "mid@corp.example"])
     assert found.complete
     assert found.members["top@corp.example"] == {
@@ -45,7 +43,7 @@ def test_a_group_that_fails_or_is_missing_is_reported_not_guessed(identity):
         }
     )
     identity.fail("mid@corp.example")
-    found = reader().read(["top@corp.example", "other@corp.example", "ghost@corp.example"])
+    found = reader(identity).read(["top@corp.example", "other@corp.example", "ghost@corp.example"])
     assert not found.complete
     assert set(found.failed) == {"top@corp.example", "ghost@corp.example"}
     assert "500" in found.failed["top@corp.example"]
@@ -56,7 +54,7 @@ def test_a_page_that_fails_half_way_through_a_group_fails_the_group_not_half_of_
     many = [f"user{i:03d}@corp.example" for i in range(450)]  # pages 0, 1, 2
     identity.set_groups({"top@corp.example": ["mid@corp.example"], "mid@corp.example": many})
     identity.fail("mid@corp.example", page=1)
-    found = reader().read(["top@corp.example"])
+    found = reader(identity).read(["top@corp.example"])
     # pages 0 was read, page 1 failed: no partial member list is ever returned
     assert found.members == {} and set(found.failed) == {"top@corp.example"}
     assert "injected failure reading mid@corp.example" in found.failed["top@corp.example"]
@@ -66,8 +64,6 @@ def test_a_rate_limited_page_is_retried_by_the_client(identity):
     many = [f"user{i:03d}@corp.example" for i in range(450)]
     identity.set_groups({"big@corp.example": many})
     identity.fail("big@corp.example", mode="429", count=1, page=2)
-    found = GroupsReader(cloud_identity_service(Settings.from_env()), retries=2).read(
-        ["big@corp.example"]
-    )
+    found = GroupsReader(identity.service(), retries=2).read(["big@corp.example"])
     assert found.complete and found.members["big@corp.example"] == set(many)
     assert found.calls == 1 + 3  # one lookup, three pages (the retry is inside the client)

@@ -8,14 +8,12 @@ import pytest
 import requests
 
 from local.airflow import visible_dags
-from shared.clients import cloud_identity_service
 from shared.errors import InvalidRequest
 from shared.rbac.airflow import AirflowClient
 from shared.rbac.config import parse_config
 from shared.rbac.groups import GroupsReader
 from shared.rbac.reconcile import RevocationCapExceeded
 from shared.rbac.sync import sync
-from shared.settings import Settings
 
 GROUPS = {
     "admins@corp.example": ["root@corp.example"],
@@ -63,7 +61,7 @@ def run(airflow, identity, monkeypatch):
         run_sync.client = client  # the last run's client: its calls and writes_log
         result = sync(
             config or make_config(airflow),
-            groups=GroupsReader(cloud_identity_service(Settings.from_env()), retries=0),
+            groups=GroupsReader(identity.service(), retries=0),
             airflow=client,
             **kwargs,
         )
