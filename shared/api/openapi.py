@@ -74,6 +74,17 @@ def _models(operations: list[Operation]) -> list[tuple[type[BaseModel], Mode]]:
     return list(found.items())
 
 
+def _parameter_schema(prop: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema: an optional one is simply left out, never sent as null (a query
+    string has no null), so ``X | None`` is stated as ``X``."""
+    options = [o for o in prop.get("anyOf", []) if o != {"type": "null"}]
+    if len(options) == 1:
+        prop = {**{k: v for k, v in prop.items() if k != "anyOf"}, **options[0]}
+        if prop.get("default", "") is None:
+            del prop["default"]
+    return {k: v for k, v in prop.items() if k != "title"}
+
+
 def _parameters(model: type[BaseModel] | None, where: str) -> list[dict[str, Any]]:
     if model is None:
         return []
@@ -81,7 +92,7 @@ def _parameters(model: type[BaseModel] | None, where: str) -> list[dict[str, Any
     required = set(schema.get("required", []))
     return [
         {"name": name, "in": where, "required": where == "path" or name in required,
-         "schema": {k: v for k, v in prop.items() if k != "title"}}
+         "schema": _parameter_schema(prop)}
         for name, prop in schema["properties"].items()
     ]  # fmt: skip
 

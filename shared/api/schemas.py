@@ -59,7 +59,8 @@ class PromotionIn(BaseModel):
     display: bool = False
     # Bounded to what a retailer has: the model multiplies by it, and an unbounded integer
     # (10**308) would make the answer infinite, which JSON cannot carry.
-    stores: WholeInt | None = Field(default=None, ge=1, le=MAX_STORES)
+    # The bounds before the validator: pydantic drops them from a union's schema otherwise.
+    stores: Annotated[int, Field(ge=1, le=MAX_STORES), BeforeValidator(_whole)] | None = None
 
     def planned(self) -> PlannedPromotion:
         """The promotion as the model takes it."""

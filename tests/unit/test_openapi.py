@@ -57,3 +57,22 @@ def test_the_key_is_documented_only_where_it_is_asked():
     assert "401" in spec["paths"]["/v1/prices"]["get"]["responses"]
     assert client.get("/v1/prices").status_code == 401
     assert client.get("/healthz").status_code == 200
+
+
+def test_every_bound_is_stated_as_json_schema():
+    """A bound pydantic could not translate stays as "ge"/"le", which no client reads: a
+    client then sends what the API refuses (found by the contract test: stores=41899115)."""
+    _, spec = document()
+
+    def keys(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield key
+                yield from keys(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from keys(value)
+
+    assert not {"ge", "le", "gt", "lt"} & set(keys(spec["components"]))
+    stores = spec["components"]["schemas"]["PromotionIn"]["properties"]["stores"]["anyOf"][0]
+    assert (stores["minimum"], stores["maximum"]) == (1, 100_000)
