@@ -62,7 +62,18 @@ def entry_point(
             def process(message: M, delivery: Delivery) -> None:
                 implementation(message, delivery, Settings.from_env())
 
-            handle(event, topic, model, process, name, on_permanent=on_permanent)
+            # Read apart from the rest: a malformed message is refused even where the settings
+            # are incomplete.
+            window = Settings.from_env(project_required=False).iam_propagation_s
+            handle(
+                event,
+                topic,
+                model,
+                process,
+                name,
+                on_permanent=on_permanent,
+                iam_propagation_s=window,
+            )
 
         return functions_framework.cloud_event(function)
 

@@ -1,6 +1,6 @@
 """Record which Google API calls a deployable really makes (local stack only).
 
-Installed in each deployable process by ``local/calltrace_hook/sitecustomize.py`` when the stack
+Installed in each deployable process by ``local/deployable_hook/sitecustomize.py`` when the stack
 starts it with ``RETAIL_CALL_TRACE_DIR`` set; a deployment never loads this module. Every
 HTTP request through ``requests`` and every gRPC call on a channel made by ``grpc`` is noted,
 once per distinct (call, resource), in ``<dir>/<deployable>-<pid>.jsonl``. The deployable is

@@ -9,15 +9,16 @@ deliveries at once as it has instances (``max_instances``, one request each).
 This relay stands in for that: the emulator keeps the subscription (ack deadline, retry
 backoff, delivery attempts, dead-lettering; all apply to pulled messages too) and the relay
 pulls from it and POSTs each message, in the push wrapper, to the function's push endpoint,
-at most ``concurrency`` at once per subscription. A 2xx answer acks; any other answer or a
-broken connection nacks (redelivered after the retry policy's backoff); a request still
-running at the ack deadline is left alone and the message is redelivered meanwhile, as the
-service does. A deployed function with every instance busy answers 429 and is retried; the
-relay instead waits for a free slot, which reaches the same concurrency without the retries.
+up to a push window per subscription (``concurrency``, more than the function serves: like
+the service, the relay does not wait for a free instance). A 2xx answer acks; any other
+answer, a 429 from a function whose instances are all busy included, or a broken connection
+nacks: a failed delivery attempt, redelivered after the retry policy's backoff and
+dead-lettered after its attempts. A request still running at the ack deadline is left alone
+and the message is redelivered meanwhile, as the service does.
 
 Run by the stack (``python -m local.push_relay --routes ROUTES.json --port PORT``, the
 emulator's address in ``PUBSUB_EMULATOR_HOST``); ``GET /stats`` gives per-subscription
-counts (delivered, acked, nacked, in flight, peak in flight).
+counts (delivered, acked, nacked, of those refused with 429, in flight, peak in flight).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Counts:
     delivered: int = 0
     acked: int = 0
     nacked: int = 0
+    refused: int = 0  # nacked because the function answered 429 (every instance busy)
     in_flight: int = 0
     peak_in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -72,13 +74,14 @@ class Counts:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
-    def end(self, acked: bool) -> None:
+    def end(self, acked: bool, status: int = 0) -> None:
         with self._lock:
             self.in_flight -= 1
             if acked:
                 self.acked += 1
             else:
                 self.nacked += 1
+                self.refused += status == 429
 
     def snapshot(self, reset_peak: bool = False) -> dict[str, int]:
         """The counts; ``reset_peak`` starts a new window for the peak."""
@@ -182,7 +185,7 @@ class Relay:
                 idle = min(idle * 2, IDLE_POLL_S[1])
 
     def _deliver(self, received: Any) -> None:
-        acked = False
+        acked, status = False, 0
         try:
             status = post(
                 self.route.endpoint,
@@ -202,7 +205,7 @@ class Relay:
                         ack_deadline_seconds=0,
                     )
         finally:
-            self.counts.end(acked)
+            self.counts.end(acked, status)
             self._slots.release()
 
 
@@ -244,8 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.push_relay", description=__doc__)
     parser.add_argument("--routes", type=Path, required=True, help="JSON list of routes")
     parser.add_argument("--port", type=int, required=True, help="port of GET /stats")
+    parser.add_argument("--pubsub", required=True, help="the Pub/Sub emulator's host:port")
     args = parser.parse_args(argv)
-    subscriber = pubsub_v1.SubscriberClient()
+    from shared.clients import subscriber_client
+    from shared.settings import Settings
+
+    # Through the platform's factory: a channel that takes Pub/Sub's 10 MB messages.
+    subscriber = subscriber_client(Settings(project="relay", pubsub_emulator_host=args.pubsub))
     relays = [Relay(subscriber, route).start() for route in load_routes(args.routes)]
     server = _stats_server(args.port, relays)
     try:

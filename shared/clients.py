@@ -24,7 +24,8 @@ from shared.settings import Settings
 if TYPE_CHECKING:  # loaded by jobs_client() only: the fetch functions start faster without it
     from google.cloud import run_v2
 
-# Arrow record batches of a few MB each; gRPC's default 4 MB receive cap is too small.
+# Arrow record batches of a few MB each, Pub/Sub messages up to 10 MB: gRPC's default 4 MB
+# receive cap is too small (the libraries' own channels lift it; channels made here must too).
 _GRPC_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
 
@@ -98,7 +99,7 @@ def publisher_client(settings: Settings) -> pubsub_v1.PublisherClient:
     from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 
     if settings.pubsub_emulator_host:
-        channel = grpc.insecure_channel(settings.pubsub_emulator_host)
+        channel = grpc.insecure_channel(settings.pubsub_emulator_host, _GRPC_OPTIONS)
         return pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=channel))
     return pubsub_v1.PublisherClient()
 
@@ -109,7 +110,7 @@ def subscriber_client(settings: Settings) -> pubsub_v1.SubscriberClient:
     from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
     if settings.pubsub_emulator_host:
-        channel = grpc.insecure_channel(settings.pubsub_emulator_host)
+        channel = grpc.insecure_channel(settings.pubsub_emulator_host, _GRPC_OPTIONS)
         return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
     return pubsub_v1.SubscriberClient()
 

@@ -92,11 +92,14 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError)
 
 
-def is_permanent(exc: BaseException) -> bool:
+def is_permanent(exc: BaseException, *, propagating: bool = False) -> bool:
     """Whether a delivery that raised ``exc`` must be acknowledged rather than redelivered:
     our own permanent errors, and a Google API's 4xx that a retry cannot change (bad SQL, a
     missing bucket, a denied permission). Anything else (a bug included) is redelivered until
-    the dead-letter policy takes it."""
+    the dead-letter policy takes it. While IAM grants may still be ``propagating`` (the
+    message is younger than the declared window), a 403 is not permanent."""
     if isinstance(exc, PermanentError):
         return True
+    if propagating and isinstance(exc, gexc.Forbidden):
+        return False
     return isinstance(exc, gexc.ClientError) and not is_transient(exc)

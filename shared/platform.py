@@ -122,6 +122,20 @@ def deployables(kind: str | None = None) -> list[str]:
     return [name for name, d in found.items() if kind is None or d["kind"] == kind]
 
 
+def function_shape(entry_point: str, env_name: str) -> tuple[int, int]:
+    """(max instances, requests per instance) of a function in an environment; Terraform's
+    ``service_config`` resolves the same two values."""
+    declared = declaration()["deployables"][entry_point]
+    limits = environment(env_name)["fetch_limits"]
+    instances = declared["max_instances"]
+    concurrency = declared.get("concurrency", 1)
+    if instances == "fetch_instances":
+        instances = limits["max_instances"]
+    if concurrency == "fetch_concurrency":
+        concurrency = limits["concurrency"]
+    return int(instances), int(concurrency)
+
+
 def fetch_root(data_bucket: str) -> str:
     """Where fetches write by default: below the data bucket's ``fetch/`` prefix (not beside
     the models and the training intermediates)."""
@@ -154,6 +168,7 @@ def facts(
         "part_max_rows": str(env["part_max_rows"]),
         "part_target_mb": str(env["part_target_mb"]),
         "claim_lease_s": str(env["claim_lease_s"]),
+        "iam_propagation_s": str(declaration()["iam_propagation_s"]),
         "fetch_destinations": fetch_root(names.bucket("data")),
         "model_poll_s": str(env["model_poll_s"]),
         "promotions_table": f"{source}.promotions",

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -35,6 +37,13 @@ class Delivery:
     message_id: str
     data: bytes
     attributes: dict[str, str] = field(default_factory=dict)
+    published: dt.datetime | None = None
+
+    def age_s(self) -> float:
+        """Seconds since the message was published (0 when the push did not say)."""
+        if self.published is None:
+            return 0.0
+        return (dt.datetime.now(dt.UTC) - self.published).total_seconds()
 
 
 def delivery_from_event(event: Any, topic: str) -> Delivery:
@@ -48,7 +57,12 @@ def delivery_from_event(event: Any, topic: str) -> Delivery:
     except (binascii.Error, TypeError) as exc:
         raise MalformedMessage(topic, "message.data", f"not base64: {exc}") from None
     message_id = str(message.get("messageId") or message.get("message_id") or "")
-    return Delivery(topic, message_id, data, dict(message.get("attributes") or {}))
+    published = None
+    with contextlib.suppress(TypeError, ValueError):
+        stamp = str(message.get("publishTime") or message.get("publish_time") or "")
+        published = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+    attributes = dict(message.get("attributes") or {})
+    return Delivery(topic, message_id, data, attributes, published)
 
 
 def handle(
@@ -58,11 +72,13 @@ def handle(
     process: Callable[[M, Delivery], object],
     function: str,
     on_permanent: Callable[[M, Delivery, Exception], object] | None = None,
+    iam_propagation_s: float = 0.0,
 ) -> object | None:
     """Parse ``event`` as ``model`` and run ``process``; acknowledge permanent failures.
 
     ``on_permanent`` is told about a permanent failure of a well-formed message (e.g. to
-    declare its run failed with the reason, so nobody waits for it)."""
+    declare its run failed with the reason, so nobody waits for it). A 403 on a message
+    younger than ``iam_propagation_s`` is redelivered: the grant may not have arrived yet."""
     delivery: Delivery | None = None
     message: M | None = None
 
@@ -100,7 +116,8 @@ def handle(
         )
         return None
     except Exception as exc:
-        if isinstance(exc, gexc.ClientError) and is_permanent(exc):
+        propagating = delivery is not None and delivery.age_s() < iam_propagation_s
+        if isinstance(exc, gexc.ClientError) and is_permanent(exc, propagating=propagating):
             # A Google API answered 4xx: the request itself is wrong (bad SQL, a missing
             # bucket, a denied permission). Say what the API said, acknowledge.
             refusal = PermanentError(f"{exc.code} {type(exc).__name__}: {exc.message}")

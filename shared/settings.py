@@ -80,6 +80,8 @@ class Settings:
     # How long a claimed side effect (shared/claims.py) may go without a recorded result
     # before another delivery checks the real state and takes over.
     claim_lease_s: int = 30
+    # A 403 on a message younger than this is retried: IAM grants may still be propagating.
+    iam_propagation_s: int = 420
     # Where fetches may write: gs://bucket/prefix entries; a destination must lie below one.
     fetch_destinations: tuple[str, ...] = ()
     # The deployment environment (shared/platform.yaml) and its results dataset.
@@ -187,6 +189,7 @@ class Settings:
                 part_target_mb=_int(env, "RETAIL_PART_TARGET_MB", 32),
             ),
             claim_lease_s=_int(env, "RETAIL_CLAIM_LEASE_S", 30),
+            iam_propagation_s=_int(env, "RETAIL_IAM_PROPAGATION_S", 420, minimum=0),
             artifacts=(env.get("RETAIL_ARTIFACTS") or f"gs://{data_bucket}/artifacts").rstrip("/"),
             environment=environment,
             fetch_destinations=tuple(

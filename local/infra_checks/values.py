@@ -141,6 +141,14 @@ def value_problems(repo: Path = REPO) -> tuple[list[str], dict]:
         limits = env["fetch_limits"]
         within("fetch max_streams", limits["max_streams"], 1, 1000, env_name)
         within("fetch max_instances", limits["max_instances"], 1, 1000, env_name)
+        within("fetch concurrency", limits["concurrency"], 1, 1000, env_name)
+        # The widest run fits in the fetch functions' capacity: no stream waits on a 429.
+        capacity = limits["max_instances"] * limits["concurrency"]
+        if limits["max_streams"] > capacity:
+            out.append(
+                f"{env_name}: fetch max_streams {limits['max_streams']} is more than the fetch "
+                f"functions serve at once (max_instances x concurrency = {capacity})"
+            )
         # The function stops at 540 s; a worker must hand on before, inside the ack deadline.
         fetch_ack = decl["subscriptions"]["fetch-chunk"]["ack_deadline_s"]
         within("fetch time_budget_s", limits["time_budget_s"], 1, min(539, fetch_ack - 1), env_name)

@@ -21,7 +21,7 @@ from local.stack.components import (
     push_routes,
 )
 from local.stack.config import HOST, REPO, TUNING, StackConfig, StackError
-from local.stack.operations import dead_letters, recent_runs, redrive
+from local.stack.operations import dead_letters, deliveries, recent_runs, redrive
 from local.stack.processes import _start_all, _stop, check_ports, port_holder, running_pgid
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "check_ports",
     "components",
     "dead_letters",
+    "deliveries",
     "down",
     "function_component",
     "main",

@@ -9,7 +9,7 @@ import sys
 
 from local.stack.commands import down, status, up
 from local.stack.config import StackConfig, StackError
-from local.stack.operations import dead_letters, recent_runs, redrive
+from local.stack.operations import dead_letters, deliveries, recent_runs, redrive
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
             for name, state, detail in rows:
                 print(f"{name:<{width}}{state:<11}{detail}")
             if all(state == "up" for _, state, _ in rows):
+                for function, n in deliveries(cfg).items():
+                    print(
+                        f"{'push ' + function:<{width}}{n['delivered']:<11}"
+                        f"acked {n['acked']}, refused with 429 {n['refused_429']} "
+                        f"(serves {n['capacity']} at once, peak {n['peak']})"
+                    )
                 letters = dead_letters(cfg)
                 detail = ", ".join(f"{n} from {sub}" for sub, n in sorted(letters.items()))
                 waiting = sum(letters.values())

@@ -186,48 +186,63 @@ def _write_jobs(cfg: StackConfig) -> Path:
     return path
 
 
+def capacity(cfg: StackConfig, entry_point: str) -> int:
+    """Requests a function serves at once in the environment: max instances x concurrency."""
+    from shared.platform import function_shape
+
+    if entry_point in dict(cfg.capacities):
+        return dict(cfg.capacities)[entry_point]
+    instances, concurrency = function_shape(entry_point, cfg.environment)
+    return instances * concurrency
+
+
+def push_window(cfg: StackConfig, entry_point: str) -> int:
+    """Deliveries the relay keeps in flight to a function, as Pub/Sub's push does not wait for
+    a free instance: more than the function serves, so a backlog meets 429s."""
+    return 2 * capacity(cfg, entry_point) + 4
+
+
 def function_component(entry_point: str) -> Component:
-    """The functions-framework process serving one entry point of ``functions/main.py``."""
+    """One process standing in for all instances of an entry point of ``functions/main.py``:
+    it serves the declared max instances x concurrency and answers 429 beyond that
+    (``local/function_host.py``)."""
     return Component(
         f"function-{entry_point}",
         lambda cfg: [
-            _venv_bin("functions-framework", "functions-framework"),
+            sys.executable,
+            "-m",
+            "local.function_host",
             "--target",
             entry_point,
             "--source",
             str(REPO / "functions" / "main.py"),
-            "--signature-type",
-            "cloudevent",
             "--host",
             HOST,
             "--port",
             str(cfg.function_port(entry_point)),
+            "--capacity",
+            str(capacity(cfg, entry_point)),
+            "--threads",
+            str(push_window(cfg, entry_point) + 4),
         ],
         lambda cfg: [cfg.function_port(entry_point)],
         lambda cfg: _port_open(cfg.function_port(entry_point)),
-        # Deployed, each message gets its own instance (concurrency 1, up to max instances);
-        # here one process stands in for them, with threads enough for a 16- or 32-way fan-out
-        # (functions-framework's gunicorn defaults to 4 per core, 8 on this machine).
-        env=lambda cfg: {**cfg.deployable_env(entry_point), "THREADS": "32"},
+        env=lambda cfg: cfg.deployable_env(entry_point),
         timeout_s=30.0,
     )
 
 
 def push_routes(cfg: StackConfig) -> list[dict[str, Any]]:
-    """Each push subscription of the environment: its function's push URL, as many
-    deliveries at once as the function has instances (one request each), its ack deadline."""
+    """Each push subscription of the environment: its function's push URL, the deliveries the
+    relay keeps in flight (the push window, more than the function serves), its ack
+    deadline."""
     from google.cloud import pubsub_v1
 
     from shared import topology
-    from shared.platform import declaration, environment
 
-    functions = declaration()["deployables"]
     routes = []
     for sub in topology.SUBSCRIPTIONS:
         topic = cfg.names.topic(sub.topic)
-        instances = functions[sub.entry_point]["max_instances"]
-        if instances == "fetch_instances":
-            instances = environment(cfg.environment)["fetch_limits"]["max_instances"]
         routes.append(
             {
                 "subscription": pubsub_v1.SubscriberClient.subscription_path(
@@ -235,7 +250,7 @@ def push_routes(cfg: StackConfig) -> list[dict[str, Any]]:
                 ),
                 "endpoint": f"http://{HOST}:{cfg.function_port(sub.entry_point)}"
                 + topology.push_path(cfg.project, topic),
-                "concurrency": int(instances),
+                "concurrency": push_window(cfg, sub.entry_point),
                 "ack_deadline_s": cfg.ack_deadline_s(sub),
             }
         )
@@ -258,13 +273,12 @@ PUSH_RELAY = Component(
         str(_write_routes(cfg)),
         "--port",
         str(cfg.push_relay_port),
+        "--pubsub",
+        f"{HOST}:{cfg.pubsub_port}",
     ],
     lambda cfg: [cfg.push_relay_port],
     lambda cfg: _http_ok(f"http://{HOST}:{cfg.push_relay_port}/healthz"),
-    env=lambda cfg: {
-        "PYTHONPATH": str(REPO),
-        "PUBSUB_EMULATOR_HOST": f"{HOST}:{cfg.pubsub_port}",
-    },
+    env=lambda cfg: {"PYTHONPATH": str(REPO)},
 )
 
 

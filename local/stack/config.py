@@ -30,7 +30,27 @@ TUNING = (
     "RETAIL_TIME_BUDGET_S",
     "RETAIL_MAX_STREAMS",
     "RETAIL_MODEL_POLL_S",
+    "RETAIL_IAM_PROPAGATION_S",
 )
+
+
+def per_deployable(text: str, apis: bool = False) -> tuple[tuple[str, int], ...]:
+    """``plan_fetch=60,fetch_chunk=30`` -> ((deployable, number), ...), checked; with
+    ``apis``, a deployable may name one API (``fetch_chunk:bigquerystorage=60``)."""
+    from local.faults import APIS
+    from shared.platform import deployables
+
+    out = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, seconds = item.partition("=")
+        deployable, _, api = name.partition(":")
+        known_api = not api or (apis and api in APIS)
+        if deployable not in deployables() or not known_api or not seconds.isdigit():
+            raise StackError(
+                f"{item!r}: want deployable=number, a deployable of {', '.join(deployables())}"
+            )
+        out.append((name, int(seconds)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,15 @@ class StackConfig:
     tuning: tuple[tuple[str, str], ...] = ()
     # Where the Google Cloud SDK lives when ``gcloud`` on the PATH is not the one to use.
     gcloud_sdk_root: str = ""
+    # Deployables whose Google API calls are refused with 403 for their first seconds, as
+    # while IAM grants propagate after an apply (local/faults.py): (deployable[:api], seconds),
+    # e.g. ("fetch_chunk:bigquerystorage", 60) for its Storage Read calls only.
+    iam_deny: tuple[tuple[str, int], ...] = ()
+    # Functions served with another capacity than the environment declares, for a test that
+    # needs a fan-out wider than it: (entry point, requests at once).
+    capacities: tuple[tuple[str, int], ...] = ()
+    # Production backs off up to 600 s; locally a refused delivery comes back within seconds.
+    max_backoff_s: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
@@ -100,6 +129,9 @@ class StackConfig:
             rbac_config=env.get("RETAIL_RBAC_CONFIG", ""),
             tuning=tuple((k, env[k]) for k in TUNING if env.get(k)),
             gcloud_sdk_root=env.get("RETAIL_GCLOUD_SDK_ROOT", ""),
+            iam_deny=per_deployable(env.get("RETAIL_FAULT_IAM_DENY", ""), apis=True),
+            capacities=per_deployable(env.get("RETAIL_FUNCTION_CAPACITY", "")),
+            max_backoff_s=int(env.get("RETAIL_PUBSUB_MAX_BACKOFF_S", "10")),
         )
 
     def ack_deadline_s(self, sub: PushSubscription) -> int:
@@ -177,8 +209,17 @@ class StackConfig:
             **identity,
             "RETAIL_CALL_TRACE_DIR": str(self.trace_dir),
             # The call recorder's start-up hook first, then the code.
-            "PYTHONPATH": os.pathsep.join((str(REPO / "local" / "calltrace_hook"), str(REPO))),
+            "PYTHONPATH": os.pathsep.join((str(REPO / "local" / "deployable_hook"), str(REPO))),
+            **self._faults(deployable),
         }
+
+    def _faults(self, deployable: str) -> dict[str, str]:
+        """The fault variables ``local/faults.py`` reads in ``deployable``'s process."""
+        for name, seconds in self.iam_deny:
+            who, _, api = name.partition(":")
+            if who == deployable:
+                return {"RETAIL_FAULT_IAM_DENY_S": str(seconds), "RETAIL_FAULT_IAM_DENY_API": api}
+        return {}
 
     def client_env(self) -> dict[str, str]:
         """Environment that points the official Google clients (and ``Settings``) at this

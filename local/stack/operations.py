@@ -89,3 +89,26 @@ def recent_runs(cfg: StackConfig, limit: int = 10) -> list[RunState]:
 
     settings = Settings.from_env(cfg.client_env())
     return recent(clients.storage_client(settings), settings.fetch_destinations[0], limit)
+
+
+def deliveries(cfg: StackConfig) -> dict[str, dict[str, int]]:
+    """Per function: the push relay's counts for its subscription (delivered, acked, refused
+    with 429, in flight) and what its host served (capacity, peak at once)."""
+    from local.function_host import host_stats
+    from local.push_relay import stats
+    from shared import topology
+
+    relayed = stats(cfg.push_relay_port)
+    out = {}
+    for sub in topology.SUBSCRIPTIONS:
+        path = f"projects/{cfg.project}/subscriptions/{cfg.names.subscription(sub.name)}"
+        host = host_stats(cfg.function_port(sub.entry_point))
+        counts = relayed.get(path, {})
+        out[sub.entry_point] = {
+            "delivered": counts.get("delivered", 0),
+            "acked": counts.get("acked", 0),
+            "refused_429": counts.get("refused", 0),
+            "capacity": host["capacity"],
+            "peak": host["peak"],
+        }
+    return out

@@ -44,7 +44,7 @@ def ensure_resources(cfg: StackConfig, say: Callable[[str], None]) -> None:
             ack_deadline_seconds=cfg.ack_deadline_s(sub),
             retry_policy=pubsub_v1.types.RetryPolicy(
                 minimum_backoff={"seconds": min(cfg.min_backoff_s, sub.min_backoff_s)},
-                maximum_backoff={"seconds": sub.max_backoff_s},
+                maximum_backoff={"seconds": min(cfg.max_backoff_s, sub.max_backoff_s)},
             ),
             dead_letter_policy=pubsub_v1.types.DeadLetterPolicy(
                 dead_letter_topic=dead_letter, max_delivery_attempts=sub.max_delivery_attempts

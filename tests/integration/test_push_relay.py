@@ -24,8 +24,9 @@ class Endpoint:
     (open from the start unless ``held``); it records every body and the most requests it
     had at once."""
 
-    def __init__(self, status: int = 204, held: bool = False) -> None:
+    def __init__(self, status: int = 204, held: bool = False, first: tuple[int, ...] = ()) -> None:
         self.status = status
+        self.first = list(first)  # the answers to the first requests, before ``status``
         self.gate = threading.Event()
         if not held:
             self.gate.set()
@@ -44,7 +45,8 @@ class Endpoint:
                 outer.gate.wait(60)
                 with outer.lock:
                     outer.active -= 1
-                self.send_response(outer.status)
+                    status = outer.first.pop(0) if outer.first else outer.status
+                self.send_response(status)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
@@ -153,14 +155,36 @@ def test_a_failing_endpoint_gets_retries_then_the_dead_letter_topic(pubsub):
     assert relay.counts.snapshot()["acked"] == 0
 
 
-def test_the_stacks_fan_out_runs_its_workers_at_once_within_max_instances(stack, settings, retail):
+def test_a_429_is_a_failed_attempt_redelivered_after_the_backoff_not_a_wait(pubsub):
+    """A function whose instances are all busy answers 429: as from the service, the
+    delivery failed, the message comes back after the retry policy's backoff."""
+    publisher, subscriber, topic, sub, _ = pubsub
+    endpoint = Endpoint(first=(429, 429))
+    relay = Relay(subscriber, Route(sub, endpoint.url, concurrency=4, ack_deadline_s=30))
+    publisher.publish(topic, b"busy").result()
+    relay.start()
+    try:
+        assert wait_for(lambda: relay.counts.snapshot()["acked"] == 1, timeout_s=60)
+    finally:
+        relay.stop()
+        endpoint.close()
+    assert drained(subscriber, sub)
+    counts = relay.counts.snapshot()
+    assert (counts["delivered"], counts["refused"], counts["nacked"]) == (3, 2, 2)
+    assert [b.get("deliveryAttempt") for b in endpoint.bodies] == [1, 2, 3]
+
+
+def test_the_stacks_fan_out_runs_its_workers_at_once_within_the_capacity(stack, settings, retail):
     """The fetch fan-out through the stack's relay: the fetch subscription's deliveries
-    overlap (the emulator's own push kept two in flight) and stay within the dev
-    environment's fetch instances (8)."""
+    overlap (the emulator's own push kept two in flight) and the function host serves at most
+    the dev environment's fetch capacity (8 instances x 4 requests); 8 streams fit in it, so
+    nothing is refused."""
+    from local.function_host import host_stats
     from local.stack import push_routes
 
     route = next(r for r in push_routes(stack) if "fetch-chunk" in r["subscription"])
-    assert route["concurrency"] == 8
+    host = host_stats(stack.function_port("fetch_chunk"))
+    assert host["capacity"] == 32 and route["concurrency"] > host["capacity"]
     before = stats(stack.push_relay_port, reset_peak=True)[route["subscription"]]
     # Every read slowed to seconds a part (the proxy's rate cap), so the fan-out's deliveries
     # are in flight together however slowly this machine dispatches them.
@@ -173,4 +197,5 @@ def test_the_stacks_fan_out_runs_its_workers_at_once_within_max_instances(stack,
     after = stats(stack.push_relay_port)[route["subscription"]]
     worked = function_logs(stack, "fetch_chunk", run_id=request.run_id)
     assert after["delivered"] - before["delivered"] >= len(worked) > 0
-    assert 2 < after["peak_in_flight"] <= 8
+    assert after["peak_in_flight"] > 2 and after["refused"] == before["refused"]
+    assert host_stats(stack.function_port("fetch_chunk"))["peak"] <= 32

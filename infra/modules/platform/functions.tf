@@ -20,14 +20,14 @@ resource "google_cloudfunctions2_function" "function" {
   }
 
   service_config {
-    # fetch_chunk holds one Storage Read stream per instance: its instances are the fetch's
-    # parallelism, capped by quota ("fetch_instances" in the declaration).
-    max_instance_count = tonumber(
-      local.functions[each.key].max_instances == "fetch_instances"
-      ? local.settings.fetch_limits.max_instances
-      : local.functions[each.key].max_instances
-    )
-    max_instance_request_concurrency = 1
+    # The fetch functions' instances and requests per instance are the environment's
+    # fetch_limits ("fetch_instances", "fetch_concurrency" in the declaration): the widest run
+    # is in flight at once. Beyond that an instance answers 429 and Pub/Sub retries (the
+    # subscription's attempts are sized for it). Serving more than one request at once needs
+    # a whole CPU.
+    max_instance_count               = local.function_shapes[each.key].instances
+    max_instance_request_concurrency = local.function_shapes[each.key].concurrency
+    available_cpu                    = local.function_shapes[each.key].concurrency > 1 ? "1" : null
     available_memory                 = local.functions[each.key].memory
     timeout_seconds                  = 540
     ingress_settings                 = "ALLOW_INTERNAL_ONLY"

@@ -10,6 +10,17 @@ locals {
   deployables = local.platform.deployables
   functions   = { for name, d in local.deployables : name => d if d.kind == "function" }
   jobs        = { for name, d in local.deployables : name => d if d.kind == "job" }
+  # shared/platform.py function_shape() resolves the same two numbers.
+  function_shapes = {
+    for name, d in local.functions : name => {
+      instances = tonumber(d.max_instances == "fetch_instances" ? local.settings.fetch_limits.max_instances : d.max_instances)
+      concurrency = tonumber(
+        lookup(d, "concurrency", 1) == "fetch_concurrency"
+        ? local.settings.fetch_limits.concurrency
+        : lookup(d, "concurrency", 1)
+      )
+    }
+  }
 
   subscriptions = local.platform.subscriptions
 
@@ -30,6 +41,7 @@ locals {
     part_max_rows        = tostring(local.settings.part_max_rows)
     part_target_mb       = tostring(local.settings.part_target_mb)
     claim_lease_s        = tostring(local.settings.claim_lease_s)
+    iam_propagation_s    = tostring(local.platform.iam_propagation_s)
     fetch_destinations   = "gs://${google_storage_bucket.data.name}/fetch/"
     model_poll_s         = tostring(local.settings.model_poll_s)
     promotions_table     = "${var.project_id}.${local.source_dataset}.promotions"

@@ -1,0 +1,102 @@
+"""The local cloud refuses what Google Cloud refuses, and the platform survives it: a fan-out
+wider than a function's capacity meets 429s and still completes with no dead letter; a run
+started while IAM grants propagate (403s) completes; a 403 that lasts fails the run with the
+reason."""
+
+import dataclasses
+import json
+
+import pytest
+
+from local.function_host import host_stats
+from local.stack import dead_letters, function_component, up
+from local.stack.processes import _stop
+from shared import clients
+from shared.fetch import runs
+from shared.fetch.layout import RunLayout
+
+from .helpers import function_logs, relay_counts, wait_for
+from .test_fetch_pipeline import fetched_checksum, publish_request, source_checksum, wait_manifest
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+def restart(stack):
+    """Restart functions with another configuration (capacity, faults); back as they were
+    after the test."""
+    changed: list[str] = []
+
+    def with_config(entry_points: list[str], **changes):
+        for entry_point in entry_points:
+            _stop(stack, function_component(entry_point))
+        changed.extend(entry_points)
+        up(dataclasses.replace(stack, **changes), say=lambda _m: None)
+
+    yield with_config
+    for entry_point in changed:
+        _stop(stack, function_component(entry_point))
+    up(stack, say=lambda _m: None)
+
+
+def test_a_fan_out_four_times_wider_than_the_function_completes_with_no_dead_letter(
+    stack, settings, retail, restart
+):
+    restart(["fetch_chunk"], capacities=(("fetch_chunk", 2),))
+    assert host_stats(stack.function_port("fetch_chunk"))["capacity"] == 2
+    letters = dead_letters(stack).get("fetch-chunk", 0)
+    before = relay_counts(stack, "fetch-chunk")
+    request = publish_request(settings, parallelism=8)
+    manifest = wait_manifest(settings, request, timeout_s=180)
+    assert manifest is not None
+    after = relay_counts(stack, "fetch-chunk")
+    assert after["refused"] > before["refused"]  # the 429 path ran: refused, then retried
+    assert host_stats(stack.function_port("fetch_chunk"))["peak"] <= 2
+    assert dead_letters(stack).get("fetch-chunk", 0) == letters
+    assert fetched_checksum(settings, manifest) == source_checksum(settings, request.table)
+
+
+def test_a_run_started_while_iam_grants_propagate_completes(stack, settings, retail, restart):
+    """plan_fetch's and fetch_chunk's Google API calls answer 403 for their first 15 s:
+    the deliveries fail, Pub/Sub brings them back, and the run completes once the grants
+    are there."""
+    restart(["plan_fetch", "fetch_chunk"], iam_deny=(("plan_fetch", 15), ("fetch_chunk", 15)))
+    before = relay_counts(stack, "plan-fetch")
+    request = publish_request(settings, parallelism=3)
+    manifest = wait_manifest(settings, request, timeout_s=180)
+    assert manifest is not None
+    assert relay_counts(stack, "plan-fetch")["nacked"] > before["nacked"]
+    retried = [
+        line
+        for line in function_logs(stack, "plan_fetch")
+        if line.get("outcome") == "retry" and line.get("error_type") == "Forbidden"
+    ]
+    assert retried  # the 403 was met, and redelivered rather than failed
+    assert fetched_checksum(settings, manifest) == source_checksum(settings, request.table)
+
+
+def test_a_403_that_outlasts_the_propagation_window_fails_the_run_with_the_reason(
+    stack, settings, retail, restart
+):
+    """fetch_chunk's Storage Read calls stay refused; with a propagation window of 3 s the
+    stream message is retried while young, then the run ends failed, saying why."""
+    tuning = (*stack.tuning, ("RETAIL_IAM_PROPAGATION_S", "3"))
+    restart(
+        ["fetch_chunk"],
+        iam_deny=(("fetch_chunk:bigquerystorage", 600),),
+        tuning=tuning,
+    )
+    before = relay_counts(stack, "fetch-chunk")
+    request = publish_request(settings, parallelism=1)
+    gcs = clients.storage_client(settings)
+    ended = wait_for(
+        lambda: (s := runs.state(gcs, request.destination)).state == "failed" and s,
+        timeout_s=120,
+    )
+    assert ended, "the run did not end"
+    assert ended.detail.startswith("fetch_chunk: 403")
+    assert "Permission denied" in ended.detail
+    assert relay_counts(stack, "fetch-chunk")["nacked"] > before["nacked"]  # retried first
+    record = RunLayout.of(request.destination).failed
+    failed = json.loads(gcs.bucket(record.bucket).blob(record.path).download_as_bytes())
+    assert failed["run_id"] == request.run_id
