@@ -38,7 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m local.demo", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--rows", type=int, default=1_000_000, help="transaction rows to generate")
-    parser.add_argument("--parallelism", type=int, default=4, help="fetch streams")
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        default=0,
+        help="fetch streams (default: twice the environment's fetch instances, a fan-out wider "
+        "than the instances)",
+    )
     parser.add_argument("--airflow-port", type=int, default=8280)
     parser.add_argument("--airflow-home", type=Path, help="Airflow's home (default .local/airflow)")
     parser.add_argument("--keep", action="store_true", help="leave the stack and Airflow running")
@@ -57,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         t = step(f"1. local stack and Airflow ({cfg.state_dir})")
         af, cfg = start(cfg, args.airflow_port, args.airflow_home)
         timings.append(("stack + Airflow", time.perf_counter() - t, "up"))
+        from shared.platform import function_shape
         from shared.settings import Settings
 
         settings = Settings.from_env()
@@ -69,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         timings.append(("generate + load", time.perf_counter() - t, f"{rows:,} rows"))
 
         t = step("3. fetch: request on fetch-requests -> Pub/Sub fan-out -> Parquet on GCS")
+        parallelism = args.parallelism or 2 * function_shape("fetch_chunk", cfg.environment)[0]
         got = observed["fetch"] = fetch(
-            settings, f"{cfg.project}.retail.transactions", args.parallelism
+            cfg, settings, f"{cfg.project}.retail.transactions", parallelism
         )
         print(
             f"  run {got['run_id']}: {got['rows']:,} rows in {got['parts']} Parquet parts "
@@ -78,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
             f"= {got['rows'] / got['seconds']:,.0f} rows/s"
         )
         print(f"  at {got['destination']}")
+        for function, n in got["deliveries"].items():
+            print(
+                f"  {function}: {n['delivered']} deliveries, {n['refused_429']} refused with 429 "
+                f"and retried (serves {n['capacity']} at once)"
+            )
+        print(f"  {got['dead_letters']} dead letters")
+        if got["dead_letters"]:
+            raise StepFailed(f"{got['dead_letters']} messages went to the dead-letter topic")
         if got["rows"] != rows:
             raise StepFailed(f"fetched {got['rows']:,} rows of {rows:,}")
         timings.append(("fetch", got["seconds"], f"{got['rows']:,} rows, exact"))

@@ -92,12 +92,19 @@ def load_retailer(settings: Any, rows: int) -> dict:
     return generate_data(rows, 7, "retail", settings, quiet=False)
 
 
-def fetch(settings: Any, table: str, parallelism: int, timeout_s: float = 600) -> dict:
-    """A fetch request asking for both trainings, followed to its manifest."""
+def fetch(
+    cfg: StackConfig, settings: Any, table: str, parallelism: int, timeout_s: float = 600
+) -> dict:
+    """A fetch request asking for both trainings, followed to its manifest; with the
+    deliveries of each function meanwhile, those refused with 429 (retried), and the dead
+    letters."""
     from tqdm import tqdm
 
+    from local.stack import dead_letters, deliveries
     from shared.fetch.library import new_run_id, publish_and_follow
     from shared.messages import FetchRequest
+
+    before, letters = deliveries(cfg), sum(dead_letters(cfg).values())
 
     run_id = new_run_id("main")
     request = FetchRequest(
@@ -111,8 +118,16 @@ def fetch(settings: Any, table: str, parallelism: int, timeout_s: float = 600) -
     with tqdm(unit="rows", unit_scale=True, file=sys.stderr, leave=False) as bar:
         manifest = publish_and_follow(request, settings, timeout_s=timeout_s, progress=bar)
     seconds = time.perf_counter() - t0
+    after = deliveries(cfg)
+    pushed = {
+        f: {k: after[f][k] - before[f][k] for k in ("delivered", "refused_429")}
+        | {"capacity": after[f]["capacity"]}
+        for f in ("plan_fetch", "fetch_chunk", "finalize_fetch")
+    }
     return {
         "run_id": run_id,
+        "deliveries": pushed,
+        "dead_letters": sum(dead_letters(cfg).values()) - letters,
         "destination": request.destination,
         "rows": manifest["rows"],
         "source_rows": manifest.get("source_rows", manifest["rows"]),

@@ -15,9 +15,11 @@ or any model exists, and ``/readyz`` says which of the two is missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,6 +65,8 @@ class ModelStore:
         # Why the last refresh did not load a model (None when it did, or nothing was new).
         self.last_error: str | None = None
         self._stop = threading.Event()
+        self._catching_up = threading.Lock()
+        self._last_refresh = 0.0
 
     @property
     def keyring(self) -> Keyring:
@@ -91,11 +95,24 @@ class ModelStore:
         blob = self.gcs.bucket(target.bucket).blob(target.path).download_as_bytes()
         return uri, decrypt(blob, self.keyring)
 
+    def catch_up(self, min_interval_s: float = 1.0) -> None:
+        """Refresh now, for a request that found a model missing: gunicorn's workers each poll
+        on their own clock, so one worker may serve a run another has not loaded yet (at most
+        once a ``min_interval_s``, whatever the load)."""
+        if time.monotonic() - self._last_refresh < min_interval_s:
+            return
+        with self._catching_up:
+            if time.monotonic() - self._last_refresh < min_interval_s:
+                return
+            with contextlib.suppress(Exception):  # the answer says why no model is served
+                self.refresh()
+
     def refresh(self) -> bool:
         """Load whichever artifact is new; True when a model changed.
 
         Each kind is tried even if the other fails; the first failure is raised afterwards.
         """
+        self._last_refresh = time.monotonic()
         changed, errors = False, []
         for load in (self._refresh_pricing, self._refresh_promotions):
             try:

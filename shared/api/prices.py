@@ -23,6 +23,8 @@ def routes(store: ModelStore) -> Routes:
     no_model = failed("no model yet")
 
     def model():
+        if store.pricing is None:
+            store.catch_up()
         current = store.pricing
         if current is None:
             raise ApiError(503, f"no pricing model: {store.not_ready_reason()}")

@@ -51,6 +51,8 @@ def routes(store: ModelStore, analytics: PromotionAnalytics | None) -> Routes:
         if isinstance(listed, list) and len(listed) > MAX_BATCH:
             raise ApiError(413, f"at most {MAX_BATCH} promotions per request", "promotions")
         items = validated(BatchIn, raw).promotions if batch else [validated(PromotionIn, raw)]
+        if store.promotions is None:
+            store.catch_up()
         loaded = store.promotions
         if loaded is None:
             raise ApiError(503, f"no promotion model: {store.not_ready_reason()}")

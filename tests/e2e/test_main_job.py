@@ -69,6 +69,10 @@ def test_main_command_at_a_small_size(tmp_path):
     assert loaded > 100_000
     fetched = seen["fetch"]
     assert fetched["rows"] == loaded and fetched["parts"] >= 1  # exact, through Pub/Sub
+    # A fan-out wider than the fetch instances (dev: 8), on the stack that answers 429:
+    # nothing lost to the dead-letter topic.
+    assert fetched["deliveries"]["fetch_chunk"]["delivered"] > 8
+    assert fetched["dead_letters"] == 0
 
     trained = seen["training"]
     assert set(trained["executions"]) == {"pricing", "promotions"}

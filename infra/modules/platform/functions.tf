@@ -46,6 +46,10 @@ resource "google_cloudfunctions2_function" "function" {
       }
     }
   }
+
+  # A function whose environment references a secret is deployed only if its runtime account
+  # can read that secret then: the grant first (sync_rbac's Airflow secret).
+  depends_on = [google_secret_manager_secret_iam_member.grant]
 }
 
 resource "google_cloud_run_service_iam_member" "pubsub_invokes_function" {

@@ -34,6 +34,9 @@ resource "google_pubsub_subscription" "push" {
     push_endpoint = "${google_cloudfunctions2_function.function[local.subscriptions[each.key].entry_point].service_config[0].uri}/projects/${var.project_id}/topics/${local.prefix}${local.subscriptions[each.key].topic}"
     oidc_token {
       service_account_email = google_service_account.pubsub_invoker.email
+      # What the function accepts: its own URL (Cloud Run's default audience). Stated, so a
+      # push endpoint with a path never becomes the audience by accident.
+      audience = google_cloudfunctions2_function.function[local.subscriptions[each.key].entry_point].service_config[0].uri
     }
   }
 
