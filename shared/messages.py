@@ -258,6 +258,20 @@ MAX_MESSAGE_BYTES = 2_000_000
 MAX_DEPTH = 32
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice: which value counts would be an accident."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for :func:`json.loads` that refuses a key given twice."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(f"key {key!r} is given twice")
+        out[key] = value
+    return out
+
+
 def too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
     """True when brackets nest deeper than ``limit`` (outside strings): checked by scanning,
     so a 10,000-level document never reaches the recursive JSON parser."""
@@ -293,7 +307,9 @@ def parse(model: type[M], data: bytes | str | dict, topic: str) -> M:
         if too_deep(text):
             raise MalformedMessage(topic, "<body>", f"nested deeper than {MAX_DEPTH} levels")
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=unique_keys)
+        except DuplicateKey as exc:
+            raise MalformedMessage(topic, "<body>", str(exc)) from None
         except (json.JSONDecodeError, RecursionError) as exc:
             raise MalformedMessage(topic, "<body>", f"not JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.api.openapi import Answer
 from shared.api.schemas import MAX_JSON_DEPTH, Error
-from shared.messages import too_deep
+from shared.messages import too_deep, unique_keys
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -53,7 +53,11 @@ def validated(model: type[M], data: bytes | dict) -> M:
 
 
 def query(model: type[M], request: Request) -> M:
-    """The query string as ``model`` (parameters it does not name are ignored)."""
+    """The query string as ``model`` (parameters it does not name are ignored; one it names
+    twice is refused: which value counts would be an accident)."""
+    for name, values in request.args.lists():
+        if len(values) > 1 and name in model.model_fields:
+            raise ApiError(400, f"{name} is given {len(values)} times", name)
     return validated(model, request.args.to_dict())
 
 
@@ -71,6 +75,6 @@ def json_body(request: Request) -> tuple[bytes, object]:
         text = raw.decode()
         if too_deep(text, MAX_JSON_DEPTH):
             raise ApiError(400, f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels")
-        return raw, json.loads(text, parse_constant=_no_constant)
+        return raw, json.loads(text, parse_constant=_no_constant, object_pairs_hook=unique_keys)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None

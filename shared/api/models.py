@@ -91,7 +91,7 @@ class ModelStore:
             return None
         if uri == current_uri:
             return None
-        target = GcsUri.parse(uri)
+        target = ArtifactLayout(self.artifacts).pointed(kind, uri)
         blob = self.gcs.bucket(target.bucket).blob(target.path).download_as_bytes()
         return uri, decrypt(blob, self.keyring)
 

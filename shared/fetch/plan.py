@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
@@ -153,6 +154,9 @@ def _recorded(bucket: storage.Bucket, dest: GcsUri, run_id: str) -> Plan | None:
     return _plan_from_record(existing, reused=True)
 
 
+_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+
+
 def check_destination(
     destination: str, allowed: tuple[str, ...] | list[str], gcs: storage.Client | None = None
 ) -> GcsUri:
@@ -163,6 +167,16 @@ def check_destination(
         raise InvalidRequest(
             f"destination {destination!r}: backslashes, percent-encoding, wildcards and "
             "control characters are not allowed"
+        )
+    # A name that looks like another run's (a trailing space, a zero-width space, a combining
+    # accent, fullwidth dots, "//") would be a second run beside it, mixed up by whoever reads
+    # by the displayed name or by prefix: only plain ASCII segments.
+    path = destination.removeprefix("gs://").partition("/")[2]
+    bad = [s for s in path.split("/") if not _SEGMENT.fullmatch(s)] if path else []
+    if not destination.isascii() or bad or destination.endswith("/"):
+        raise InvalidRequest(
+            f"destination {destination!r}: each path segment must be plain ASCII letters, "
+            "digits, '.', '_' or '-' (not starting with '.'), with no empty segment"
         )
     try:
         dest = GcsUri.parse(destination)

@@ -140,6 +140,19 @@ class ArtifactLayout:
     def model(self, kind: str, run_id: str) -> GcsUri:
         return self.root.child(f"{kind}/{run_id}.model")
 
+    def pointed(self, kind: str, uri: str) -> GcsUri:
+        """The artifact a ``kind`` pointer names, refused unless it is one of that kind's
+        models below this root (a pointer is data: it must not send a reader elsewhere)."""
+        try:
+            target = GcsUri.parse(uri)
+        except ValueError as exc:
+            raise ArtifactError(f"{kind} pointer: {exc}") from None
+        home = self.root.child(kind)
+        inside = target.bucket == home.bucket and target.path.startswith(f"{home.path}/")
+        if not inside or "/" in target.path[len(home.path) + 1 :] or not uri.endswith(".model"):
+            raise ArtifactError(f"{kind} pointer names {uri}, not a model below {home}")
+        return target
+
     def scores(self, run_id: str) -> GcsUri:
         return self.root.child(f"promotions/{run_id}.scores.json")
 

@@ -49,3 +49,24 @@ def test_bad_key_configuration_is_named_without_the_key():
     assert "not-a-key" not in str(err.value)
     with pytest.raises(ArtifactError, match="no artifact keys"):
         Keyring.configured(Settings(project="p-1"))
+
+
+def test_a_pointer_is_followed_only_to_a_model_of_its_kind_below_the_artifacts():
+    """Defect 15: LATEST naming another bucket was followed (the key check still protected
+    the model; the pointer is now confined)."""
+    from shared.training.artifacts import ArtifactLayout
+
+    layout = ArtifactLayout.of("gs://p-artifacts")
+    assert str(layout.pointed("pricing", "gs://p-artifacts/pricing/r1.model")) == (
+        "gs://p-artifacts/pricing/r1.model"
+    )
+    for elsewhere in (
+        "gs://attacker-bucket/pricing/r1.model",
+        "gs://p-artifacts/promotions/r1.model",  # another kind
+        "gs://p-artifacts/pricing/../keys/r1.model",
+        "gs://p-artifacts/pricing/deeper/r1.model",
+        "gs://p-artifacts/pricing/r1.scores.json",
+        "https://p-artifacts/pricing/r1.model",
+    ):
+        with pytest.raises(ArtifactError, match="pointer"):
+            layout.pointed("pricing", elsewhere)
