@@ -100,3 +100,32 @@ def test_a_403_that_outlasts_the_propagation_window_fails_the_run_with_the_reaso
     record = RunLayout.of(request.destination).failed
     failed = json.loads(gcs.bucket(record.bucket).blob(record.path).download_as_bytes())
     assert failed["run_id"] == request.run_id
+
+
+def test_a_9_mb_request_is_refused_by_the_function_and_shown_by_status_and_redrive(stack, settings):
+    """Defect 13: Pub/Sub takes messages up to 10 MB; the local channels kept gRPC's 4 MB
+    receive limit, so a 9 MB request never reached plan_fetch and status could not pull it."""
+    from local.stack import redrive
+    from shared import topology
+
+    publisher = clients.publisher_client(settings)
+    oversized = b'{"table": "p-1234.d.t", "pad": "' + b"x" * 9_000_000 + b'"}'
+    before = relay_counts(stack, "plan-fetch")
+    message_id = publisher.publish(
+        publisher.topic_path(settings.project, settings.topic(topology.FETCH_REQUESTS)), oversized
+    ).result()
+    [line] = wait_for(lambda: function_logs(stack, "plan_fetch", message_id=message_id), 60)
+    assert line["outcome"] == "acknowledged" and "larger than 2000000 bytes" in line["message"]
+    assert relay_counts(stack, "plan-fetch")["acked"] > before["acked"]
+
+    # The same message as the dead-letter topic would hold it: status counts it, redrive
+    # sends it back to its topic (where it is refused again, with its log line).
+    source = f"projects/{stack.project}/subscriptions/{stack.names.subscription('plan-fetch')}"
+    publisher.publish(
+        publisher.topic_path(settings.project, settings.topic(topology.DEAD_LETTER)),
+        oversized,
+        CloudPubSubDeadLetterSourceSubscription=source,
+    ).result()
+    assert dead_letters(stack).get("plan-fetch", 0) >= 1
+    assert redrive(stack).get(topology.FETCH_REQUESTS, 0) >= 1
+    assert dead_letters(stack).get("plan-fetch", 0) == 0

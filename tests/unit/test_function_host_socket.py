@@ -1,0 +1,57 @@
+"""Defect 16: functions-framework's gunicorn opened ~/.gunicorn/gunicorn.ctl, one socket for
+every gunicorn of the user, which another stack's ``down`` could remove; the function host
+runs gunicorn without it."""
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_open(port: int, proc: subprocess.Popen, timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("host", ["local.function_host", "functions-framework"])
+def test_the_function_host_opens_no_shared_control_socket(tmp_path, host):
+    port = free_port()
+    common = ["--target", "plan_fetch", "--source", str(REPO / "functions" / "main.py")]
+    if host == "local.function_host":
+        argv = [sys.executable, "-m", host, *common, "--port", str(port)]
+        argv += ["--capacity", "1", "--threads", "2"]
+    else:  # what the stack ran before: the control socket appears
+        argv = [str(Path(sys.executable).parent / host), *common, "--port", str(port)]
+        argv += ["--signature-type", "cloudevent"]
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert wait_open(port, proc), "the host did not start"
+        control = tmp_path / ".gunicorn" / "gunicorn.ctl"
+        if host == "local.function_host":
+            assert not control.exists()
+        else:
+            deadline = time.monotonic() + 10
+            while not control.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert control.exists()
+    finally:
+        proc.terminate()
+        proc.wait(10)
