@@ -162,7 +162,8 @@ def bootstrap_command(env: str = "dev") -> str:
     data = Names(env, "<project>").bucket("data")
     targets = " ".join(f"-target='module.platform.{address}'" for address, _ in BOOTSTRAP)
     return (
-        f"terraform apply {targets} -var project_id=<project> -var image_tag=bootstrap "
+        f"terraform apply {targets} -var-file=env/{env}.tfvars -var project_id=<project> "
+        "-var image_tag=bootstrap "
         f"-var rbac_config_uri=gs://{data}/rbac.yaml"
     )
 
@@ -175,6 +176,15 @@ def main() -> int:
     print("  on the Terraform state bucket: roles/storage.objectAdmin")
     for role, why in BUILD.items():
         print(f"  on the project, for the build itself: {role} ({why})")
+    from shared.platform import Names, declaration
+
+    build = declaration()["build_account"]
+    print(
+        f"the functions are built as {Names('dev', '<project>').account_email('build')} "
+        f"(Terraform creates it with {', '.join(build['project'])} on the project and "
+        f"{', '.join(build['buckets'].values())} on the source bucket; the deploying identity "
+        "acts as it)"
+    )
     print("bootstrap (infra/deploy with env/dev.tfvars, once, before the first build):")
     print(f"  {bootstrap_command('dev')}")
     return 0

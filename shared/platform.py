@@ -110,6 +110,8 @@ class Names:
         """Service account id of a deployable (6-30 characters, checked offline)."""
         if deployable == "push_invoker":
             return f"{self.prefix}{self._decl['push_invoker_account']}"
+        if deployable == "build":
+            return f"{self.prefix}{self._decl['build_account']['account']}"
         return f"{self.prefix}{self._decl['deployables'][deployable]['account']}"
 
     def account_email(self, deployable: str) -> str:

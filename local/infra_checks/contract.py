@@ -135,6 +135,8 @@ OTHER_IAM = {
     ("google_cloud_run_service_iam_member", "pubsub_invokes_function"): "push to functions",
     ("google_pubsub_topic_iam_member", "group_changes_publish"): "log sink writer",
     ("google_cloud_run_v2_service_iam_member", "api_invoker"): "callers of the API",
+    ("google_project_iam_member", "build"): "the functions' build identity (build_account)",
+    ("google_storage_bucket_iam_member", "build"): "the build reads the source (build_account)",
 }
 DECLARATION_PATH = "${path.module}/../../../shared/platform.yaml"
 

@@ -106,6 +106,7 @@ def value_problems(repo: Path = REPO) -> tuple[list[str], dict]:
         for who in decl["deployables"]:
             rule("service account id", names.account_id(who), env_name)
         rule("service account id", names.account_id("push_invoker"), env_name)
+        rule("service account id", names.account_id("build"), env_name)
         for topic in decl["topics"]:
             rule("topic", names.topic(topic), env_name)
         for sub in [*decl["subscriptions"], decl["dead_letter"]["subscription"]]:

@@ -44,3 +44,20 @@ def module_dir():
     from local.infra_checks.common import INFRA, MODULE
 
     return INFRA / MODULE
+
+
+def test_functions_are_built_as_a_declared_identity_with_its_grants(module):
+    """Defect 2: with no build service account, builds ran as the default compute account,
+    which on projects created since mid-2024 cannot build."""
+    from shared.platform import declaration
+
+    function = module["resource"]["google_cloudfunctions2_function"]["function"]
+    [build] = function["build_config"]
+    assert build["service_account"] == "${google_service_account.build.id}"
+    declared = declaration()["build_account"]
+    assert set(declared["project"]) == {"roles/logging.logWriter", "roles/artifactregistry.writer"}
+    assert declared["buckets"] == {"source": "roles/storage.objectViewer"}
+    grants = module["resource"]["google_project_iam_member"]["build"]
+    assert grants["for_each"] == "${toset(local.platform.build_account.project)}"
+    # Built only once the identity may build.
+    assert "${google_project_iam_member.build}" in function["depends_on"]

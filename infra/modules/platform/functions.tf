@@ -11,6 +11,9 @@ resource "google_cloudfunctions2_function" "function" {
   build_config {
     runtime     = "python311"
     entry_point = each.key
+    # Built as our own identity, not the default compute account (no build rights on new
+    # projects); it needs its grants before the first build.
+    service_account = google_service_account.build.id
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -49,7 +52,11 @@ resource "google_cloudfunctions2_function" "function" {
 
   # A function whose environment references a secret is deployed only if its runtime account
   # can read that secret then: the grant first (sync_rbac's Airflow secret).
-  depends_on = [google_secret_manager_secret_iam_member.grant]
+  depends_on = [
+    google_secret_manager_secret_iam_member.grant,
+    google_project_iam_member.build,
+    google_storage_bucket_iam_member.build,
+  ]
 }
 
 resource "google_cloud_run_service_iam_member" "pubsub_invokes_function" {

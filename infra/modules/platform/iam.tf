@@ -47,6 +47,26 @@ resource "google_service_account" "pubsub_invoker" {
   display_name = "Pub/Sub push to the platform's functions"
 }
 
+# The functions' build identity (shared/platform.yaml build_account) and its grants.
+resource "google_service_account" "build" {
+  account_id   = "${local.prefix}${local.platform.build_account.account}"
+  display_name = "Cloud Build: the platform's functions"
+}
+
+resource "google_project_iam_member" "build" {
+  for_each = toset(local.platform.build_account.project)
+  project  = var.project_id
+  role     = each.value
+  member   = "serviceAccount:${google_service_account.build.email}"
+}
+
+resource "google_storage_bucket_iam_member" "build" {
+  for_each = local.platform.build_account.buckets
+  bucket   = local.grant_targets.buckets[each.key]
+  role     = each.value
+  member   = "serviceAccount:${google_service_account.build.email}"
+}
+
 resource "google_project_iam_member" "grant" {
   for_each = local.grants_in.project
   project  = var.project_id
