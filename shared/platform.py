@@ -144,12 +144,7 @@ def fetch_root(data_bucket: str) -> str:
     return f"gs://{data_bucket}/fetch/"
 
 
-def facts(
-    env_name: str,
-    project: str,
-    region: str = "europe-west1",
-    rbac_config_uri: str = "",
-) -> dict[str, str]:
+def facts(env_name: str, project: str, rbac_config_uri: str = "") -> dict[str, str]:
     """The values a deployable's variables name; Terraform's ``local.facts`` computes the same."""
     env = environment(env_name)
     names = Names(env_name, project)
@@ -158,9 +153,10 @@ def facts(
     return {
         "project": project,
         "environment": env_name,
-        "region": region,
+        "region": str(env["region"]),
         "prefix": names.prefix,
-        "bigquery_location": str(env["bigquery_location"]),
+        # Datasets live in the region the code runs in (one declared location).
+        "bigquery_location": str(env["region"]),
         "data_bucket": names.bucket("data"),
         "artifacts": f"gs://{names.bucket('artifacts')}",
         "fetch_tmp_dataset": names.dataset("fetch_tmp"),
@@ -185,13 +181,12 @@ def deployable_env(
     deployable: str,
     env_name: str,
     project: str,
-    region: str = "europe-west1",
     rbac_config_uri: str = "",
 ) -> dict[str, str]:
     """The environment Terraform gives ``deployable`` in ``env_name`` (secrets left out)."""
     decl = declaration()
     kind = decl["deployables"][deployable]["kind"]
-    values = facts(env_name, project, region, rbac_config_uri)
+    values = facts(env_name, project, rbac_config_uri)
     wanted: Mapping[str, str] = {
         **decl["env"][kind],
         **decl["env"]["extra"].get(deployable, {}),
@@ -200,26 +195,30 @@ def deployable_env(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m shared.platform check-prefix ENV PREFIX``: Cloud Build's ``_PREFIX`` is the
-    environment's declared prefix (the registry and source bucket names depend on it)."""
+    """``python -m shared.platform check-prefix ENV PREFIX [REGION]``: Cloud Build's ``_PREFIX``
+    and ``_REGION`` are the environment's declared prefix and region (the registry and source
+    bucket it pushes to depend on them)."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 3 or args[0] != "check-prefix":
-        print("usage: python -m shared.platform check-prefix ENV PREFIX", file=sys.stderr)
+    if len(args) not in (3, 4) or args[0] != "check-prefix":
+        print("usage: python -m shared.platform check-prefix ENV PREFIX [REGION]", file=sys.stderr)
         return 2
     try:
-        declared = str(environment(args[1])["prefix"])
+        env = environment(args[1])
     except DeclarationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if declared != args[2]:
-        print(
-            f"error: _PREFIX={args[2]!r} but shared/platform.yaml declares {declared!r} for "
-            f"{args[1]}",
-            file=sys.stderr,
-        )
-        return 1
+    given = {"_PREFIX": args[2], **({"_REGION": args[3]} if len(args) == 4 else {})}
+    declared = {"_PREFIX": str(env["prefix"]), "_REGION": str(env["region"])}
+    for name, value in given.items():
+        if value != declared[name]:
+            print(
+                f"error: {name}={value!r} but shared/platform.yaml declares "
+                f"{declared[name]!r} for {args[1]}",
+                file=sys.stderr,
+            )
+            return 1
     return 0
 
 

@@ -3,17 +3,19 @@
 # shared/platform.yaml (environments.<env>), the declaration the code and the local stack read.
 
 locals {
-  platform = yamldecode(file("${path.module}/../../../shared/platform.yaml"))
+  platform = yamldecode(file("${path.module}/../../shared/platform.yaml"))
   prefix   = local.platform.environments[var.environment].prefix
-  registry = "${var.region}-docker.pkg.dev/${var.project_id}/${local.prefix}${local.platform.registry}"
+  # The one declared location of the environment's data and compute.
+  region   = local.platform.environments[var.environment].region
+  registry = "${local.region}-docker.pkg.dev/${var.project_id}/${local.prefix}${local.platform.registry}"
 }
 
 module "platform" {
-  source = "../../modules/platform"
+  source = "../modules/platform"
 
   project_id  = var.project_id
   environment = var.environment
-  region      = var.region
+  region      = local.region
   labels      = { env = var.environment, app = "retail-platform" }
 
   function_source_object = var.function_source_object

@@ -12,12 +12,6 @@ variable "project_id" {
   type        = string
 }
 
-variable "region" {
-  description = "Region of the functions, jobs, service and buckets."
-  type        = string
-  default     = "europe-west1"
-}
-
 variable "image_tag" {
   description = "Tag of the training and API images to deploy (Cloud Build passes the commit)."
   type        = string

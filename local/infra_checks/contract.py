@@ -147,6 +147,47 @@ def _fact_keys_in_python() -> set[str]:
     return set(facts(environments()[0], "p"))
 
 
+def location_problems(infra: Path, resources: dict, decl: dict) -> list[str]:
+    """One declared location for data and compute: every environment names its region,
+    infra/deploy passes that region to the module, and every resource of the module is placed
+    by it (datasets included): no literal location, no second variable."""
+    out = [
+        f"environment {name} declares no region"
+        for name, env in decl["environments"].items()
+        if not env.get("region")
+    ]
+    main = (infra / DEPLOY / "main.tf").read_text()
+    if "local.platform.environments[var.environment].region" not in main:
+        out.append("infra/deploy does not take the region from the declaration")
+    if 'variable "region"' in (infra / DEPLOY / "variables.tf").read_text():
+        out.append("infra/deploy takes a region variable beside the declared one")
+    for kind, named in resources.items():
+        for name, body in named.items():
+            for key in ("location", "region"):
+                if key in body and body[key] != "${var.region}":
+                    out.append(
+                        f"{kind}.{name}: {key} {body[key]!r} is not the declared region "
+                        "(var.region, from shared/platform.yaml)"
+                    )
+    return out
+
+
+_RELATIVE = re.compile(r'(?:file\("\$\{path\.module\}/|source\s*=\s*")(\.\./[^"]+)"')
+
+
+def path_problems(infra: Path) -> list[str]:
+    """Every ``file("${path.module}/../...")`` and module ``source = "../..."`` resolves: a
+    root moved in the tree would read nothing (Terraform says so only when it runs)."""
+    out = []
+    for tf in sorted(infra.rglob("*.tf")):
+        if ".terraform" in tf.parts:
+            continue
+        for target in _RELATIVE.findall(tf.read_text()):
+            if not (tf.parent / target.removesuffix(")")).exists():
+                out.append(f"{tf.relative_to(infra.parent)}: {target} does not exist")
+    return out
+
+
 def contract_problems(infra: Path = INFRA, repo: Path = REPO) -> list[str]:
     """Where Terraform, the declaration and the code disagree; each message names the thing."""
     import yaml
@@ -218,6 +259,8 @@ def contract_problems(infra: Path = INFRA, repo: Path = REPO) -> list[str]:
         set(decl["environments"]),
         set(var_files),
     )
+    out += location_problems(infra, resources, decl)
+    out += path_problems(infra)
 
     # Entry points, subscriptions, jobs.
     functions = _entry_points_in(repo / "functions" / "main.py")

@@ -74,7 +74,6 @@ class StackConfig:
     secrets_port: int = 8098
     push_relay_port: int = 8099
     environment: str = "dev"
-    region: str = "europe-west1"
     rbac_config: str = ""
     tuning: tuple[tuple[str, str], ...] = ()
     # Where the Google Cloud SDK lives when ``gcloud`` on the PATH is not the one to use.
@@ -157,6 +156,13 @@ class StackConfig:
         return Names(self.environment, self.project)
 
     @property
+    def region(self) -> str:
+        """The environment's one declared location (shared/platform.yaml)."""
+        from shared.platform import environment
+
+        return str(environment(self.environment)["region"])
+
+    @property
     def gcs_root(self) -> Path:
         return self.state_dir / "gcs"
 
@@ -193,9 +199,7 @@ class StackConfig:
         endpoints, the call recorder and the identity variable the platform sets."""
         from shared.platform import declaration, deployable_env
 
-        env = deployable_env(
-            deployable, self.environment, self.project, self.region, self.rbac_config
-        )
+        env = deployable_env(deployable, self.environment, self.project, self.rbac_config)
         kind = declaration()["deployables"][deployable]["kind"]
         identity = {
             "function": {"FUNCTION_TARGET": deployable},
@@ -227,7 +231,7 @@ class StackConfig:
         from shared.platform import deployable_env
 
         return {
-            **deployable_env("plan_fetch", self.environment, self.project, self.region),
+            **deployable_env("plan_fetch", self.environment, self.project),
             **dict(self.tuning),
             **self.endpoints(),
             "GOOGLE_CLOUD_PROJECT": self.project,

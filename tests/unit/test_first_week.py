@@ -61,3 +61,35 @@ def test_functions_are_built_as_a_declared_identity_with_its_grants(module):
     assert grants["for_each"] == "${toset(local.platform.build_account.project)}"
     # Built only once the identity may build.
     assert "${google_project_iam_member.build}" in function["depends_on"]
+
+
+def test_data_and_compute_share_one_declared_location(tmp_path):
+    """Defect 10: datasets in US, functions and buckets in europe-west1: every read stream
+    crossed the Atlantic. One region per environment, declared; Terraform places everything
+    by it; a drifted copy that puts the datasets elsewhere is named."""
+    import shutil
+    from pathlib import Path
+
+    from local import infra_checks
+    from shared.platform import environments, facts
+
+    for env in environments():
+        values = facts(env, "p-1")
+        assert values["bigquery_location"] == values["region"]
+    assert infra_checks.contract_problems() == []
+
+    repo = Path(__file__).parents[2]
+    drifted = tmp_path / "repo"
+    shutil.copytree(repo / "infra", drifted / "infra", ignore=shutil.ignore_patterns(".terraform"))
+    shutil.copytree(
+        repo / "shared", drifted / "shared", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(repo / "functions", drifted / "functions")
+    shutil.copytree(repo / "jobs", drifted / "jobs")
+    bq = drifted / "infra/modules/platform/bigquery.tf"
+    bq.write_text(bq.read_text().replace("location    = var.region", 'location    = "US"', 1))
+    main = drifted / "infra/deploy/main.tf"
+    main.write_text(main.read_text().replace("../modules/platform", "../../modules/platform"))
+    problems = "\n".join(infra_checks.contract_problems(drifted / "infra", drifted))
+    assert "location 'US' is not the declared region" in problems
+    assert "../../modules/platform does not exist" in problems

@@ -5,7 +5,7 @@
 resource "google_bigquery_dataset" "source" {
   #checkov:skip=CKV_GCP_81:Google-managed encryption; a CMEK key ring is an organisation decision outside this module.
   dataset_id  = local.settings.source_dataset
-  location    = local.settings.bigquery_location
+  location    = var.region
   description = "The retailer's tables: transactions, promotions, products, stores."
   labels      = var.labels
 }
@@ -13,7 +13,7 @@ resource "google_bigquery_dataset" "source" {
 resource "google_bigquery_dataset" "results" {
   #checkov:skip=CKV_GCP_81:Google-managed encryption; a CMEK key ring is an organisation decision outside this module.
   dataset_id  = "${replace(local.prefix, "-", "_")}${local.platform.datasets.results}"
-  location    = local.settings.bigquery_location
+  location    = var.region
   description = "Model outputs: pricing (partitioned by run_date) and promotion_performance."
   labels      = var.labels
 }
@@ -21,7 +21,7 @@ resource "google_bigquery_dataset" "results" {
 resource "google_bigquery_dataset" "fetch_tmp" {
   #checkov:skip=CKV_GCP_81:Holds only expiring copies of source rows; Google-managed encryption.
   dataset_id                  = "${replace(local.prefix, "-", "_")}${local.platform.datasets.fetch_tmp}"
-  location                    = local.settings.bigquery_location
+  location                    = var.region
   default_table_expiration_ms = 24 * 60 * 60 * 1000
   description                 = "Chunk tables of running fetches (chunk_tables strategy)."
   labels                      = var.labels

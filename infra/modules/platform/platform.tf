@@ -31,7 +31,7 @@ locals {
     environment          = var.environment
     region               = var.region
     prefix               = local.prefix
-    bigquery_location    = local.settings.bigquery_location
+    bigquery_location    = var.region
     data_bucket          = google_storage_bucket.data.name
     artifacts            = "gs://${google_storage_bucket.artifacts.name}"
     fetch_tmp_dataset    = google_bigquery_dataset.fetch_tmp.dataset_id
