@@ -59,11 +59,12 @@ def generate_data(
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    result = generate_data(args.rows, args.seed, args.dataset, settings, quiet=args.quiet)
+    dataset = args.dataset or settings.source_dataset.split(".")[1]
+    result = generate_data(args.rows, args.seed, dataset, settings, quiet=args.quiet)
     shape = result["shape"]
     print(
         f"{shape.n_stores} stores x {shape.n_products} products x {shape.n_days} days "
-        f"into {settings.project}.{args.dataset}"
+        f"into {settings.project}.{dataset}"
     )
     for table, n in result["rows"].items():
         print(f"  {table:<16}{n:>12,} rows")
@@ -280,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen = data.add_parser("generate", help="generate the synthetic retailer and load it")
     gen.add_argument("--rows", type=int, default=1_000_000, help="transaction rows (approx.)")
     gen.add_argument("--seed", type=int, default=7)
-    gen.add_argument("--dataset", default="retail")
+    gen.add_argument(
+        "--dataset", help="default: the environment's source dataset (shared/platform.yaml)"
+    )
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(run=_cmd_generate)
 

@@ -87,7 +87,9 @@ class Settings:
     # The deployment environment (shared/platform.yaml) and its results dataset.
     environment: str = ""
     results_dataset: str = "results"
-    # Source tables the training jobs and the API read beside the fetched transactions.
+    # The retailer's source dataset (``project.dataset``) and the tables the training jobs and
+    # the API read beside the fetched transactions.
+    source_dataset: str = ""
     products_table: str = ""
     promotions_table: str = ""
     stores_table: str = ""
@@ -200,6 +202,7 @@ class Settings:
                 if d.strip()
             ),
             results_dataset=env.get("RETAIL_RESULTS_DATASET") or names.dataset("results"),
+            source_dataset=source,
             products_table=env.get("RETAIL_PRODUCTS_TABLE") or f"{source}.products",
             promotions_table=env.get("RETAIL_PROMOTIONS_TABLE") or f"{source}.promotions",
             stores_table=env.get("RETAIL_STORES_TABLE") or f"{source}.stores",

@@ -83,4 +83,4 @@ def retail(stack, settings):
     """A small synthetic retailer loaded into dataset ``retail`` of the test stack."""
     from shared.cli import generate_data
 
-    return generate_data(60_000, 7, "retail", settings, quiet=True)
+    return generate_data(60_000, 7, stack.names.dataset("source"), settings, quiet=True)

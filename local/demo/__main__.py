@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         t = step("3. fetch: request on fetch-requests -> Pub/Sub fan-out -> Parquet on GCS")
         parallelism = args.parallelism or 2 * function_shape("fetch_chunk", cfg.environment)[0]
         got = observed["fetch"] = fetch(
-            cfg, settings, f"{cfg.project}.retail.transactions", parallelism
+            cfg, settings, f"{settings.source_dataset}.transactions", parallelism
         )
         print(
             f"  run {got['run_id']}: {got['rows']:,} rows in {got['parts']} Parquet parts "

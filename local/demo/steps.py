@@ -89,7 +89,7 @@ def start(cfg: StackConfig, airflow_port: int, airflow_home: Path | None = None,
 def load_retailer(settings: Any, rows: int) -> dict:
     from shared.cli import generate_data
 
-    return generate_data(rows, 7, "retail", settings, quiet=False)
+    return generate_data(rows, 7, settings.source_dataset.split(".")[1], settings, quiet=False)
 
 
 def fetch(
@@ -253,7 +253,7 @@ def ask_api(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 60)
     top = next(
         iter(
             bq.query(
-                f"SELECT product_id, SUM(revenue) AS revenue FROM `{settings.project}.retail."
+                f"SELECT product_id, SUM(revenue) AS revenue FROM `{settings.source_dataset}."
                 "transactions` GROUP BY product_id ORDER BY revenue DESC LIMIT 1"
             ).result()
         )

@@ -73,6 +73,15 @@ def value_problems(repo: Path = REPO) -> tuple[list[str], dict]:
     decl = yaml.safe_load((repo / "shared" / "platform.yaml").read_text())
     out: list[str] = []
     checked = {"values": 0}
+    # Environments may share a project: none may name a resource another one creates.
+    owners: dict[str, str] = {}
+    for env_name in decl["environments"]:
+        names = Names(env_name, "p", decl)
+        for dataset in ("source", *decl["datasets"]):
+            created = f"dataset {names.dataset(dataset)}"
+            if created in owners:
+                out.append(f"{env_name} and {owners[created]} both create {created}")
+            owners[created] = env_name
 
     def rule(kind: str, value: str, env: str) -> None:
         checked["values"] += 1

@@ -163,11 +163,40 @@ class RbacConfig(_Model):
     # Composer registers new users as Op. report (default): say who and why every run;
     # remove: take them away from managed users (counted against max_revocations); keep.
     builtin_roles_of_members: Literal["keep", "remove", "report"] = "report"
+    # The role Composer gives a newly registered user: set [webserver]
+    # rbac_user_registration_role and [api] composer_auth_user_registration_role to it (both
+    # Op, which sees every DAG, by default). It must see no DAG: a user in no project group
+    # keeps only it (with builtin_roles_of_members: remove, their broad roles go).
+    registration_role: RoleName = "Public"
 
     @property
     def own_identity(self) -> str | None:
         who = self.reconciler or self.airflow.auth.username
         return who.lower() if who else None
+
+    @model_validator(mode="after")
+    def _registration_sees_nothing(self) -> RbacConfig:
+        taken = {"Admin", "Op", "User", "Viewer", self.admin_role, self.base_role}
+        taken |= {p.role for p in self.projects.values()}
+        if self.registration_role in taken:
+            raise ValueError(
+                f"registration_role: {self.registration_role!r} grants DAG access; new users "
+                "must get a role that sees no DAG (Public)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _knows_itself(self) -> RbacConfig:
+        """With ``admin_groups`` the reconciler manages Admin: it takes Admin from everyone
+        outside those groups and the allow-list, itself included unless it knows who it is.
+        On Composer (auth ``google``) nothing names it but ``reconciler``."""
+        if self.admin_groups and not self.own_identity:
+            raise ValueError(
+                "reconciler: admin_groups manages the Admin role, so the reconciler must know "
+                "its own identity or it strips its own Admin on the first run; set reconciler "
+                "to its service account's email (terraform output rbac_service_account)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _distinct_roles(self) -> RbacConfig:

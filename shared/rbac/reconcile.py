@@ -162,6 +162,7 @@ def plan(
     """The changes that make Airflow match ``desired``, with the safety rules applied."""
     retired = retired_roles(config, desired, actual_roles, owned)
     managed = config.managed_roles | retired
+    own = config.own_identity
     allow = set(config.allow_list)
     changes: list[Change] = []
     for role, perms in sorted(desired.roles.items()):
@@ -219,15 +220,24 @@ def plan(
             changes.append(
                 Change("set_user_roles", user.username, frozenset(add), frozenset(remove), why)
             )
+    outsiders: list[str] = []
     for user in actual_users:
         if user.email in desired.users or allow_listed(user, allow):
             continue
         remove = user.roles & managed
+        broad = (user.roles & BROAD_ROLES) - managed
+        if broad:
+            outsiders.append(f"{user.email or user.username} ({', '.join(sorted(broad))})")
+            if config.builtin_roles_of_members == "remove":
+                remove |= broad
         if remove:
+            # Nobody is left without a role: what remains is what a new user gets.
+            add = {config.registration_role} if not user.roles - remove else set()
             changes.append(
                 Change(
                     "set_user_roles",
                     user.username,
+                    add=frozenset(add - user.roles),
                     remove=frozenset(remove),
                     why="in none of the configured groups"
                     if not remove & retired
@@ -245,7 +255,6 @@ def plan(
             )
             continue
         changes.append(Change("delete_role", role, why=_retired_why(role)))
-    own = config.own_identity
     for change in changes:
         if own and change.remove and change.kind == "set_user_roles":
             holder = by_username.get(change.target.lower())
@@ -256,6 +265,18 @@ def plan(
                     "was applied"
                 )
     result = Plan(changes, conflicts=conflicts)
+    if outsiders:
+        result.notes.append(
+            f"{len(outsiders)} user(s) in no configured group can see DAGs through a built-in "
+            f"role: {', '.join(outsiders[:20])}"
+            + (" ..." if len(outsiders) > 20 else "")
+            + (
+                f"; they keep only {config.registration_role}"
+                if config.builtin_roles_of_members == "remove"
+                else "; set builtin_roles_of_members: remove to leave them only "
+                f"{config.registration_role}"
+            )
+        )
     if seeing_all:
         action = {
             "remove": "their broad roles are removed",

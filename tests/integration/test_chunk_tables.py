@@ -72,7 +72,7 @@ def test_chunk_tables_on_pubsub_gives_exact_balanced_chunks_and_drops_tables(
 
 
 def test_query_source_is_fetched_whole(stack, settings, retail):
-    source = f"{settings.project}.retail.transactions"
+    source = f"{settings.source_dataset}.transactions"
     # CAST: the emulator's CTAS stores SUM(INT64) as HUGEINT (BigQuery keeps INT64).
     sql = (
         f"SELECT store_id, product_id, CAST(SUM(units) AS INT64) AS units, "
@@ -85,8 +85,8 @@ def test_query_source_is_fetched_whole(stack, settings, retail):
 
 def test_view_needs_chunk_tables_and_then_works(stack, settings, retail):
     bq = clients.bigquery_client(settings)
-    view = f"{settings.project}.retail.promo_rows_{uuid.uuid4().hex[:6]}"
-    source = f"{settings.project}.retail.transactions"
+    view = f"{settings.source_dataset}.promo_rows_{uuid.uuid4().hex[:6]}"
+    source = f"{settings.source_dataset}.transactions"
     bq.query(
         f"CREATE VIEW `{view}` AS SELECT * FROM `{source}` WHERE promo_id IS NOT NULL"
     ).result()
@@ -113,7 +113,7 @@ def test_a_query_that_is_not_one_select_is_refused_and_nothing_runs(stack, setti
     assert manifest_of(settings, request.destination) == (None, None)
     gcs = clients.storage_client(settings)
     assert not list(gcs.list_blobs(settings.data_bucket, prefix=f"fetch/{request.run_id}"))
-    table = clients.bigquery_client(settings).get_table(f"{settings.project}.retail.transactions")
+    table = clients.bigquery_client(settings).get_table(f"{settings.source_dataset}.transactions")
     assert table.num_rows == retail["rows"]["transactions"]
 
 
@@ -166,8 +166,8 @@ def test_every_chunk_tables_message_delivered_twice_gives_the_same_run(stack, se
 
 def test_rows_with_null_index_values_are_neither_lost_nor_doubled(stack, settings, retail):
     bq = clients.bigquery_client(settings)
-    table = f"{settings.project}.retail.nulls_{uuid.uuid4().hex[:6]}"
-    source = f"{settings.project}.retail.transactions"
+    table = f"{settings.source_dataset}.nulls_{uuid.uuid4().hex[:6]}"
+    source = f"{settings.source_dataset}.transactions"
     bq.query(
         f"CREATE TABLE `{table}` AS SELECT IF(MOD(product_id, 7) = 0, NULL, store_id) AS store_id,"
         f" IF(MOD(store_id, 3) = 0, NULL, date) AS date, product_id, units FROM `{source}`"

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.stack
 
 def test_fetch_through_pubsub_prints_totals_of_the_manifest(stack, settings, retail, capsys):
     dest = f"gs://{settings.data_bucket}/fetch/cli-{uuid.uuid4().hex[:8]}"
-    table = f"{settings.project}.retail.transactions"
+    table = f"{settings.source_dataset}.transactions"
     code = main(["fetch", table, "--dest", dest, "-p", "3", "--where", "units >= 3", "--quiet"])
     out = capsys.readouterr().out
     manifest, _ = manifest_of(settings, dest)
@@ -24,7 +24,7 @@ def test_fetch_through_pubsub_prints_totals_of_the_manifest(stack, settings, ret
 
 def test_fetch_of_a_query_in_process_uses_chunk_tables(stack, settings, retail, capsys):
     dest = f"gs://{settings.data_bucket}/fetch/cli-{uuid.uuid4().hex[:8]}"
-    query = f"SELECT product_id, units FROM `{settings.project}.retail.transactions`"
+    query = f"SELECT product_id, units FROM `{settings.source_dataset}.transactions`"
     code = main(["fetch", "--query", query, "--index", "product_id", "--dest", dest])
     code_in_process = main(
         ["fetch", "--query", query, "--index", "product_id", "--in-process", "--quiet"]
@@ -41,7 +41,7 @@ def test_fetch_of_a_query_in_process_uses_chunk_tables(stack, settings, retail, 
     [
         (["fetch", "retail-local.retail.nope"], "table retail-local.retail.nope does not exist"),
         (
-            ["fetch", "retail-local.retail.transactions", "--columns", "units,nope"],
+            ["fetch", "retail-local.dev_retail.transactions", "--columns", "units,nope"],
             "column 'nope' does not exist",
         ),
         (["fetch", "retail-local.retail.transactions; DROP"], "not a valid BigQuery table"),

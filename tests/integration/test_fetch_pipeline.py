@@ -61,7 +61,7 @@ def new_request(settings, prefix="f", **fields):
     return FetchRequest(
         run_id=run_id,
         destination=f"gs://{settings.data_bucket}/fetch/{run_id}",
-        **{"table": f"{settings.project}.retail.transactions", "parallelism": 4, **fields},
+        **{"table": f"{settings.source_dataset}.transactions", "parallelism": 4, **fields},
     )
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.stack
 def test_every_recorded_call_of_the_functions_is_granted(stack, settings, retail, capsys):
     query = (
         f"SELECT store_id, product_id, SUM(units) AS units "
-        f"FROM `{settings.project}.retail.transactions` GROUP BY 1, 2"
+        f"FROM `{settings.source_dataset}.transactions` GROUP BY 1, 2"
     )
     runs = [
         publish_request(settings, parallelism=2),

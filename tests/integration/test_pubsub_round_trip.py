@@ -31,7 +31,7 @@ def request(settings, **overrides) -> FetchRequest:
     run_id = f"t-{uuid.uuid4().hex[:8]}"
     fields = {
         "run_id": run_id,
-        "table": f"{settings.project}.retail.transactions",
+        "table": f"{settings.source_dataset}.transactions",
         "destination": f"gs://{settings.data_bucket}/fetch/{run_id}",
         "parallelism": 3,
     }

@@ -488,3 +488,26 @@ def test_a_renamed_or_removed_projects_role_is_revoked_and_deleted(
     run(ledger=ledger)  # back to the shared test config: pricing-team retired in turn
     assert "pricing-team" not in admin.roles()
     assert sees(airflow, "carol@corp.example") == PROMO
+
+
+def test_a_user_in_no_group_ends_with_the_registration_role(airflow, identity, run):
+    """Defect 4: Composer registers new users with Op (every DAG) unless the guide's two
+    settings name another role; a user registered before, in no project group, kept Op for
+    ever. With builtin_roles_of_members: remove, they keep only the registration role."""
+    identity.set_groups(GROUPS)
+    run()
+    admin = _admin(airflow)
+    stray = f"stray-{airflow.major}@corp.example"
+    admin.create_user(stray, {"Op"})
+    assert sees(airflow, stray) >= ALL
+
+    reported = run(force=True)
+    assert any(f"{stray} (Op)" in n and "in no configured group" in n for n in reported.notes)
+    assert sees(airflow, stray) >= ALL  # report (the default) changes nothing
+
+    removed = run(make_config(airflow, builtin_roles_of_members="remove"), force=True)
+    [change] = [c for c in removed.changes if "Op" in c.remove]
+    assert change.add == {"Public"} and change.why == "in none of the configured groups"
+    user = {u.email: u for u in admin.users()}[stray]
+    assert user.roles == {"Public"}
+    assert sees(airflow, stray) == set()

@@ -80,7 +80,7 @@ def test_a_scheduler_tick_becomes_one_fetch_request_that_asks_for_training(stack
     try:
         tick = {
             "job": "promotions",
-            "table": f"{settings.project}.retail.transactions",
+            "table": f"{settings.source_dataset}.transactions",
             "date": "2026-11-28",
         }
         sub = "projects/p/subscriptions/schedule-training"

@@ -126,7 +126,7 @@ def test_too_little_history_is_refused_and_nothing_is_written(settings, retail):
             "display": pa.array([], pa.bool_()),
         }
     )
-    transactions = bq.list_rows(f"{settings.project}.retail.transactions", max_results=5000)
+    transactions = bq.list_rows(f"{settings.source_dataset}.transactions", max_results=5000)
     artifacts = f"gs://{settings.data_bucket}/artifacts-{uuid.uuid4().hex[:6]}"
     with pytest.raises(BadInput, match="only 0 promotions"):
         promotions_job.run(

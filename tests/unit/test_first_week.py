@@ -93,3 +93,25 @@ def test_data_and_compute_share_one_declared_location(tmp_path):
     problems = "\n".join(infra_checks.contract_problems(drifted / "infra", drifted))
     assert "location 'US' is not the declared region" in problems
     assert "../../modules/platform does not exist" in problems
+
+
+def test_no_two_environments_create_one_dataset(tmp_path):
+    """Defect 6: both environments created the source dataset `retail`; in one project,
+    prod's first apply failed with Already Exists, or two states owned one dataset."""
+    import shutil
+    from pathlib import Path
+
+    from local import infra_checks
+    from shared.platform import Names, environments
+
+    created = [Names(env, "p").dataset("source") for env in environments()]
+    assert len(set(created)) == len(created)
+    assert infra_checks.value_problems()[0] == []
+    drifted = tmp_path / "repo"
+    shutil.copytree(Path(__file__).parents[2] / "shared", drifted / "shared")
+    decl = drifted / "shared/platform.yaml"
+    decl.write_text(
+        decl.read_text().replace("source_dataset: dev_retail", "source_dataset: retail")
+    )
+    problems = infra_checks.value_problems(drifted)[0]
+    assert any("both create dataset retail" in p for p in problems), problems

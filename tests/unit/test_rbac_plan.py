@@ -29,6 +29,7 @@ CONFIG = {
         "ops": {"role": "p-ops", "groups": ["ops@x.com"], "dags": {"prefixes": ["ops_"]}},
     },
     "allow_list": ["keeper@x.com"],
+    "reconciler": "rbac@p-1.iam.gserviceaccount.com",
     "max_revocations": 2,
     # ops_a carries the tag "sales": both projects select it, on purpose.
     "shared_dags": ["ops_a"],
@@ -73,6 +74,19 @@ def world(m, users, roles=None):
 def test_a_malformed_config_is_refused_naming_the_field(patch, message):
     with pytest.raises(InvalidRequest, match=re.escape(f"rbac.yaml: {message}")):
         parse_config({**CONFIG, **patch}, "rbac.yaml")
+
+
+def test_a_config_that_manages_admin_must_name_the_reconciler():
+    """Defect 3: configured as the guide said (admin_groups, Google auth on Composer, no
+    reconciler), the first tick stripped the reconciler's own Admin."""
+    composer = {**CONFIG, "airflow": {"url": "http://af", "auth": {"type": "google"}}}
+    del composer["reconciler"]
+    with pytest.raises(InvalidRequest, match="reconciler: admin_groups manages the Admin role"):
+        parse_config(composer, "rbac.yaml")
+    named = parse_config({**composer, "reconciler": "rbac@p-1.iam.gserviceaccount.com"})
+    assert named.own_identity == "rbac@p-1.iam.gserviceaccount.com"
+    # Without admin groups the reconciler never touches Admin: nothing to name.
+    assert parse_config({**composer, "admin_groups": []}).own_identity is None
 
 
 def test_project_role_drops_global_dag_access_and_adds_its_dags():
