@@ -1,4 +1,4 @@
-# The prediction API (Cloud Run service): gunicorn with threaded workers on $PORT.
+# The prediction API (Cloud Run service): an asyncio front on $PORT, gunicorn behind it.
 # Build from the repository root:  docker build -f docker/api.Dockerfile -t api .
 FROM python:3.11.11-slim-bookworm
 
@@ -22,5 +22,6 @@ RUN pip install --no-cache-dir '.[api]' \
 
 USER 10001
 EXPOSE 8080
-# gunicorn binds 0.0.0.0:$PORT when PORT is set, as Cloud Run sets it.
-CMD ["gunicorn", "--worker-class", "shared.api.server.JsonErrorsThreadWorker", "--workers", "2", "--threads", "32", "--timeout", "0", "--no-control-socket", "shared.api.wsgi:app"]
+# The front (slow clients are absorbed there) on $PORT, as Cloud Run sets it; gunicorn behind
+# it on a private port (shared/api/serve.py).
+CMD ["python", "-m", "shared.api.serve"]

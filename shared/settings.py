@@ -103,6 +103,8 @@ class Settings:
     artifact_keys_secret: str = ""
     # Locally only: the API's key (the deployed API sits behind Cloud Run's IAM).
     api_key: str = field(default="", repr=False)
+    # The port a service listens on (Cloud Run sets PORT).
+    port: int = 8080
     task: JobTask = field(default_factory=JobTask)
 
     @property
@@ -212,6 +214,7 @@ class Settings:
             artifact_keys_file=env.get("RETAIL_ARTIFACT_KEYS_FILE") or "",
             artifact_keys_secret=env.get("RETAIL_ARTIFACT_KEYS_SECRET") or "",
             api_key=env.get("RETAIL_API_KEY") or "",
+            port=_int(env, "PORT", 8080),
             task=JobTask(
                 index=_int(env, "CLOUD_RUN_TASK_INDEX", 0, minimum=0),
                 count=_int(env, "CLOUD_RUN_TASK_COUNT", 1),

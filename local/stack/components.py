@@ -44,24 +44,10 @@ def _port_open(port: int) -> bool:
 
 
 def api_argv(port: int) -> list[str]:
-    """The prediction API as Cloud Run serves it: gunicorn, threads serving while the model
-    store polls in the background."""
-    return [
-        _venv_bin("gunicorn", "prediction API", extra="api"),
-        "--bind",
-        f"{HOST}:{port}",
-        "--worker-class",
-        "shared.api.server.JsonErrorsThreadWorker",
-        "--workers",
-        "2",
-        "--threads",
-        "32",
-        "--log-level",
-        "warning",
-        # Its default control socket is shared by every gunicorn of the user (~/.gunicorn).
-        "--no-control-socket",
-        "shared.api.wsgi:app",
-    ]
+    """The prediction API as the container runs it: the front that absorbs slow clients on
+    ``port``, gunicorn (threads serving while the model store polls) behind it."""
+    _venv_bin("gunicorn", "prediction API", extra="api")  # installed, or a clear error
+    return [sys.executable, "-m", "shared.api.serve", "--host", HOST, "--port", str(port)]
 
 
 EMULATORS: tuple[Component, ...] = (

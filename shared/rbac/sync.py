@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING, Protocol
 from shared.errors import InvalidRequest
 from shared.log import get_logger
 from shared.rbac.airflow import AirflowClient
+from shared.rbac.apply import RoleLedger, apply
 from shared.rbac.config import RbacConfig
 from shared.rbac.groups import GroupsReader
 from shared.rbac.reconcile import (
     Change,
     ChangesFailed,
     Desired,
-    RoleLedger,
-    apply,
     desired_state,
     plan,
     retired_roles,

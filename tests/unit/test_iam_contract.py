@@ -72,7 +72,7 @@ def test_query_jobs_need_data_on_what_they_read_and_write(tmp_path):
         "kind": "http", "verb": "POST", "path": f"/bigquery/v2/projects/{PROJECT}/jobs",
         "job": "query",
         "sql": f"CREATE TABLE `{PROJECT}.dev_fetch_tmp.c_1` AS SELECT * FROM "
-               f"`{PROJECT}.retail.transactions` WHERE store_id < 3",
+               f"`{PROJECT}.{NAMES.dataset('source')}.transactions` WHERE store_id < 3",
     }  # fmt: skip
     needs = iam_contract.needs_of_call("create_chunk", ctas, iam_contract.reference(), PROJECT)
     got = {(n.permission, n.scope, n.target) for n in needs}
@@ -80,7 +80,7 @@ def test_query_jobs_need_data_on_what_they_read_and_write(tmp_path):
         ("bigquery.jobs.create", "project", PROJECT),
         ("bigquery.tables.create", "datasets", "dev_fetch_tmp"),
         ("bigquery.tables.updateData", "datasets", "dev_fetch_tmp"),
-        ("bigquery.tables.getData", "datasets", "retail"),
+        ("bigquery.tables.getData", "datasets", NAMES.dataset("source")),
     }
     calls = trace(tmp_path, "create_chunk", ctas)
     assert iam_contract.check(calls, "dev", PROJECT).missing == []

@@ -216,7 +216,8 @@ def test_dockerfiles_are_hadolint_clean_and_run_real_entry_points():
     api = (REPO / "docker/api.Dockerfile").read_text()
     assert "USER 10001" in training and "USER 10001" in api  # non-root
     assert (REPO / "jobs/pricing.py").exists() and "jobs.pricing" in training
-    assert "shared.api.wsgi:app" in api and (REPO / "shared/api/wsgi.py").exists()
+    assert "shared.api.serve" in api and (REPO / "shared/api/serve.py").exists()
+    assert "shared.api.wsgi:app" in (REPO / "shared/api/serve.py").read_text()
 
 
 def test_function_requirements_match_pyproject():
