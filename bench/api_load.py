@@ -6,11 +6,15 @@ Starts the local stack (for GCS), publishes a pricing and a promotion model trai
 synthetic retailer to a bench prefix, then runs, side by side on the same loopback:
 
 - the baseline: Flask's development server (threaded), as a quick deployment would run it;
-- ours: gunicorn with gthread workers (2 processes x 32 threads), as the Cloud Run service runs;
+- gunicorn with gthread workers (2 processes x 32 threads) alone;
+- ours: the asyncio front that absorbs slow clients, gunicorn behind it, as the Cloud Run
+  service runs (``shared/api/serve.py``);
 
 each for single promotion predictions (POST) and price lookups (GET), and finally ours under
 prediction load while a new model run is published and swapped in (every response must be
-a 200; both run ids must be seen). Clients are separate processes with keep-alive
+a 200; both run ids must be seen). Then slow clients: 64 connections send their headers and
+never their body (more than gunicorn's 64 threads) while /healthz is probed 8 times, for
+gunicorn alone and for ours. Clients are separate processes with keep-alive
 connections, each thread sending its next request when the last one answered.
 """
 
@@ -72,10 +76,14 @@ def _models():
 
 
 def _serve(kind: str, port: int, env: dict) -> subprocess.Popen:
-    if kind == "gunicorn":
+    if kind == "front+gunicorn":
         from local.stack import api_argv
 
         argv = api_argv(port)
+    elif kind == "gunicorn":
+        from shared.api.serve import gunicorn_argv
+
+        argv = gunicorn_argv(f"127.0.0.1:{port}")
     else:
         code = (
             "from shared.api.wsgi import app; "
@@ -227,18 +235,20 @@ def main(argv: list[str] | None = None) -> int:
         "RETAIL_ARTIFACT_KEYS_FILE": "",
         "RETAIL_MODEL_POLL_S": "1",
     }
-    rows = []
-    for server in ("flask-dev", "gunicorn"):
+    rows, slow = [], {}
+    for server in ("flask-dev", "gunicorn", "front+gunicorn"):
         port = _free_port()
         proc = _serve(server, port, env)
         try:
             for name, requests in (("single prediction", predict), ("price lookup", prices)):
                 rows.append((server, name, _load(port, requests, args.seconds, args.clients,
                                                  args.threads)))  # fmt: skip
-            if server == "gunicorn":
+            if server == "front+gunicorn":
                 swap = lambda: _publish(settings, keyring, pricing, promotion_model, "bench-run-2")  # noqa: E731
                 result = _load(port, predict, args.seconds, args.clients, args.threads, swap)
                 rows.append((server, "prediction, model swapped mid-run", result))
+            if server != "flask-dev":
+                slow[server] = _slow_clients(port)
         finally:
             _stop(proc)
 
@@ -246,20 +256,58 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{args.clients} client processes x {args.threads} keep-alive connections, "
         f"{args.seconds:.0f} s per row; target: >= 300 req/s, p99 < 100 ms (single predictions)\n"
     )
-    print(f"{'server':<11}{'load':<36}{'requests':>9}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
+    print(f"{'server':<16}{'load':<36}{'requests':>9}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
           f"{'non-200':>8}  model runs seen")  # fmt: skip
     for server, name, r in rows:
         print(
-            f"{server:<11}{name:<36}{r['requests']:>9}{r['rps']:>9.0f}{r['p50_ms']:>8.1f}"
+            f"{server:<16}{name:<36}{r['requests']:>9}{r['rps']:>9.0f}{r['p50_ms']:>8.1f}"
             f"{r['p99_ms']:>8.1f}{r['non_200']:>8}  {', '.join(r['runs'])}"
         )
     base = {name: r for server, name, r in rows if server == "flask-dev"}
-    ours = {name: r for server, name, r in rows if server == "gunicorn"}
+    ours = {name: r for server, name, r in rows if server == "front+gunicorn"}
     for name in base:
-        print(
-            f"gunicorn / flask-dev throughput, {name}: {ours[name]['rps'] / base[name]['rps']:.2f}x"
-        )
+        print(f"ours / flask-dev throughput, {name}: {ours[name]['rps'] / base[name]['rps']:.2f}x")
+    print(f"\n{SLOW} clients send headers and never the body; /healthz probed {PROBES} times")
+    print(f"{'server':<16}{'answered in 5 s':>16}{'p50 ms':>9}{'max ms':>9}")
+    for server, times in slow.items():
+        answered = [t for t in times if t is not None and t < 5000]
+        seen = sorted(t for t in times if t is not None) or [float("nan")]
+        print(f"{server:<16}{len(answered):>12} / {PROBES}{seen[len(seen) // 2]:>9.0f}"
+              f"{seen[-1]:>9.0f}")  # fmt: skip
     return 0
+
+
+SLOW, PROBES = 64, 8
+
+
+def _slow_clients(port: int) -> list[float | None]:
+    """/healthz latencies (ms; None when unanswered in 12 s) while SLOW connections hold a
+    request whose body never comes."""
+    held = []
+    for _ in range(SLOW):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall(
+            b"POST /v1/promotions:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        held.append(sock)
+    times: list[float | None] = []
+    try:
+        time.sleep(0.5)  # let the server take every connection in
+        for _ in range(PROBES):
+            started = time.perf_counter()
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=12)
+                conn.request("GET", "/healthz")
+                ok = conn.getresponse().status == 200
+                conn.close()
+            except OSError:
+                ok = False
+            times.append((time.perf_counter() - started) * 1000 if ok else None)
+    finally:
+        for sock in held:
+            sock.close()
+    return times
 
 
 if __name__ == "__main__":
