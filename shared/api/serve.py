@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import socket
 import subprocess
 import sys
@@ -73,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     port = args.port or Settings.from_env(project_required=False).port
     backend = _free_port()
     proc = subprocess.Popen(gunicorn_argv(f"{BACKEND_HOST}:{backend}"))
+
+    def stop(signum: int, _frame: object) -> None:
+        """Cloud Run (or the stack) stops the instance: gunicorn stops with it."""
+        proc.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         _wait_listening(backend, proc)
 
@@ -80,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             front = asyncio.create_task(serve(port, (BACKEND_HOST, backend), MAX_BODY_BYTES,
                                               args.host))  # fmt: skip
             while proc.poll() is None:
-                await asyncio.sleep(1)
+                await asyncio.sleep(0.2)
             front.cancel()
 
         with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):

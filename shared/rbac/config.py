@@ -177,7 +177,6 @@ class RbacConfig(_Model):
     @model_validator(mode="after")
     def _registration_sees_nothing(self) -> RbacConfig:
         taken = {"Admin", "Op", "User", "Viewer", self.admin_role, self.base_role}
-        taken |= {p.role for p in self.projects.values()}
         if self.registration_role in taken:
             raise ValueError(
                 f"registration_role: {self.registration_role!r} grants DAG access; new users "

@@ -230,8 +230,9 @@ def plan(
             if config.builtin_roles_of_members == "remove":
                 remove |= broad
         if remove:
-            # Nobody is left without a role: what remains is what a new user gets.
-            add = {config.registration_role} if not user.roles - remove else set()
+            # Whoever loses a built-in role keeps what a new user gets, never nothing.
+            stripped = remove & broad and not user.roles - remove
+            add = {config.registration_role} if stripped else set()
             changes.append(
                 Change(
                     "set_user_roles",

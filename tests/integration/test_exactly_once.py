@@ -157,7 +157,11 @@ def test_fetch_complete_delivered_8_times_at_once_starts_one_execution_per_job(s
     statuses = deliver_concurrently(
         stack, "launch_training", settings.topic(topology.FETCH_COMPLETE), dump(complete)
     )
-    assert statuses == [200] * N_THREADS
+    # launch_training serves 5 at once (its max instances): as deployed, the deliveries
+    # beyond are refused with 429 (Pub/Sub would retry them); those served start one
+    # execution per job between them.
+    served = statuses.count(200)
+    assert set(statuses) <= {200, 429} and served >= 1
     assert executions_of(settings, "pricing", run_id) == 1
     assert executions_of(settings, "promotions", run_id) == 1
 

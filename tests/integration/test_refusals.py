@@ -10,6 +10,7 @@ import pytest
 
 from local.function_host import host_stats
 from local.stack import dead_letters, function_component, up
+from local.stack.components import PUSH_RELAY
 from local.stack.processes import _stop
 from shared import clients
 from shared.fetch import runs
@@ -28,14 +29,15 @@ def restart(stack):
     changed: list[str] = []
 
     def with_config(entry_points: list[str], **changes):
-        for entry_point in entry_points:
-            _stop(stack, function_component(entry_point))
+        # The relay too: its push window follows the functions' capacity.
+        for component in (*map(function_component, entry_points), PUSH_RELAY):
+            _stop(stack, component)
         changed.extend(entry_points)
         up(dataclasses.replace(stack, **changes), say=lambda _m: None)
 
     yield with_config
-    for entry_point in changed:
-        _stop(stack, function_component(entry_point))
+    for component in (*map(function_component, changed), PUSH_RELAY):
+        _stop(stack, component)
     up(stack, say=lambda _m: None)
 
 
