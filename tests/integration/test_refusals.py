@@ -16,10 +16,45 @@ from shared import clients
 from shared.fetch import runs
 from shared.fetch.layout import RunLayout
 
+from ..conftest import FUNCTION_ENV, REPO, TEST_STACK_ENV
 from .helpers import function_logs, relay_counts, wait_for
 from .test_fetch_pipeline import fetched_checksum, publish_request, source_checksum, wait_manifest
 
 pytestmark = pytest.mark.stack
+
+# A stack of this module's own: its tests restart functions with narrow capacities and faults,
+# and measure refusals and dead letters, which another test's backlog would blur.
+OWN_STACK_ENV = {
+    **TEST_STACK_ENV,
+    **{k: str(int(v) + 20000) for k, v in TEST_STACK_ENV.items() if k.endswith("_PORT")},
+    "RETAIL_STACK_DIR": str(REPO / ".local" / "test-stack-refusals"),
+}
+
+
+@pytest.fixture(scope="module")
+def stack():
+    from local.stack import StackConfig, down
+
+    cfg = StackConfig.from_env({**OWN_STACK_ENV, **FUNCTION_ENV})
+    up(cfg, say=lambda _msg: None)
+    try:
+        yield cfg
+    finally:
+        down(cfg, say=lambda _msg: None)
+
+
+@pytest.fixture(scope="module")
+def settings(stack):
+    from shared.settings import Settings
+
+    return Settings.from_env({**stack.client_env(), **FUNCTION_ENV})
+
+
+@pytest.fixture(scope="module")
+def retail(stack, settings):
+    from shared.cli import generate_data
+
+    return generate_data(60_000, 7, stack.names.dataset("source"), settings, quiet=True)
 
 
 @pytest.fixture
