@@ -39,19 +39,31 @@ def test_the_function_host_opens_no_shared_control_socket(tmp_path, host):
     else:  # what the stack ran before: the control socket appears
         argv = [str(Path(sys.executable).parent / host), *common, "--port", str(port)]
         argv += ["--signature-type", "cloudevent"]
-    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    # gunicorn logs at debug level when it passes the control socket by: the observable end
+    # after which its absence is a fact (it is started after the workers, not at bind).
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+           "GUNICORN_LOG_LEVEL": "debug"}  # fmt: skip
+    log = tmp_path / "host.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
         assert wait_open(port, proc), "the host did not start"
         control = tmp_path / ".gunicorn" / "gunicorn.ctl"
         if host == "local.function_host":
+            assert wait_for(lambda: "Control socket disabled" in log.read_text())
             assert not control.exists()
         else:
-            deadline = time.monotonic() + 10
-            while not control.exists() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert control.exists()
+            assert wait_for(control.exists)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def wait_for(condition, timeout_s: float = 20) -> bool:
+    """Poll until ``condition()`` holds (something appears), at most ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
