@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,6 +83,22 @@ def _resource_of(request: Any) -> str:
     return ""
 
 
+def intercept_channels(interceptor: Any, targets: Callable[[str], bool] = lambda _t: True) -> None:
+    """Put ``interceptor`` on every gRPC channel this process makes from now on to a target
+    ``targets`` accepts (the channel factories are wrapped; call once per interceptor)."""
+    import grpc
+
+    for factory in ("insecure_channel", "secure_channel"):
+        original = getattr(grpc, factory)
+
+        def make(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            channel = _original(*args, **kwargs)
+            target = str(args[0] if args else kwargs.get("target", ""))
+            return grpc.intercept_channel(channel, interceptor) if targets(target) else channel
+
+        setattr(grpc, factory, make)
+
+
 def install() -> None:
     """Hook ``requests`` and ``grpc`` channel creation in this process (idempotent)."""
     global _INSTALLED
@@ -131,11 +148,4 @@ def install() -> None:
             self._note(details, None)
             return continuation(details, requests)
 
-    recorder = _Recorder()
-    for factory in ("insecure_channel", "secure_channel"):
-        original = getattr(grpc, factory)
-
-        def make(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            return grpc.intercept_channel(_original(*args, **kwargs), recorder)
-
-        setattr(grpc, factory, make)
+    intercept_channels(_Recorder())

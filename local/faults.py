@@ -19,6 +19,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from local.calltrace import intercept_channels
+
 _STARTED = time.monotonic()
 # The APIs a fault can name, and the variable holding each one's local endpoint.
 APIS = {
@@ -103,13 +105,4 @@ def install() -> None:
         intercept_stream_unary = _call
         intercept_stream_stream = _call
 
-    deny = Deny()
-    for factory in ("insecure_channel", "secure_channel"):
-        original = getattr(grpc, factory)
-
-        def make(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            channel = _original(*args, **kwargs)
-            target = str(args[0] if args else kwargs.get("target", ""))
-            return grpc.intercept_channel(channel, deny) if not api or target in hosts else channel
-
-        setattr(grpc, factory, make)
+    intercept_channels(Deny(), lambda target: not api or target in hosts)
