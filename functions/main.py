@@ -37,7 +37,7 @@ from shared.messages import (
     TrainingTick,
 )
 from shared.pubsub import Delivery, handle, publish_all
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 
 log.configure()
 logger = log.get_logger("functions")
@@ -59,12 +59,15 @@ def entry_point(
 
         @functools.wraps(implementation)
         def function(event: CloudEvent) -> None:
-            def process(message: M, delivery: Delivery) -> None:
-                implementation(message, delivery, Settings.from_env())
+            # Read once per delivery; a malformed message is refused even where the settings
+            # are incomplete, a well-formed one needs the project.
+            settings = Settings.from_env(project_required=False)
 
-            # Read apart from the rest: a malformed message is refused even where the settings
-            # are incomplete.
-            window = Settings.from_env(project_required=False).iam_propagation_s
+            def process(message: M, delivery: Delivery) -> None:
+                if not settings.project:
+                    raise SettingsError("GOOGLE_CLOUD_PROJECT is not set")
+                implementation(message, delivery, settings)
+
             handle(
                 event,
                 topic,
@@ -72,7 +75,7 @@ def entry_point(
                 process,
                 name,
                 on_permanent=on_permanent,
-                iam_propagation_s=window,
+                iam_propagation_s=settings.iam_propagation_s,
             )
 
         return functions_framework.cloud_event(function)
