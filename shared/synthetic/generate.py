@@ -1,19 +1,28 @@
 """Generate a retailer's history from a demand model whose parameters are known.
 
-Units sold of product p in store s on day d are Poisson with mean::
+Two worlds from the same code (``build_world(shape, seed, hard=...)``); the demand itself is
+``shared.synthetic.demand``. The *easy* world obeys the pricing model's assumptions: Poisson
+demand with constant elasticity, prices set without looking at demand. The *hard* world
+(``hard=True``) does not, the way real retail data does not:
 
-    base[s, p] * season[category(p), d] * weekday[d]
-      * (price / reference_price[p]) ** elasticity[p]
-      * promo_lift[p] ** on_promo * feature_lift ** feature * display_lift ** display
-      * product over p's substitutes q of (price[q] / reference_price[q]) ** cross[p, q]
+- weekly demand shocks common to every store (per category), and per store-week noise;
+- the retailer foresees demand: deals are scheduled into the weeks it expects to be strong,
+  and regular prices are raised a few weeks after a product's demand shifts up;
+- shoppers stockpile on deals and buy less the week after (a post-promotion dip);
+- a third of the products have linear or logit demand, not constant elasticity;
+- stores differ in elasticity by their demographics (``income_index``);
+- regular prices start near the retailer's own optimum with noise, a minority clearly
+  mispriced, and are sticky: they move in steps, rolled out zone by zone (regions) over a few
+  weeks with zone-specific sizes (what separates a price's effect from the week's demand).
 
-(substitutes: the three most popular products of each category, each one's demand rising
-with the others' prices, cross-price elasticities in [0.2, 0.6]; ``World.cross_truth``)
-so later models can be checked against ``elasticity`` and ``promo_lift`` (the ``product_truth``
-table). Shapes follow grocery panel data: elasticities mostly in [-4, -1], promotions on a fifth
-to half of product-weeks at ~20-25% off lifting sales 2-5x, and skewed store and product sizes.
-Everything is a pure function of (shape, seed); transactions come out in day blocks, so memory
-is bounded by one block whatever the size.
+The truth is recorded per product (``truth``: the elasticity at the final regular price, the
+short-run deal response, the promotion lift, the dip, the demand form) and per store
+(``store_truth``). The arrays run ``HOLDOUT_WEEKS`` past the history: held-out weeks with
+their own shocks, where a price decision's realised profit is measured
+(``demand.holdout_profit``). Shapes follow grocery panel data: elasticities mostly in
+[-4, -1], promotions on a fifth to half of product-weeks at ~20-25% off lifting sales 2-5x,
+skewed store and product sizes. Everything is a pure function of (shape, seed, hard);
+transactions come out in day blocks, so memory is bounded by one block whatever the size.
 """
 
 from __future__ import annotations
@@ -21,22 +30,20 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
 
-REGIONS = ("north", "south", "east", "west", "central")
+from shared.synthetic import demand, retailer
+from shared.synthetic.demand import DISPLAY_LIFT, FEATURE_LIFT, FORMS
+from shared.synthetic.retailer import HOLDOUT_WEEKS, REGIONS, START, ZONES
+
 FORMATS = ("hyper", "super", "express")
 CATEGORIES = (
     "dairy", "bakery", "produce", "meat", "frozen",
     "beverages", "snacks", "household", "personal_care", "pantry",
 )  # fmt: skip
-MECHANICS = ("tpr", "multibuy", "bogo")
-FEATURE_LIFT = 1.35
-DISPLAY_LIFT = 1.25
-WEEKDAY = np.array([0.85, 0.85, 0.9, 0.95, 1.15, 1.35, 0.95])  # Monday .. Sunday
-START = dt.date(2024, 1, 1)  # a Monday
 # Share of (store, product) cells with a row: assortment x days with at least one unit sold.
 _ROW_DENSITY = 0.55
 GROUP = 3  # substitutes: the top products of a category
@@ -85,22 +92,33 @@ class World:
 
     shape: Shape
     seed: int
+    hard: bool
     stores: pa.Table
     products: pa.Table
     truth: pa.Table
+    store_truth: pa.Table
     promotions: pa.Table
     # Model internals, indexed by position: pairs carried, weekly prices and promotions.
     pair_store: np.ndarray  # (pairs,) store index
     pair_product: np.ndarray  # (pairs,) product index
     pair_base: np.ndarray  # (pairs,) mean daily units at reference price
     store_region: np.ndarray  # (stores,)
+    store_zone: np.ndarray  # (stores,) price zone
+    store_shift: np.ndarray  # (stores,) added to every product's elasticity there
     product_category: np.ndarray  # (products,)
     reference_price: np.ndarray  # (products,)
-    elasticity: np.ndarray  # (products,)
+    unit_cost: np.ndarray  # (products,)
+    elasticity: np.ndarray  # (products,) at the reference price, before the store's shift
+    demand_form: np.ndarray  # (products,) index into demand.FORMS
+    stockpile: np.ndarray  # (products,) deal response exponent (1: none)
+    dip: np.ndarray  # (products,) share of demand lost the week after a deal
     promo_lift: np.ndarray  # (products,)
     season_amp: np.ndarray  # (categories,)
     season_phase: np.ndarray  # (categories,)
-    regular_price: np.ndarray  # (products, regions, weeks)
+    week_shock: np.ndarray  # (categories, weeks) log demand shock common to all stores
+    product_shift: np.ndarray  # (products, weeks) log demand level of the product
+    noise_sd: float  # log sd of the store-week noise
+    regular_price: np.ndarray  # (products, zones, weeks)
     promo_index: np.ndarray  # (products, regions, weeks), -1 when none
     promo_discount: np.ndarray  # (promotions,)
     promo_feature: np.ndarray  # (promotions,) bool
@@ -109,32 +127,54 @@ class World:
     cross_elasticity: np.ndarray  # (products, SUBSTITUTES)
 
     @property
+    def training_weeks(self) -> int:
+        """Weeks of history (the held-out weeks follow)."""
+        return math.ceil(self.shape.n_days / 7)
+
+    @property
+    def holdout_weeks(self) -> int:
+        return self.regular_price.shape[2] - self.training_weeks
+
+    @property
     def expected_rows(self) -> int:
         """Rows the transactions table will have, within a few percent (zero-sale days drop)."""
         return round(float(np.sum(1 - np.exp(-self.pair_base))) * self.shape.n_days)
+
+    def pair_noise(self, week: int) -> np.ndarray:
+        """Each pair's demand noise that week (log-normal, mean 1; 1 in the easy world)."""
+        if not self.noise_sd:
+            return np.ones(len(self.pair_product))
+        rng = np.random.default_rng([self.seed, 1_000_003, week])
+        sd = self.noise_sd
+        return rng.lognormal(-sd * sd / 2, sd, len(self.pair_product))
 
 
 def _cents(x: np.ndarray) -> np.ndarray:
     return np.round(x, 2)
 
 
-def build_world(shape: Shape, seed: int = 7) -> World:
-    """Draw every fixed parameter of the retailer from ``seed``."""
-    rng = np.random.default_rng(seed)
+def build_world(shape: Shape, seed: int = 7, hard: bool = False) -> World:
+    """Draw every fixed parameter of the retailer from ``seed`` (see the module's docstring
+    for what ``hard`` changes)."""
+    rng = np.random.default_rng([seed, int(hard)])
     n_s, n_p, n_w = shape.n_stores, shape.n_products, math.ceil(shape.n_days / 7)
-    n_r = len(REGIONS)
+    n_r, n_c, n_wt = len(REGIONS), len(CATEGORIES), n_w + HOLDOUT_WEEKS
 
     # Stores: a few big hypermarkets, many small ones (log-normal sizes).
     store_size = rng.lognormal(0.0, 0.8, n_s)
     store_region = rng.integers(0, n_r, n_s)
+    store_zone = (store_region * 2 + rng.integers(0, 2, n_s)) % ZONES  # two per region
+    income = rng.standard_normal(n_s)
     size_rank = np.argsort(np.argsort(-store_size)) / max(n_s - 1, 1)
     store_format = np.where(size_rank < 0.2, 0, np.where(size_rank < 0.7, 1, 2))
     stores = pa.table(
         {
             "store_id": pa.array(np.arange(1, n_s + 1), pa.int64()),
             "region": pa.array([REGIONS[i] for i in store_region]),
+            "price_zone": pa.array(store_zone + 1, pa.int64()),
             "format": pa.array([FORMATS[i] for i in store_format]),
             "size_index": pa.array(np.round(store_size, 3)),
+            "income_index": pa.array(np.round(income, 3)),
             "opened": pa.array(
                 [START - dt.timedelta(days=int(d)) for d in rng.integers(400, 9000, n_s)]
             ),
@@ -142,12 +182,45 @@ def build_world(shape: Shape, seed: int = 7) -> World:
     )
 
     # Products: popularity is heavy-tailed; prices log-normal around a few euros.
-    category = rng.integers(0, len(CATEGORIES), n_p)
+    category = rng.integers(0, n_c, n_p)
     popularity = rng.lognormal(0.0, 0.9, n_p)
     reference_price = _cents(rng.lognormal(math.log(3.0), 0.6, n_p) + 0.5)
-    unit_cost = _cents(reference_price * rng.uniform(0.45, 0.75, n_p))
-    elasticity = np.clip(rng.normal(-2.3, 0.7, n_p), -4.5, -0.6)
+    if hard:
+        elasticity = np.clip(rng.normal(-2.5, 0.6, n_p), -4.5, -1.4)
+        demand_form = rng.choice(3, n_p, p=[0.66, 0.17, 0.17])
+        # Linear demand turns steep toward its choke price: kept to milder slopes.
+        elasticity = np.where(demand_form == 1, np.maximum(elasticity, -2.6), elasticity)
+        # Costs put the reference price at the retailer's optimum (margin 1 + 1/e, noisy);
+        # regular prices start near it, a fifth of the products 10-20% off it.
+        unit_cost = _cents(reference_price * (1 + 1 / elasticity) * rng.lognormal(0, 0.03, n_p))
+        mispriced = (rng.random(n_p) < 0.2) & (demand_form != 1)
+        off = np.where(
+            mispriced,
+            rng.choice([-1, 1], n_p) * rng.uniform(0.10, 0.20, n_p),
+            rng.normal(0, 0.03, n_p),
+        )
+        start_price = reference_price * np.exp(off)
+        stockpile = rng.uniform(1.2, 1.8, n_p)
+        dip = rng.uniform(0.1, 0.35, n_p)
+        store_shift = 0.25 * income
+        week_shock = np.zeros((n_c, n_wt))
+        for w in range(1, n_wt):
+            week_shock[:, w] = 0.6 * week_shock[:, w - 1] + rng.normal(0, 0.12, n_c)
+        jumps = np.where(rng.random((n_p, n_wt)) < 1 / 15, rng.normal(0, 0.2, (n_p, n_wt)), 0.0)
+        product_shift = np.cumsum(jumps, axis=1)
+        noise_sd = 0.15
+    else:
+        elasticity = np.clip(rng.normal(-2.3, 0.7, n_p), -4.5, -0.6)
+        unit_cost = _cents(reference_price * rng.uniform(0.45, 0.75, n_p))
+        start_price = reference_price * np.exp(rng.uniform(-0.03, 0.03, n_p))
+        demand_form = np.zeros(n_p, dtype=np.int64)
+        stockpile, dip, store_shift = np.ones(n_p), np.zeros(n_p), np.zeros(n_s)
+        week_shock, product_shift = np.zeros((n_c, n_wt)), np.zeros((n_p, n_wt))
+        jumps = np.zeros((n_p, n_wt))
+        noise_sd = 0.0
     promo_lift = np.clip(rng.lognormal(math.log(1.5), 0.2, n_p), 1.05, 3.0)
+    season_amp = rng.uniform(0.05, 0.3, n_c)
+    season_phase = rng.uniform(0, 2 * math.pi, n_c)
     products = pa.table(
         {
             "product_id": pa.array(np.arange(1, n_p + 1), pa.int64()),
@@ -155,15 +228,6 @@ def build_world(shape: Shape, seed: int = 7) -> World:
             "brand": pa.array([f"brand_{i:03d}" for i in rng.integers(0, max(3, n_p // 6), n_p)]),
             "reference_price": pa.array(reference_price),
             "unit_cost": pa.array(unit_cost),
-        }
-    )
-    truth = pa.table(
-        {
-            "product_id": products["product_id"],
-            "true_elasticity": pa.array(np.round(elasticity, 4)),
-            "true_promo_lift": pa.array(np.round(promo_lift, 4)),
-            "true_feature_lift": pa.array(np.full(n_p, FEATURE_LIFT)),
-            "true_display_lift": pa.array(np.full(n_p, DISPLAY_LIFT)),
         }
     )
 
@@ -174,72 +238,19 @@ def build_world(shape: Shape, seed: int = 7) -> World:
     pair_base = 3.0 * store_size[pair_store] * popularity[pair_product]
     pair_base *= rng.lognormal(0.0, 0.3, len(pair_store))
 
-    # Regular prices: chain-wide steps every few weeks (what identifies elasticity), mean
-    # reverting around the reference, with a small regional offset.
-    steps = np.where(rng.random((n_p, n_w)) < 1 / 10, rng.uniform(-0.12, 0.12, (n_p, n_w)), 0.0)
-    log_level = np.zeros((n_p, n_w))
-    for w in range(1, n_w):
-        log_level[:, w] = 0.85 * log_level[:, w - 1] + steps[:, w]
-    region_offset = rng.uniform(-0.03, 0.03, (n_p, n_r))
-    regular_price = _cents(
-        reference_price[:, None, None] * np.exp(log_level[:, None, :] + region_offset[:, :, None])
-    )
-
-    # Promotions: each product runs events of 1-2 weeks in all stores or in one region.
+    regular_price = retailer.regular_prices(rng, start_price, n_w, hard, jumps)
+    # What the retailer expects of a week: the season and the category's shock (hard only).
+    angle = 2 * math.pi * np.arange(n_wt) * 7 / 364
+    season = season_amp[:, None] * np.sin(angle[None, :] + season_phase[:, None])
+    foreseen = 3.0 * (season + week_shock)[category] + 2.0 * product_shift if hard else None
     promo_rate = rng.uniform(0.2, 0.5, n_p)  # event starts per product-week
-    promo_index = np.full((n_p, n_r, n_w), -1, dtype=np.int64)
-    rows: dict[str, list] = {
-        k: []
-        for k in ("promo_id", "product_id", "region", "mechanic", "discount", "start_date",
-                  "end_date", "feature", "display")
-    }  # fmt: skip
-    for p in range(n_p):
-        w = int(rng.integers(0, 4))
-        while w < n_w:
-            if rng.random() < promo_rate[p]:
-                duration = 1 if rng.random() < 0.6 else 2
-                mechanic = int(rng.choice(3, p=[0.6, 0.25, 0.15]))
-                discount = (
-                    float(np.clip(rng.normal(0.22, 0.06), 0.1, 0.4))
-                    if mechanic == 0
-                    else 0.25
-                    if mechanic == 1
-                    else 0.5
-                )
-                regions = range(n_r) if rng.random() < 0.5 else [int(rng.integers(0, n_r))]
-                pid = len(rows["promo_id"])
-                end = min(w + duration, n_w)
-                for r in regions:
-                    promo_index[p, r, w:end] = pid
-                rows["promo_id"].append(pid + 1)
-                rows["product_id"].append(p + 1)
-                rows["region"].append("all" if len(regions) == n_r else REGIONS[regions[0]])
-                rows["mechanic"].append(MECHANICS[mechanic])
-                rows["discount"].append(round(discount, 3))
-                rows["start_date"].append(START + dt.timedelta(weeks=w))
-                rows["end_date"].append(START + dt.timedelta(weeks=end, days=-1))
-                rows["feature"].append(bool(rng.random() < 0.3))
-                rows["display"].append(bool(rng.random() < 0.3))
-                w = end + 1  # at least one regular week between events
-            else:
-                w += 1
-    promotions = pa.table(
-        {
-            "promo_id": pa.array(rows["promo_id"], pa.int64()),
-            "product_id": pa.array(rows["product_id"], pa.int64()),
-            "region": pa.array(rows["region"], pa.string()),
-            "mechanic": pa.array(rows["mechanic"], pa.string()),
-            "discount": pa.array(rows["discount"], pa.float64()),
-            "start_date": pa.array(rows["start_date"], pa.date32()),
-            "end_date": pa.array(rows["end_date"], pa.date32()),
-            "feature": pa.array(rows["feature"], pa.bool_()),
-            "display": pa.array(rows["display"], pa.bool_()),
-        }
-    )
+    strong = foreseen - foreseen.mean(axis=1, keepdims=True) if hard else np.zeros((n_p, n_wt))
+    promotions, promo_index = retailer.promotions(rng, n_p, n_w, promo_rate, strong)
+
     # Substitutes, drawn last so every earlier parameter stays what it was for a seed.
     substitutes = np.full((n_p, SUBSTITUTES), -1, dtype=np.int64)
     cross = np.zeros((n_p, SUBSTITUTES))
-    for c in range(len(CATEGORIES)):
+    for c in range(n_c):
         members = np.flatnonzero(category == c)
         group = members[np.argsort(-popularity[members], kind="stable")][:GROUP]
         if len(group) < 2:
@@ -248,31 +259,71 @@ def build_world(shape: Shape, seed: int = 7) -> World:
             others = [q for q in group if q != p]
             substitutes[p, : len(others)] = others
             cross[p, : len(others)] = np.round(rng.uniform(0.2, 0.6, len(others)), 3)
-    return World(
+    discounts = promotions["discount"].to_numpy()
+    world = World(
         shape=shape,
         seed=seed,
+        hard=hard,
         stores=stores,
         products=products,
-        truth=truth,
+        truth=pa.table({}),
+        store_truth=pa.table({}),
         promotions=promotions,
         pair_store=pair_store,
         pair_product=pair_product,
         pair_base=pair_base,
         store_region=store_region,
+        store_zone=store_zone,
+        store_shift=store_shift,
         product_category=category,
         reference_price=reference_price,
+        unit_cost=unit_cost,
         elasticity=elasticity,
+        demand_form=demand_form,
+        stockpile=stockpile,
+        dip=dip,
         promo_lift=promo_lift,
-        season_amp=rng.uniform(0.05, 0.3, len(CATEGORIES)),
-        season_phase=rng.uniform(0, 2 * math.pi, len(CATEGORIES)),
+        season_amp=season_amp,
+        season_phase=season_phase,
+        week_shock=week_shock,
+        product_shift=product_shift,
+        noise_sd=noise_sd,
         regular_price=regular_price,
         promo_index=promo_index,
-        promo_discount=np.asarray(rows["discount"], dtype=np.float64),
-        promo_feature=np.asarray(rows["feature"], dtype=bool),
-        promo_display=np.asarray(rows["display"], dtype=bool),
+        promo_discount=np.asarray(discounts, dtype=np.float64),
+        promo_feature=promotions["feature"].to_numpy(zero_copy_only=False).astype(bool),
+        promo_display=promotions["display"].to_numpy(zero_copy_only=False).astype(bool),
         substitutes=substitutes,
         cross_elasticity=cross,
     )
+    return _with_truth(world)
+
+
+def _with_truth(world: World) -> World:
+    """The world with its ``truth`` and ``store_truth`` tables."""
+    volume = demand.holdout_volume(world)
+    product_e, pair_e = demand.true_elasticities(world, volume)
+    n_p = world.shape.n_products
+    truth = pa.table(
+        {
+            "product_id": pa.array(np.arange(1, n_p + 1), pa.int64()),
+            "true_elasticity": pa.array(np.round(product_e, 4)),
+            "true_deal_elasticity": pa.array(np.round(demand.deal_response(world), 4)),
+            "true_promo_lift": pa.array(np.round(world.promo_lift, 4)),
+            "true_feature_lift": pa.array(np.full(n_p, FEATURE_LIFT)),
+            "true_display_lift": pa.array(np.full(n_p, DISPLAY_LIFT)),
+            "true_dip": pa.array(np.round(world.dip, 4)),
+            "demand_form": pa.array([FORMS[i] for i in world.demand_form]),
+        }
+    )
+    store_truth = pa.table(
+        {
+            "store_id": pa.array(world.pair_store + 1, pa.int64()),
+            "product_id": pa.array(world.pair_product + 1, pa.int64()),
+            "true_elasticity": pa.array(np.round(pair_e, 4)),
+        }
+    )
+    return replace(world, truth=truth, store_truth=store_truth)
 
 
 def cross_truth(world: World) -> list[tuple[int, int, float]]:
@@ -287,77 +338,28 @@ def cross_truth(world: World) -> list[tuple[int, int, float]]:
 
 def transactions(world: World, days_per_batch: int = 7) -> Iterator[pa.RecordBatch]:
     """Daily sales rows (days with at least one unit), one record batch per block of days."""
-    ps, pp = world.pair_store, world.pair_product
-    region = world.store_region[ps]
-    category = world.product_category[pp]
-    store_ids, product_ids = ps + 1, pp + 1
+    store_ids, product_ids = world.pair_store + 1, world.pair_product + 1
+    start_days = (START - dt.date(1970, 1, 1)).days
     for first in range(0, world.shape.n_days, days_per_batch):
         # Each block draws from its own stream, so any block is reproducible on its own.
         rng = np.random.default_rng([world.seed, first])
         columns: dict[str, list[np.ndarray]] = {name: [] for name in TRANSACTIONS_SCHEMA.names}
         for day in range(first, min(first + days_per_batch, world.shape.n_days)):
-            week = day // 7
-            regular = world.regular_price[pp, region, week]
-            promo = world.promo_index[pp, region, week]
-            on_promo = promo >= 0
-            safe = np.where(on_promo, promo, 0)
-            discount = np.where(
-                on_promo, world.promo_discount[safe] if len(world.promo_discount) else 0, 0.0
-            )
-            feature = (
-                on_promo & world.promo_feature[safe]
-                if len(world.promo_feature)
-                else on_promo & False
-            )
-            display = (
-                on_promo & world.promo_display[safe]
-                if len(world.promo_display)
-                else on_promo & False
-            )
-            price = _cents(regular * (1 - discount))
-            # Every product's price in every region today, for the substitutes' effect.
-            everywhere = world.regular_price[:, :, week]
-            promo_all = world.promo_index[:, :, week]
-            off = (
-                np.where(promo_all >= 0, world.promo_discount[np.maximum(promo_all, 0)], 0.0)
-                if len(world.promo_discount)
-                else 0.0
-            )
-            shelf = _cents(everywhere * (1 - off)) / world.reference_price[:, None]
-            cross_effect = np.ones(len(pp))
-            for k in range(world.substitutes.shape[1]):
-                sub = world.substitutes[pp, k]
-                has = sub >= 0
-                ratio = shelf[np.maximum(sub, 0), region]
-                cross_effect *= np.where(has, ratio ** world.cross_elasticity[pp, k], 1.0)
-            season = 1 + world.season_amp[category] * np.sin(
-                2 * math.pi * day / 364 + world.season_phase[category]
-            )
-            mean = (
-                world.pair_base
-                * season
-                * WEEKDAY[day % 7]
-                * (price / world.reference_price[pp]) ** world.elasticity[pp]
-                * np.where(on_promo, world.promo_lift[pp], 1.0)
-                * np.where(feature, FEATURE_LIFT, 1.0)
-                * np.where(display, DISPLAY_LIFT, 1.0)
-                * cross_effect
-            )
-            units = rng.poisson(mean)
+            today = demand.daily_mean(world, day)
+            units = rng.poisson(today["mean"])
             sold = units > 0
-            n = int(sold.sum())
-            columns["date"].append(np.full(n, day, dtype=np.int32))
+            price = today["price"][sold]
+            columns["date"].append(np.full(int(sold.sum()), day, dtype=np.int32))
             columns["store_id"].append(store_ids[sold])
             columns["product_id"].append(product_ids[sold])
             columns["units"].append(units[sold])
-            columns["price"].append(price[sold])
-            columns["regular_price"].append(regular[sold])
-            columns["revenue"].append(_cents(units[sold] * price[sold]))
-            columns["promo_id"].append(np.where(on_promo, promo + 1, -1)[sold])
-            columns["feature"].append(feature[sold])
-            columns["display"].append(display[sold])
+            columns["price"].append(price)
+            columns["regular_price"].append(today["regular"][sold])
+            columns["revenue"].append(_cents(units[sold] * price))
+            columns["promo_id"].append(np.where(today["promo"] >= 0, today["promo"] + 1, -1)[sold])
+            columns["feature"].append(today["feature"][sold])
+            columns["display"].append(today["display"][sold])
         data = {k: np.concatenate(v) for k, v in columns.items()}
-        start_days = (START - dt.date(1970, 1, 1)).days
         promo_ids = data["promo_id"]
         yield pa.RecordBatch.from_arrays(
             [

@@ -26,9 +26,12 @@ Modules: ``config`` (specification, rules, results), ``panel``, ``estimate``, ``
 """
 
 from shared.training.pricing.config import (
+    ALTERNATIVE,
     CONTROLS,
+    CROSS_RANGE,
     DEFAULT_RULES,
     DEFAULT_SPEC,
+    NAIVE,
     PLAIN,
     RECENT_WEEKS,
     Control,
@@ -38,15 +41,17 @@ from shared.training.pricing.config import (
     Rules,
     Spec,
 )
-from shared.training.pricing.decide import _candidates, _draws, _mean_gain, decide
+from shared.training.pricing.decide import _candidates, _draws, _mean_gain, decide, joint_t_draws
 from shared.training.pricing.estimate import (
     _design,
     _full_rank,
     _poisson_fit,
     _week_jackknife_se,
     _week_jackknife_ses,
+    _week_jackknife_shifts,
     _within,
     estimate,
+    jackknife_cov,
 )
 from shared.training.pricing.fit import Catalog, fit_product, fit_products
 from shared.training.pricing.panel import (
@@ -54,13 +59,17 @@ from shared.training.pricing.panel import (
     regular_price,
     resolve_cost,
     weekly_cells,
+    with_regular_and_after_deal,
     with_zero_weeks,
 )
 
 __all__ = [
+    "ALTERNATIVE",
     "CONTROLS",
+    "CROSS_RANGE",
     "DEFAULT_RULES",
     "DEFAULT_SPEC",
+    "NAIVE",
     "PLAIN",
     "RECENT_WEEKS",
     "Catalog",
@@ -78,14 +87,18 @@ __all__ = [
     "_poisson_fit",
     "_week_jackknife_se",
     "_week_jackknife_ses",
+    "_week_jackknife_shifts",
     "_within",
     "baseline",
     "decide",
     "estimate",
     "fit_product",
     "fit_products",
+    "jackknife_cov",
+    "joint_t_draws",
     "regular_price",
     "resolve_cost",
     "weekly_cells",
+    "with_regular_and_after_deal",
     "with_zero_weeks",
 ]

@@ -9,9 +9,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Control = Literal["promo", "feature", "display", "seasonality", "store"]
-CONTROLS: tuple[Control, ...] = ("promo", "feature", "display", "seasonality", "store")
+Control = Literal[
+    "deal", "curvature", "promo", "feature", "display", "post_deal", "week", "seasonality",
+    "store",
+]  # fmt: skip
+CONTROLS: tuple[Control, ...] = (
+    "deal", "curvature", "promo", "feature", "display", "post_deal", "week", "seasonality",
+    "store",
+)  # fmt: skip
 RECENT_WEEKS = 8  # the window the regular price and the baseline volume are read from
+# Where an estimated cross-price elasticity is believable: beyond it, flagged, not acted upon.
+CROSS_RANGE = (-0.5, 1.0)
 
 
 class Rules(BaseModel):
@@ -46,11 +54,24 @@ class Rules(BaseModel):
 
 
 class Spec(BaseModel):
-    """The demand specification: which controls sit beside log(price)."""
+    """The demand specification: which controls sit beside the price.
+
+    ``deal``: the regular (shelf) price and the deal depth log(paid / regular) enter
+    separately, so the long-run elasticity a permanent change meets is learned from regular
+    prices and not from temporary deals (a short-run response swollen by stockpiling);
+    without it one log(price) coefficient learns from both. ``post_deal``: the week after a
+    deal in the same store (pantry loading). ``week``: a fixed effect per week (time effects:
+    the week's demand, whatever it is, and deals or price moves scheduled into it).
+    ``seasonality``: two yearly harmonics instead (what the week effects already hold).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    controls: tuple[Literal["promo", "feature", "display", "seasonality", "store"], ...] = CONTROLS
+    controls: tuple[Control, ...] = ("deal", "promo", "feature", "display", "post_deal",
+                                     "week", "store")  # fmt: skip
+    # model: every cell; regular: only cells at the regular price (deals and the week after
+    # them left out), the alternative the decision is checked against.
+    cells: Literal["all", "regular"] = "all"
     min_weeks: int = Field(default=8, ge=3)  # weeks (clusters) with sales
     min_varying_weeks: int = Field(default=4, ge=2)  # weeks with a price off the store's usual
     # Store-weeks without a sale enter with 0 units at the chain's price (``with_zero_weeks``).
@@ -60,11 +81,33 @@ class Spec(BaseModel):
 
     @property
     def name(self) -> str:
-        return "+".join(self.controls) if self.controls else "plain log-log"
+        name = "+".join(self.controls) if self.controls else "plain log-log"
+        return name + (", regular-price weeks only" if self.cells == "regular" else "")
+
+    @property
+    def method(self) -> str:
+        """What the estimator is, in the words a report gives it."""
+        if "week" not in self.controls:
+            return (
+                "Poisson PML, one log-price coefficient, no time effects: prices are assumed "
+                "not to react to demand"
+            )
+        return (
+            "Poisson PML with store and week fixed effects (two-way fixed effects: the price "
+            "response is identified by stores at different regular prices in the same week, "
+            "zone roll-outs and regional deals; Hitsch, Hortacsu & Lin 2021), the regular "
+            "price and the deal depth separately, the week after a deal controlled for; "
+            "standard errors by the delete-one-week jackknife (MacKinnon, Nielsen & Webb 2023)"
+        )
 
 
-PLAIN = Spec(controls=())
 DEFAULT_SPEC = Spec()
+PLAIN = Spec(controls=())
+# The estimator as it was: one price coefficient, seasonality for time (the benchmark prints it
+# beside the default).
+NAIVE = Spec(controls=("promo", "feature", "display", "seasonality", "store"))
+# The alternative every decision is checked against: regular-price weeks only.
+ALTERNATIVE = Spec(controls=("deal", "post_deal", "week", "store"), cells="regular")
 DEFAULT_RULES = Rules()
 
 
@@ -74,7 +117,9 @@ class Decision:
 
     decision: str  # move | hold
     reason: str
-    code: str  # move | regular_is_best | gain_uncertain | inelastic | no_feasible_price | no_cost
+    # move | regular_is_best | no_other_price | gain_uncertain | inelastic | no_feasible_price |
+    # no_cost
+    code: str
     recommended_price: float
     candidate_price: float  # the best price inside the rules (= recommended when moving)
     expected_gain: float  # per week, in currency, at the candidate price
@@ -95,6 +140,7 @@ class PricingConfig(BaseModel):
         products_table: project.dataset.products  # unit_cost, category; default: the
                                                   # fetched table's dataset's ``products``
         cost_ratio: 0.7   # an *assumed* unit cost (x regular price) where none is known
+        cost_uncertainty: 0.1  # its relative standard deviation, carried into the gains
         substitutes: 3    # top products per category priced jointly (0: off)
     """
 
@@ -104,6 +150,7 @@ class PricingConfig(BaseModel):
     spec: Spec = DEFAULT_SPEC
     products_table: str | None = None
     cost_ratio: float | None = Field(default=None, gt=0, lt=1)
+    cost_uncertainty: float = Field(default=0.10, ge=0, lt=1)
     # Cross-price elasticities among each category's top products by revenue, and their
     # prices set jointly for the category's profit (0: off).
     substitutes: int = Field(default=3, ge=0, le=8)
@@ -134,6 +181,10 @@ class PriceResult:
     varying_weeks: int | None = None
     identification: str | None = None  # why weakly identified
     elasticity_plain: float | None = None  # the plain log-log fit, beside the default
+    deal_elasticity: float | None = None  # the short-run response to a temporary deal
+    post_deal: float | None = None  # log change of demand the week after a deal
+    method: str | None = None  # the specification's name
+    alternative: str | None = None  # the alternative specification's decision
     regular_price: float | None = None
     unit_cost: float | None = None
     cost_source: str | None = None  # table | assumed (cost_ratio x regular price)
@@ -141,8 +192,8 @@ class PriceResult:
     objective: str | None = None
     decision: str | None = None  # move | hold
     reason: str | None = None
-    # move | regular_is_best | gain_uncertain | inelastic | no_feasible_price | no_cost |
-    # not_estimated (see status)
+    # move | regular_is_best | no_other_price | gain_uncertain | inelastic | no_feasible_price |
+    # no_cost | specification_sensitive | not_estimated (see status)
     reason_code: str | None = None
     recommended_price: float | None = None
     candidate_price: float | None = None

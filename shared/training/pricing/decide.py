@@ -30,9 +30,17 @@ def decide(
     elasticity_draws: np.ndarray,
     rules: Rules,
     unit_cost: float | None,
+    *,
+    volume_draws: np.ndarray | None = None,
+    cost_draws: np.ndarray | None = None,
 ) -> Decision:
     """The price to sign: the best expected gain over the allowed prices, moved to only when
-    the ``rules.confidence`` interval of the gain excludes zero."""
+    the ``rules.confidence`` interval of the gain excludes zero.
+
+    The draws carry what is uncertain: the elasticity, the volume at the regular price
+    (``volume_draws``, a multiplier) and an assumed cost (``cost_draws``). The price is chosen
+    on half the draws and its gain scored on the other half: scored on the draws that chose
+    it, the best of many prices looks better than it is (the winner's curse)."""
     cost = unit_cost if rules.objective == "profit" else 0.0
     low_rule, low, high_rule, high = rules.bounds(regular, cost)
 
@@ -44,10 +52,12 @@ def decide(
     if rules.objective == "profit" and unit_cost is None:
         return hold("no_cost", "no unit cost: profit cannot be computed (give a cost table)")
     point = float(np.median(elasticity_draws))
-    if point > -1 and rules.inelastic == "hold":
+    surely_above = float(np.quantile(elasticity_draws, 0.025))
+    if surely_above > -1 and rules.inelastic == "hold":
         return hold(
             "inelastic",
-            f"demand estimated inelastic (elasticity {point:+.2f}"
+            f"demand is inelastic: the 95% interval of the elasticity lies above -1 "
+            f"(from {surely_above:+.2f}, median {point:+.2f}"
             + (", the wrong sign" if point > 0 else "")
             + "): the model has no best price inside any corridor, only its top; "
             "review by hand (inelastic: edge recommends the top)",
@@ -59,15 +69,27 @@ def decide(
             f"no price satisfies the rules: {low_rule} needs >= {low:.2f}, "
             f"{high_rule} allows <= {high:.2f}",
         )
-    prices = np.append(grid, regular)
+    others = grid[np.abs(grid - regular) >= 0.005]
+    if not len(others):
+        endings = "/".join(f"{e:.2f}"[1:] for e in rules.endings) or "any cent"
+        return hold(
+            "no_other_price",
+            f"no allowed price other than the regular {regular:.2f}: {low_rule} allows "
+            f">= {low:.2f}, {high_rule} <= {high:.2f}, endings {endings}",
+        )
+    prices = np.append(others, regular)
     ratio = prices[:, None] / regular
-    volume = weekly_units * ratio ** elasticity_draws[None, :]
-    value = (prices[:, None] - cost) * volume  # (candidates, draws)
+    volume = weekly_units * (1.0 if volume_draws is None else volume_draws[None, :])
+    units = volume * ratio ** elasticity_draws[None, :]
+    unit_costs = cost if cost_draws is None or not cost else cost_draws[None, :]
+    value = (prices[:, None] - unit_costs) * units  # (candidates, draws)
     gains = value - value[-1:]
-    mean = gains.mean(axis=1)
-    best = int(np.argmax(mean[:-1]))
+    chooser, scorer = gains[:, 0::2], gains[:, 1::2] if gains.shape[1] > 1 else gains
+    best = int(np.argmax(chooser[:-1].mean(axis=1)))
+    scored = scorer[best]
+    mean = float(scored.mean())
     tail = (1 - rules.confidence) / 2
-    lo, hi = np.quantile(gains[best], [tail, 1 - tail])
+    lo, hi = np.quantile(scored, [tail, 1 - tail])
     price = float(prices[best])
     # A rule binds when the next allowed price beyond its edge would have been better.
     above = _candidates(price + 0.005, price + 2.0, rules.endings)[:1]
@@ -77,21 +99,24 @@ def decide(
         outside = len(beyond) and (beyond[0] > high + 1e-9 or beyond[0] < low - 1e-9)
         if outside and _mean_gain(
             beyond[0], regular, weekly_units, elasticity_draws, cost or 0
-        ) > float(mean[best]):
+        ) > _mean_gain(price, regular, weekly_units, elasticity_draws, cost or 0):
             binding = rule
     base_value = float(value[-1].mean())
     found: dict[str, Any] = {
         "candidate_price": price,
-        "expected_gain": float(mean[best]),
+        "expected_gain": mean,
         "gain_low": float(lo),
         "gain_high": float(hi),
         "base_value": base_value,
         "binding_rule": binding,
     }
     level = f"{rules.confidence:.0%}"
-    if mean[best] <= 0 or abs(price - regular) < 0.005:
+    if mean <= 0:
         return hold(
-            "regular_is_best", "the regular price is already the best inside the rules", **found
+            "regular_is_best",
+            f"the regular price is the best allowed: the best other, {price:.2f}, "
+            f"would change weekly {rules.objective} by {mean:+,.2f}",
+            **found,
         )
     if lo <= 0:
         return hold(
@@ -102,7 +127,7 @@ def decide(
         )
     return Decision(
         "move",
-        f"{rules.objective} {mean[best]:+,.2f} a week expected at {price:.2f} "
+        f"{rules.objective} {mean:+,.2f} a week expected at {price:.2f} "
         f"({level} interval [{lo:+,.2f}, {hi:+,.2f}])"
         + (f"; at the {binding} rule's edge" if binding else ""),
         "move",
@@ -122,3 +147,17 @@ def _draws(e: float, se: float, weeks: int, seed: int, n: int = 4000) -> np.ndar
     """The elasticity's sampling distribution: e + se * t(G - 1)."""
     rng = np.random.default_rng(seed)
     return e + se * rng.standard_t(max(weeks - 1, 1), n)
+
+
+def joint_t_draws(
+    mean: np.ndarray, cov: np.ndarray, df: int, seed: int, n: int = 4000
+) -> np.ndarray:
+    """(n, k) draws of a multivariate Student's t with ``df`` degrees of freedom (G - 1 for G
+    week clusters) around ``mean`` with scale ``cov``: coefficients estimated together vary
+    together (a jackknife covariance, not independent normals)."""
+    rng = np.random.default_rng(seed)
+    values, vectors = np.linalg.eigh((cov + cov.T) / 2)
+    root = vectors * np.sqrt(np.maximum(values, 0.0))
+    z = rng.standard_normal((n, len(mean))) @ root.T
+    scale = np.sqrt(max(df, 1) / rng.chisquare(max(df, 1), n))
+    return mean[None, :] + z * scale[:, None]

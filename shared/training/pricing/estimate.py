@@ -1,13 +1,17 @@
-"""Estimating the elasticity: Poisson pseudo-maximum likelihood with the specification's controls,
-standard errors by the delete-one-week jackknife, identification checks."""
+"""Estimating the elasticity: Poisson pseudo-maximum likelihood with the specification's controls
+and fixed effects, standard errors by the delete-one-week jackknife, identification checks, and
+the volume at the regular price the fitted model implies."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import numpy as np
+import scipy.linalg
 
-from shared.training.pricing.config import DEFAULT_SPEC, Spec
+from shared.training.pricing.config import DEFAULT_SPEC, RECENT_WEEKS, Spec
+from shared.training.pricing.panel import regular_price
 
 
 def _within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -47,11 +51,36 @@ def _week_jackknife_se(x: np.ndarray, y: np.ndarray, mu: np.ndarray, week: np.nd
     return float(_week_jackknife_ses(x, y, mu, week, 1)[0])
 
 
+def _week_jackknife_shifts(
+    x: np.ndarray, y: np.ndarray, mu: np.ndarray, week: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(weeks, the coefficients' shift when each week is left out): one Newton step from the
+    full fit per left-out week (the delete-one-week jackknife, CR3)."""
+    info = (x * mu[:, None]).T @ x
+    resid = y - mu
+    found, idx = np.unique(week, return_inverse=True)
+    idx = idx.ravel()
+    shifts = np.empty((len(found), x.shape[1]))
+    for g in range(len(found)):
+        rows = idx == g
+        xg = x[rows]
+        rest = info - (xg * mu[rows][:, None]).T @ xg
+        shifts[g] = np.linalg.pinv(rest) @ (xg.T @ resid[rows])
+    return found, shifts
+
+
+def jackknife_cov(values: np.ndarray) -> np.ndarray:
+    """The delete-one-cluster jackknife covariance of per-cluster ``values`` (clusters x k)."""
+    g = len(values)
+    centred = values - values.mean(axis=0)
+    return (g - 1) / g * centred.T @ centred
+
+
 def _week_jackknife_ses(
     x: np.ndarray, y: np.ndarray, mu: np.ndarray, week: np.ndarray, first: int
 ) -> np.ndarray:
     """Standard errors of the ``first`` coefficients, clustered by week, by the delete-one-week
-    jackknife (CR3, one Newton step from the full fit per left-out week).
+    jackknife.
 
     Promotions and price steps are chain- or region-wide, so one week's stores share their
     shocks; and the price variation that identifies the elasticity sits in a few weeks. The
@@ -59,82 +88,162 @@ def _week_jackknife_ses(
     intervals held the true elasticity for 84% of products. The jackknife is the standard
     small-number-of-clusters correction (Cameron & Miller 2015; MacKinnon, Nielsen & Webb 2023).
     """
-    info = (x * mu[:, None]).T @ x
-    resid = y - mu
-    _, idx = np.unique(week, return_inverse=True)
-    idx = idx.ravel()
-    clusters = int(idx.max()) + 1
-    if clusters < 2:
+    found, shifts = _week_jackknife_shifts(x, y, mu, week)
+    if len(found) < 2:
         return np.full(first, math.inf)
-    shifts = np.empty((clusters, x.shape[1]))
-    for g in range(clusters):
-        rows = idx == g
-        xg = x[rows]
-        rest = info - (xg * mu[rows][:, None]).T @ xg
-        shifts[g] = np.linalg.pinv(rest) @ (xg.T @ resid[rows])
-    centred = shifts[:, :first] - shifts[:, :first].mean(axis=0)
-    return np.sqrt((clusters - 1) / clusters * np.sum(centred**2, axis=0))
+    return np.sqrt(np.diag(jackknife_cov(shifts[:, :first])))
 
 
-def _design(cells: dict[str, np.ndarray], spec: Spec) -> np.ndarray:
-    """log(price) first, then the specification's controls (constant columns dropped)."""
+DEAL_TERMS = ("deal", "promo", "feature", "display", "post_deal")
+
+
+def _design(cells: dict[str, np.ndarray], spec: Spec) -> tuple[np.ndarray, list[str]]:
+    """(design, column names): the price first (the regular price with ``deal``, else the
+    price paid), the controls (constant columns dropped), then the fixed effects."""
     n = len(cells["units"])
-    columns = [np.log(cells["price"])]
-    for name in ("promo", "feature", "display"):
-        if name in spec.controls:
+    deal = "deal" in spec.controls
+    columns = [np.log(cells["regular"] if deal else cells["price"])]
+    names = ["price"]
+    if deal and "curvature" in spec.controls:
+        # Centred on today's regular price, the first coefficient is the elasticity there:
+        # demand that is not constant-elasticity bends around it.
+        centred = columns[0] - np.log(regular_price(cells))
+        columns = [centred, centred**2]
+        names.append("curvature")
+    if deal:
+        columns.append(np.log(cells["price"] / cells["regular"]))
+        names.append("deal")
+    for name in ("promo", "feature", "display", "post_deal"):
+        if name in spec.controls and name in cells:
             columns.append(cells[name])
+            names.append(name)
     if "seasonality" in spec.controls:
         # Days since the epoch, not day of year: the harmonics are periodic, and a day-of-year
         # mean over a week that crosses the new year would be mid-year.
         angle = 2 * math.pi * cells["day"] / 365.25
         columns += [np.sin(angle), np.cos(angle), np.sin(2 * angle), np.cos(2 * angle)]
+        names += ["season"] * 4
     x = np.column_stack(columns)
     keep = np.std(x, axis=0) > 1e-12
     keep[0] = True
-    x = x[:, keep]
+    x, names = x[:, keep], [m for m, k in zip(names, keep, strict=True) if k]
+    effects = [np.ones((n, 1))]
     if "store" in spec.controls:
-        stores, store_idx = np.unique(cells["store_id"], return_inverse=True)
-        dummies = np.zeros((n, len(stores)))
-        dummies[np.arange(n), store_idx.ravel()] = 1.0
-        return np.column_stack([x, dummies])
-    return np.column_stack([x, np.ones(n)])
+        effects = [_dummies(cells["store_id"])]
+    if "week" in spec.controls:
+        effects.append(_dummies(cells["week"])[:, 1:])  # the first week is the base
+    fixed = np.column_stack(effects)
+    return np.column_stack([x, fixed]), names + ["fixed"] * fixed.shape[1]
 
 
-def _full_rank(x: np.ndarray) -> tuple[np.ndarray, bool]:
-    """``x`` without the columns that add nothing (log price kept first), and whether log
-    price itself is still identified (not a combination of the controls)."""
+def _dummies(groups: np.ndarray) -> np.ndarray:
+    found, idx = np.unique(groups, return_inverse=True)
+    out = np.zeros((len(groups), len(found)))
+    out[np.arange(len(groups)), idx.ravel()] = 1.0
+    return out
+
+
+def _full_rank(x: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray]:
+    """(``x`` without the columns that add nothing, whether log price itself is still
+    identified (not a combination of the others), the kept columns' positions); the price
+    (column 0) is always kept first."""
+    everything = np.arange(x.shape[1])
     rank = np.linalg.matrix_rank(x)
     if rank == x.shape[1]:
-        return x, True
+        return x, True, everything
     if np.linalg.matrix_rank(x[:, 1:]) == rank:
-        return x, False  # log price lies in the span of the controls
-    kept = [0]
-    for j in range(1, x.shape[1]):
-        if np.linalg.matrix_rank(x[:, [*kept, j]]) == len(kept) + 1:
-            kept.append(j)
-        if len(kept) == rank:
-            break
-    return x[:, kept], True
+        return x, False, everything  # log price lies in the span of the others
+    first = x[:, :1]
+    rest = x[:, 1:] - first @ np.linalg.lstsq(first, x[:, 1:], rcond=None)[0]
+    _, r, pivots = scipy.linalg.qr(rest, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    good = np.sort(pivots[diag > diag[0] * 1e-9][: rank - 1]) + 1
+    kept = np.concatenate([[0], good])
+    return x[:, kept], True, kept
+
+
+def cross_store_weeks(cells: dict[str, np.ndarray], column: np.ndarray) -> int:
+    """Weeks in which stores sold at different values of ``column`` (log regular price):
+    what a price's effect can be told from the week's demand by, once weeks have effects."""
+    week = cells["week"]
+    order = np.argsort(week, kind="stable")
+    w, v = week[order], column[order]
+    starts = np.flatnonzero(np.r_[True, w[1:] != w[:-1]])
+    spread = np.maximum.reduceat(v, starts) - np.minimum.reduceat(v, starts)
+    return int(np.sum(spread > 0.01))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One product's demand fit."""
+
+    elasticity: float  # of the regular price (long run; the price paid without ``deal``)
+    se: float  # week-clustered (jackknife)
+    weeks: int
+    why: str | None  # why it is weakly identified, or None
+    r2: float
+    deal: float | None = None  # the deal depth's coefficient (short-run response)
+    post_deal: float | None = None
+    # Units a week at the regular price, no deal, over the recent weeks (the fitted model's
+    # counterfactual), and the jackknife covariance of (elasticity, log of it).
+    baseline: float | None = None
+    cov: np.ndarray | None = None
 
 
 def estimate(
     cells: dict[str, np.ndarray], spec: Spec = DEFAULT_SPEC, *, with_se: bool = True
-) -> tuple[float, float, int, str | None, float]:
-    """(elasticity, jackknife standard error, weeks, why weakly identified or None, r2) of one
-    product's cells with sales (the standard error is nan without ``with_se``)."""
-    x, identified = _full_rank(_design(cells, spec))
+) -> Fit:
+    """The demand fit of one product's cells (the standard error is nan without ``with_se``)."""
+    full, names = _design(cells, spec)
+    x, identified, kept = _full_rank(full)
+    names = [names[k] for k in kept]
     units, week = cells["units"], cells["week"]
     weeks = len(np.unique(week))
     if not identified:
-        return math.nan, math.inf, weeks, "log price is a combination of the controls", math.nan
+        why = (
+            "the regular price moved in every store in the same weeks: its effect cannot be "
+            "told from the week's demand (week effects)"
+            if "week" in spec.controls
+            else "log price is a combination of the controls"
+        )
+        return Fit(math.nan, math.inf, weeks, why, math.nan)
     if len(units) - x.shape[1] < 5:
-        return math.nan, math.inf, weeks, "fewer cells than the design's columns + 5", math.nan
+        return Fit(math.nan, math.inf, weeks, "fewer cells than the design's columns + 5", math.nan)
     beta, mu = _poisson_fit(x, units)
-    se = _week_jackknife_se(x, units, mu, week) if with_se else math.nan
     sold = units > 0
     y, fitted = np.log(units[sold]), np.log(mu[sold])
     r2 = float(1 - np.sum((y - fitted) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-12))
-    why = None
-    if with_se and not (math.isfinite(se) and se > 1e-6):
-        why = "the week-clustered standard error has no width"
-    return float(beta[0]), se, weeks, why, r2
+    coef = {n: float(b) for n, b in zip(names, beta, strict=True) if n in DEAL_TERMS}
+    deal_terms = np.array([n in DEAL_TERMS for n in names])
+    recent = week > week.max() - RECENT_WEEKS
+    recent_weeks = len(np.unique(week[recent]))
+
+    def counterfactual(b: np.ndarray) -> np.ndarray:
+        """Units of each recent cell at its regular price, with no deal, under ``b``."""
+        eta = x[recent] @ b - x[recent][:, deal_terms] @ b[deal_terms]
+        return np.exp(np.clip(eta, -30, 30))
+
+    base = counterfactual(beta)
+    found = Fit(float(beta[0]), math.nan, weeks, None, r2, coef.get("deal"), coef.get("post_deal"),
+                float(base.sum()) / recent_weeks)  # fmt: skip
+    if not with_se:
+        return found
+    clusters, shifts = _week_jackknife_shifts(x, units, mu, week)
+    if len(clusters) < 2:
+        return replace(found, se=math.inf, why="the week-clustered standard error has no width")
+    log_base = np.log([counterfactual(beta - s).sum() / recent_weeks for s in shifts])
+    cov = jackknife_cov(np.column_stack([beta[0] - shifts[:, 0], log_base]))
+    # The recent level itself moves week to week: its standard error joins the volume's.
+    weekly = np.bincount(np.unique(week[recent], return_inverse=True)[1].ravel(), weights=base)
+    cov[1, 1] += (
+        float(np.var(np.log(np.maximum(weekly, 1e-9)), ddof=1)) / max(len(weekly), 2)
+        if len(weekly) > 1
+        else 0.0
+    )
+    se = float(math.sqrt(cov[0, 0]))
+    why = (
+        None
+        if math.isfinite(se) and se > 1e-6
+        else "the week-clustered standard error has no width"
+    )
+    return replace(found, se=se, why=why, cov=cov)

@@ -13,6 +13,7 @@ import pyarrow as pa
 from scipy import stats
 
 from shared.training.pricing.config import (
+    ALTERNATIVE,
     DEFAULT_RULES,
     DEFAULT_SPEC,
     PLAIN,
@@ -20,9 +21,16 @@ from shared.training.pricing.config import (
     Rules,
     Spec,
 )
-from shared.training.pricing.decide import _draws, decide
-from shared.training.pricing.estimate import _within, estimate
-from shared.training.pricing.panel import baseline, resolve_cost, weekly_cells, with_zero_weeks
+from shared.training.pricing.decide import _draws, decide, joint_t_draws
+from shared.training.pricing.estimate import _within, cross_store_weeks, estimate
+from shared.training.pricing.panel import (
+    baseline,
+    regular_price,
+    resolve_cost,
+    weekly_cells,
+    with_regular_and_after_deal,
+    with_zero_weeks,
+)
 
 
 def fit_product(
@@ -33,33 +41,45 @@ def fit_product(
     rules: Rules = DEFAULT_RULES,
     spec: Spec = DEFAULT_SPEC,
     cost_ratio: float | None = None,
+    cost_uncertainty: float = 0.10,
+    alternative: Spec | None = ALTERNATIVE,
     min_cells: int = 30,
     min_price_variation: float = 0.02,
     returns_rows: int = 0,
 ) -> PriceResult:
-    """Elasticity and the price decision of one product from its weekly cells."""
+    """Elasticity and the price decision of one product from its weekly cells.
+
+    A move is recommended only when the ``alternative`` specification, fitted on the same
+    product, points the same way; otherwise the product is held and the reason says the data
+    cannot decide between them."""
     sold = cells["units"] > 0
     if not sold.any():
         return _no_sales(product_id, returns_rows)
-    cells = {k: v[sold] for k, v in cells.items()}
-    regular, weekly_units = baseline(cells)
+    given = {k: v[sold] for k, v in cells.items()}
+    regular = regular_price(given)
+    cells = with_regular_and_after_deal(given)
+    simple_units = baseline(cells)[1]
     unit_cost, cost_source = resolve_cost(unit_cost, cost_ratio, regular)
     if spec.zero_weeks:
         cells = with_zero_weeks(cells)
+    if spec.cells == "regular":
+        quiet = (cells["promo"] < 0.5) & (cells["post_deal"] < 0.5)
+        cells = {k: v[quiet] for k, v in cells.items()}
     units, week = cells["units"], cells["week"]
     n = len(units)
-    log_price = np.log(cells["price"])
-    within = _within(log_price, cells["store_id"])
-    variation = float(np.std(within))
+    log_price = np.log(cells["regular"] if "deal" in spec.controls else cells["price"])
+    within = _within(log_price, cells["store_id"]) if n else log_price
+    variation = float(np.std(within)) if n else 0.0
     base: dict[str, Any] = {
         "n_cells": n,
         "price_variation": variation,
         "regular_price": regular,
         "unit_cost": unit_cost,
         "cost_source": cost_source,
-        "weekly_units": weekly_units,
+        "weekly_units": simple_units,
         "objective": rules.objective,
         "returns_rows": returns_rows,
+        "method": spec.name,
     }
     held: dict[str, Any] = {
         "decision": "hold",
@@ -70,35 +90,88 @@ def fit_product(
         return PriceResult(
             product_id, "too_few_observations", reason=f"{n} cells (< {min_cells})", **held, **base
         )
+    what = "regular price" if "deal" in spec.controls else "price"
     if variation < min_price_variation:
         return PriceResult(
             product_id,
             "insufficient_price_variation",
-            reason=f"log price varies by {variation:.3f} inside stores (< {min_price_variation})",
+            reason=f"log {what} varies by {variation:.3f} inside stores (< {min_price_variation})",
             **held,
             **base,
         )
-    e, se, weeks, why, r2 = estimate(cells, spec)
-    varying = len(np.unique(week[np.abs(within) > 0.01]))
+    fit = estimate(cells, spec)
+    why, weeks = fit.why, fit.weeks
+    if "week" in spec.controls:
+        varying = cross_store_weeks(cells, log_price)
+        too_few = (
+            f"{varying} weeks in which stores sold at different {what}s "
+            f"(< {spec.min_varying_weeks}): too few to tell the {what}'s effect from the "
+            "week's demand"
+        )
+    else:
+        varying = len(np.unique(week[np.abs(within) > 0.01]))
+        too_few = f"{varying} weeks carry price variation (< {spec.min_varying_weeks})"
     if why is None and weeks < spec.min_weeks:
         why = f"{weeks} weeks of sales (< {spec.min_weeks})"
     if why is None and varying < spec.min_varying_weeks:
-        why = f"{varying} weeks carry price variation (< {spec.min_varying_weeks})"
-    plain = estimate(cells, PLAIN, with_se=False)[0] if spec != PLAIN else e
-    base.update(weeks=weeks, varying_weeks=varying, elasticity_plain=_finite(plain))
+        why = too_few
+    plain = estimate(cells, PLAIN, with_se=False).elasticity if spec != PLAIN else fit.elasticity
+    base.update(weeks=weeks, varying_weeks=varying, elasticity_plain=_finite(plain),
+                deal_elasticity=fit.deal, post_deal=fit.post_deal)  # fmt: skip
     if why is not None:
         return PriceResult(
             product_id,
             "weakly_identified",
-            elasticity=_finite(e),
+            elasticity=_finite(fit.elasticity),
             identification=why,
             reason=f"weakly identified: {why}",
-            r2=_finite(r2),
+            r2=_finite(fit.r2),
             **held,
             **base,
         )
+    e, se = fit.elasticity, fit.se
+    volume_draws = None
+    if fit.baseline and fit.cov is not None and math.isfinite(fit.baseline) and fit.baseline > 0:
+        base["weekly_units"] = fit.baseline
+        mean = np.array([e, math.log(fit.baseline)])
+        joint = joint_t_draws(mean, fit.cov, weeks - 1, product_id)
+        elasticity_draws, volume_draws = joint[:, 0], np.exp(joint[:, 1] - mean[1])
+    else:
+        elasticity_draws = _draws(e, se, weeks, product_id)
+    cost_draws = None
+    if cost_source == "assumed" and cost_uncertainty and unit_cost:
+        rng = np.random.default_rng(product_id + 1)
+        cost_draws = unit_cost * np.exp(
+            cost_uncertainty * rng.standard_normal(len(elasticity_draws))
+        )
+    choice = decide(regular, base["weekly_units"], elasticity_draws, rules, unit_cost,
+                    volume_draws=volume_draws, cost_draws=cost_draws)  # fmt: skip
     t95 = float(stats.t.ppf(0.975, weeks - 1))  # type: ignore[attr-defined]
-    choice = decide(regular, weekly_units, _draws(e, se, weeks, product_id), rules, unit_cost)
+    if choice.decision == "move" and alternative is not None and alternative != spec:
+        other = fit_product(
+            given,
+            product_id,
+            unit_cost=unit_cost,
+            rules=rules,
+            spec=alternative,
+            alternative=None,
+            min_cells=min_cells,
+            min_price_variation=min_price_variation,
+        )
+        base["alternative"] = other.reason_code
+        agrees = other.status != "ok" or _same_way(choice.recommended_price, other, regular)
+        if not agrees:
+            choice = dataclasses.replace(
+                choice,
+                decision="hold",
+                code="specification_sensitive",
+                recommended_price=regular,
+                reason=(
+                    f"the data cannot decide: this specification moves to "
+                    f"{choice.recommended_price:.2f} ({choice.reason}); fitted on regular-price "
+                    f"weeks only (elasticity {other.elasticity:+.2f}), {other.reason}"
+                ),
+            )
     return PriceResult(
         product_id,
         "ok",
@@ -106,7 +179,7 @@ def fit_product(
         ci_low=e - t95 * se,
         ci_high=e + t95 * se,
         std_error=se,
-        r2=r2,
+        r2=fit.r2,
         decision=choice.decision,
         reason=choice.reason,
         reason_code=choice.code,
@@ -119,6 +192,14 @@ def fit_product(
         binding_rule=choice.binding_rule,
         **base,
     )
+
+
+def _same_way(price: float, other: PriceResult, regular: float) -> bool:
+    """Whether ``other``'s best price inside the rules gains on the same side of ``regular``."""
+    if other.reason_code == "inelastic" or not (other.expected_gain or 0) > 0:
+        return False
+    candidate = other.candidate_price or regular
+    return (candidate - regular) * (price - regular) > 0
 
 
 def _no_sales(product_id: int, returns_rows: int) -> PriceResult:
