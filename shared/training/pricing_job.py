@@ -113,6 +113,7 @@ def fit_in_pool(
         "rules": config.rules_by_category(),
         "spec": config.spec,
         "cost_ratio": config.cost_ratio,
+        "cost_uncertainty": config.cost_uncertainty,
     }
     if table.num_rows == 0:
         return []

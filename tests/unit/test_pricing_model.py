@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
-from shared.training.pricing import Catalog, PricingConfig, Rules, decide, fit_products
+from shared.training.pricing import NAIVE, Catalog, PricingConfig, Rules, decide, fit_products
 
 SCHEMA = pa.schema(
     [
@@ -26,10 +26,12 @@ SCHEMA = pa.schema(
 
 def transactions(
     product, prices, *, elasticity=-2.0, stores=6, weeks=60, seed=1, units=None, scale=20.0,
-    promo_weeks=(), promo_price=None,
+    promo_weeks=(), promo_price=None, stagger=1,
 ):  # fmt: skip
     """Daily rows for one product: price per week from ``prices`` (``promo_price`` in
-    ``promo_weeks``), Poisson demand."""
+    ``promo_weeks``), Poisson demand. Two price zones: even stores get each price ``stagger``
+    weeks after odd ones (a roll-out; 0: one price everywhere, which week effects cannot tell
+    from the week's demand)."""
     rng = np.random.default_rng(seed)
     rows = {
         k: []
@@ -47,8 +49,9 @@ def transactions(
     start = dt.date(2025, 1, 6)
     for week in range(weeks):
         promoted = week in promo_weeks
-        price = promo_price if promoted else prices[week % len(prices)]
         for store in range(1, stores + 1):
+            lagged = max(week - stagger * (store % 2 == 0), 0)
+            price = promo_price if promoted else prices[lagged % len(prices)]
             for day in range(7):
                 lift = 1.5 if promoted else 1.0
                 n = (
@@ -156,12 +159,20 @@ def test_a_short_or_rank_deficient_history_is_weakly_identified_not_a_point_inte
     [result] = fit_products(short, Catalog({3: 0.5}))
     assert result.status == "weakly_identified" and result.decision == "hold"
     assert result.ci_low is None and result.recommended_price == result.regular_price
-    assert "combination of the controls" in result.identification  # 3 weeks, 4 harmonics
+    assert "3 weeks of sales" in result.identification
+    # one price in every store each week: the week effects hold every price move
+    uniform = transactions(3, [1.0, 1.1, 0.9, 1.05], stores=10, stagger=0)
+    [together] = fit_products(uniform, Catalog({3: 0.5}))
+    assert together.status == "weakly_identified"
+    assert "cannot be told from the week's demand" in together.identification
+    # without week effects (the naive specification) the same data give an estimate
+    [naive] = fit_products(uniform, Catalog({3: 0.5}), spec=NAIVE)
+    assert naive.status == "ok"
     # price moves in one week only: weakly identified whatever the number of rows
     one_step = transactions(4, [1.0] * 30 + [1.2] + [1.0] * 29, stores=10)
     [stepped] = fit_products(one_step, Catalog({4: 0.5}))
     assert stepped.status == "weakly_identified"
-    assert "weeks carry price variation" in stepped.identification
+    assert "weeks in which stores sold at different regular prices" in stepped.identification
 
 
 def test_the_interval_uses_t_with_weeks_minus_one_degrees_of_freedom():

@@ -106,7 +106,8 @@ PLAIN = Spec(controls=())
 # The estimator as it was: one price coefficient, seasonality for time (the benchmark prints it
 # beside the default).
 NAIVE = Spec(controls=("promo", "feature", "display", "seasonality", "store"))
-# The alternative every decision is checked against: regular-price weeks only.
+# The alternative every move is checked against: regular-price weeks only (deals and the
+# weeks after them left out).
 ALTERNATIVE = Spec(controls=("deal", "post_deal", "week", "store"), cells="regular")
 DEFAULT_RULES = Rules()
 
@@ -181,6 +182,7 @@ class PriceResult:
     varying_weeks: int | None = None
     identification: str | None = None  # why weakly identified
     elasticity_plain: float | None = None  # the plain log-log fit, beside the default
+    elasticity_unpooled: float | None = None  # before the empirical-Bayes pull
     deal_elasticity: float | None = None  # the short-run response to a temporary deal
     post_deal: float | None = None  # log change of demand the week after a deal
     method: str | None = None  # the specification's name

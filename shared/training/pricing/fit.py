@@ -46,6 +46,8 @@ def fit_product(
     min_cells: int = 30,
     min_price_variation: float = 0.02,
     returns_rows: int = 0,
+    prior: tuple[float, float] | None = None,
+    cache: dict | None = None,
 ) -> PriceResult:
     """Elasticity and the price decision of one product from its weekly cells.
 
@@ -99,7 +101,10 @@ def fit_product(
             **held,
             **base,
         )
-    fit = estimate(cells, spec)
+    key = (product_id, spec)
+    fit = cache[key] if cache is not None and key in cache else estimate(cells, spec)
+    if cache is not None:
+        cache[key] = fit
     why, weeks = fit.why, fit.weeks
     if "week" in spec.controls:
         varying = cross_store_weeks(cells, log_price)
@@ -130,12 +135,22 @@ def fit_product(
             **base,
         )
     e, se = fit.elasticity, fit.se
+    pull = 1.0
+    if prior is not None:
+        # Empirical Bayes: the estimate pulled toward the products' mean by how noisy it is.
+        mean_e, spread = prior
+        pull = spread / (spread + se * se)
+        base["elasticity_unpooled"] = e
+        e, se = mean_e + pull * (e - mean_e), math.sqrt(pull) * se
     volume_draws = None
     if fit.baseline and fit.cov is not None and math.isfinite(fit.baseline) and fit.baseline > 0:
         base["weekly_units"] = fit.baseline
-        mean = np.array([e, math.log(fit.baseline)])
+        mean = np.array([fit.elasticity, math.log(fit.baseline)])
         joint = joint_t_draws(mean, fit.cov, weeks - 1, product_id)
-        elasticity_draws, volume_draws = joint[:, 0], np.exp(joint[:, 1] - mean[1])
+        # The volume's draws are clipped to a factor e either way: exp of a t has no mean.
+        shift = np.clip(joint[:, 1] - mean[1], -1.0, 1.0)
+        elasticity_draws = e + math.sqrt(pull) * (joint[:, 0] - fit.elasticity)
+        volume_draws = np.exp(shift)
     else:
         elasticity_draws = _draws(e, se, weeks, product_id)
     cost_draws = None
@@ -194,6 +209,18 @@ def fit_product(
     )
 
 
+def shrinkage_prior(results: list[PriceResult], least: int = 10) -> tuple[float, float] | None:
+    """(mean, variance) of the true elasticities across the estimated products, by the method
+    of moments (Morris 1983): the estimates' spread less their average sampling variance; none
+    with fewer than ``least`` estimates."""
+    ok = [r for r in results if r.status == "ok" and r.std_error and math.isfinite(r.std_error)]
+    if len(ok) < least:
+        return None
+    e = np.array([r.elasticity for r in ok])
+    se2 = np.array([r.std_error for r in ok]) ** 2
+    return float(np.median(e)), max(float(np.var(e, ddof=1) - se2.mean()), 0.01)
+
+
 def _same_way(price: float, other: PriceResult, regular: float) -> bool:
     """Whether ``other``'s best price inside the rules gains on the same side of ``regular``."""
     if other.reason_code == "inelastic" or not (other.expected_gain or 0) > 0:
@@ -233,10 +260,16 @@ def fit_products(
     rules: dict[str, Rules] | None = None,
     spec: Spec = DEFAULT_SPEC,
     cost_ratio: float | None = None,
+    pool: bool = True,
     **options: Any,
 ) -> list[PriceResult]:
     """Fit every product in ``table`` (one shard's transactions), in product order; ``rules``
     by category (key ``"*"`` for the default).
+
+    ``pool``: each product's elasticity is pulled toward the products' mean by its own noise
+    (empirical Bayes, ``shrinkage_prior``) before its price is decided. Priced one by one on
+    unpooled estimates, the products whose noise made them look inelastic are the ones moved
+    up (the winner's curse across products).
 
     Rows with negative units (returns) are counted per product and left out of the fit.
     """
@@ -257,20 +290,37 @@ def fit_products(
     cells = {k: v[order] for k, v in cells.items()}
     products, starts = np.unique(cells["product_id"], return_index=True)
     bounds = [*starts[1:], len(cells["product_id"])]
-    results = []
-    for product, start, end in zip(products, starts, bounds, strict=True):
-        part = {k: v[start:end] for k, v in cells.items()}
-        pid = int(product)
-        fitted = fit_product(
-            part,
-            pid,
-            unit_cost=catalog.unit_cost.get(pid),
-            rules=rules.get(catalog.category.get(pid, "*"), default),
-            spec=spec,
-            cost_ratio=cost_ratio,
-            returns_rows=returns_by_product.pop(pid, 0),
-            **options,
-        )
-        results.append(dataclasses.replace(fitted, category=catalog.category.get(pid)))
+    parts = [
+        (int(product), {k: v[start:end] for k, v in cells.items()})
+        for product, start, end in zip(products, starts, bounds, strict=True)
+    ]
+    cache: dict = {}
+
+    def each(prior: tuple[float, float] | None, **more: Any) -> list[PriceResult]:
+        return [
+            dataclasses.replace(
+                fit_product(
+                    part,
+                    pid,
+                    unit_cost=catalog.unit_cost.get(pid),
+                    rules=rules.get(catalog.category.get(pid, "*"), default),
+                    spec=spec,
+                    cost_ratio=cost_ratio,
+                    returns_rows=returns_by_product.get(pid, 0),
+                    prior=prior,
+                    cache=cache,
+                    **{**options, **more},
+                ),
+                category=catalog.category.get(pid),
+            )
+            for pid, part in parts
+        ]
+
+    results = each(None, alternative=None) if pool else []
+    prior = shrinkage_prior(results) if pool else None
+    results = each(prior)
+    returns_by_product = {
+        p: n for p, n in returns_by_product.items() if p not in set(products.tolist())
+    }
     results += [_no_sales(p, n) for p, n in returns_by_product.items()]
     return results
