@@ -173,6 +173,19 @@ def _substitutes_section(groups: list[dict]) -> str:
     )
 
 
+def _method(name: str) -> str:
+    """The estimator, in words, from a specification's name (the rows carry the name)."""
+    from shared.training.pricing import Spec
+
+    if not name:
+        return "method not recorded"
+    controls = () if name.startswith("plain") else tuple(name.split(", ")[0].split("+"))
+    try:
+        return Spec.model_validate({"controls": controls}).method
+    except ValueError:
+        return name
+
+
 def render(
     run_id: str,
     pricing: list[dict],
@@ -228,7 +241,25 @@ def render(
             f"{len(moves)} price moves recommended (their 90% interval of the weekly gain "
             f"excludes zero), {sum(held.values())} held."
         )
+        weak = Counter(
+            (p.get("identification") or "").split(" (<")[0].split(": ")[0]
+            for p in flagged
+            if p["status"] == "weakly_identified"
+        )
+        checks = "".join(
+            f"<li>{html.escape(text)}: {n} products</li>" for text, n in weak.most_common(6)
+        )
+        sensitive = held.get("specification_sensitive", 0)
+        name = html.escape(next((p.get("method") or "" for p in pricing), ""))
         pricing_section = f"""<p>{counts}</p>
+<h2>Method and checks</h2>
+<p>{html.escape(_method(name))}. Specification: {name}. Each elasticity is pulled toward the
+products' mean by its own noise (empirical Bayes) before a price is chosen; gains carry the
+elasticity's, the volume's and an assumed cost's uncertainty, the price chosen on half the
+draws and its gain scored on the other half. A move is made only when the alternative
+specification (regular-price weeks only) points the same way: {sensitive} held where it did
+not.</p>
+<p>Not identified, by check:</p><ul>{checks or "<li>none</li>"}</ul>
 <h2>Recommended moves, by expected weekly gain</h2>
 {_moves_table(moves)}
 <h2>Held, by reason</h2>

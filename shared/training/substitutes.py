@@ -11,16 +11,18 @@ delete-one-week jackknife. Where j did not sell in a store-week, its price there
 chain-wide price that week (else its mean).
 
 Joint pricing: with ``q_i(p) = q0_i * prod_j (p_j / p0_j) ** E_ij`` (``E_ii = e_i``), the
-category's expected weekly profit over the elasticities' sampling distribution is maximised
-over the prices each product's rules allow, by coordinate ascent from the regular prices;
-moved only when the 90% interval of the category's gain excludes zero. Pricing the products
-one by one ignores that a cut on one takes sales from the others.
+category's expected weekly profit over the elasticities' sampling distribution (own and cross
+coefficients drawn together from one multivariate t with the week jackknife's joint covariance)
+is maximised over the prices each product's rules allow, by coordinate ascent from the regular
+prices on half the draws and scored on the other half; moved only when the 90% interval of the
+category's gain excludes zero. A cross elasticity outside ``CROSS_RANGE`` is flagged and the
+group is not priced jointly on it. Pricing the products one by one ignores that a cut on one
+takes sales from the others.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -28,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shared.training.pricing import (
+    CROSS_RANGE,
     DEFAULT_SPEC,
     Catalog,
     Rules,
@@ -37,10 +40,13 @@ from shared.training.pricing import (
     _full_rank,
     _mean_gain,
     _poisson_fit,
-    _week_jackknife_ses,
+    _week_jackknife_shifts,
     baseline,
+    jackknife_cov,
+    joint_t_draws,
     resolve_cost,
     weekly_cells,
+    with_regular_and_after_deal,
     with_zero_weeks,
 )
 
@@ -64,9 +70,16 @@ class Group:
     gain_high: float | None = None
     decision: str = "hold"
     reason: str = ""
+    # Implausible cross elasticities, named: the group is not priced jointly on them.
+    flags: list[str] = dataclasses.field(default_factory=list)
+    # (week pseudo-values of every coefficient, own_i then cross_ij in order), for the joint
+    # covariance; not written out.
+    _jackknife: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     def row(self) -> dict:
-        return asdict(self)
+        found = asdict(self)
+        found.pop("_jackknife")
+        return found
 
 
 def top_by_category(table: pa.Table, catalog: Catalog, top: int) -> dict[str, list[int]]:
@@ -137,8 +150,9 @@ def fit_group(
     cross: list[list[float | None]] = [[None] * k for _ in range(k)]
     cross_se: list[list[float | None]] = [[None] * k for _ in range(k)]
     regular, cost, volume = [], [], []
+    shifts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for i, pid in enumerate(products):
-        cells = per[pid]
+        cells = with_regular_and_after_deal(per[pid])
         p0, weekly_units = baseline(cells)
         regular.append(p0)
         cost.append(resolve_cost(catalog.unit_cost.get(pid), cost_ratio, p0)[0])
@@ -147,17 +161,32 @@ def fit_group(
             cells = with_zero_weeks(cells)
         others = [j for j in range(k) if j != i]
         rival_cols = [_rival_column(cells, per[products[j]]) for j in others]
-        base = _design(cells, spec)
+        base, _ = _design(cells, spec)
         x = np.column_stack([base[:, :1], *rival_cols, base[:, 1:]])
-        x, identified = _full_rank(x)
-        if not identified or x.shape[1] < 1 + len(others) or len(cells["units"]) - x.shape[1] < 5:
+        x, identified, kept = _full_rank(x)
+        if (
+            not identified
+            or not np.array_equal(kept[: 1 + len(others)], np.arange(1 + len(others)))
+            or len(cells["units"]) - x.shape[1] < 5
+        ):
             continue
         beta, mu = _poisson_fit(x, cells["units"])
-        ses = _week_jackknife_ses(x, cells["units"], mu, cells["week"], 1 + len(others))
+        weeks, moved = _week_jackknife_shifts(x, cells["units"], mu, cells["week"])
+        first = 1 + len(others)
+        shifts[i] = (weeks, moved[:, :first])
+        ses = np.sqrt(np.diag(jackknife_cov(moved[:, :first])))
         own[i], own_se[i] = float(beta[0]), float(ses[0])
         for n, j in enumerate(others):
             cross[i][j], cross_se[i][j] = float(beta[1 + n]), float(ses[1 + n])
     group = Group(category, products, own, own_se, cross, cross_se, regular, cost, volume)
+    if len(shifts) == k:
+        # One row per week of any product: a week a product did not sell in moves none of
+        # its coefficients when left out.
+        weeks = np.unique(np.concatenate([w for w, _ in shifts.values()]))
+        pseudo = np.zeros((len(weeks), k * k))
+        for i, (w, moved) in shifts.items():
+            pseudo[np.searchsorted(weeks, w), i * k : i * k + k] = moved
+        group = dataclasses.replace(group, _jackknife=pseudo)
     return _joint(group, rules, draws)
 
 
@@ -167,40 +196,73 @@ def _joint(group: Group, rules: Rules, draws: int) -> Group:
         return dataclasses.replace(
             group, reason="an elasticity or a unit cost is missing in the group"
         )
-    rng = np.random.default_rng(len(group.products) * 7919 + group.products[0])
+    flags = [
+        f"{group.products[j]}'s price on {group.products[i]}'s units: {c:+.2f}, outside the "
+        f"plausible [{CROSS_RANGE[0]:+.2f}, {CROSS_RANGE[1]:+.2f}]"
+        for i in range(k)
+        for j in range(k)
+        if i != j
+        for c in [group.cross[i][j]]
+        if c is not None and not CROSS_RANGE[0] <= c <= CROSS_RANGE[1]
+    ]
+    if flags or group._jackknife is None:
+        why = (
+            "implausible cross elasticities, not acted upon: " + "; ".join(flags)
+            if flags
+            else "a product's cross elasticities could not all be estimated"
+        )
+        return dataclasses.replace(group, reason=why, flags=flags)
+    # Own and cross coefficients drawn together: one multivariate t with the jackknife's joint
+    # covariance (substitutes' prices move together, so their coefficients do), G - 1 degrees
+    # of freedom for G weeks.
+    mean = np.zeros(k * k)
+    for i in range(k):
+        others = [j for j in range(k) if j != i]
+        mean[i * k] = float(group.own[i])  # type: ignore[arg-type]
+        for n, j in enumerate(others):
+            mean[i * k + 1 + n] = float(group.cross[i][j] or 0.0)
+    flat = joint_t_draws(mean, jackknife_cov(group._jackknife), len(group._jackknife) - 1,
+                         len(group.products) * 7919 + group.products[0], draws)  # fmt: skip
     e = np.zeros((draws, k, k))
     for i in range(k):
-        e[:, i, i] = group.own[i] + group.own_se[i] * rng.standard_normal(draws)  # type: ignore[operator]
-        for j in range(k):
-            if i != j and group.cross[i][j] is not None:
-                cij, se = float(group.cross[i][j] or 0.0), group.cross_se[i][j]
-                spread = se if se and math.isfinite(se) else 0.0
-                e[:, i, j] = cij + spread * rng.standard_normal(draws)
+        others = [j for j in range(k) if j != i]
+        e[:, i, i] = flat[:, i * k]
+        for n, j in enumerate(others):
+            e[:, i, j] = flat[:, i * k + 1 + n]
     p0 = np.array(group.regular)
     c = np.array(group.unit_cost, dtype=float)
     q0 = np.array(group.weekly_units)
     grids = []
     for i in range(k):
         _, low, _, high = rules.bounds(p0[i], c[i])
-        inelastic = group.own[i] > -1 and rules.inelastic == "hold"  # type: ignore[operator]
+        # inelastic for sure: the 95% interval (about 2 standard errors) lies above -1
+        surely = float(group.own[i]) - 2 * float(group.own_se[i] or 0.0) > -1  # type: ignore[arg-type]
+        inelastic = surely and rules.inelastic == "hold"
         grids.append(
             np.array([p0[i]])
             if inelastic
             else np.append(_candidates(low, high, rules.endings), p0[i])
         )
 
-    def value(prices: np.ndarray) -> np.ndarray:
+    # Chosen on half the draws, scored on the other half (the winner's curse).
+    chooser, scorer = e[0::2], e[1::2]
+
+    def value(prices: np.ndarray, draws: np.ndarray) -> np.ndarray:
         log_ratio = np.log(prices / p0)  # (k,)
-        units = q0 * np.exp(np.einsum("dij,j->di", e, log_ratio))  # (draws, k)
+        units = q0 * np.exp(np.einsum("dij,j->di", draws, log_ratio))  # (draws, k)
         return ((prices - c) * units).sum(axis=1)
 
-    base = value(p0)
+    base = value(p0, chooser)
 
     # Priced one by one: each product's best price on its own elasticity, the others ignored.
     independent = np.array(
         [
             grids[i][
-                int(np.argmax([_mean_gain(p, p0[i], q0[i], e[:, i, i], c[i]) for p in grids[i]]))
+                int(
+                    np.argmax(
+                        [_mean_gain(p, p0[i], q0[i], chooser[:, i, i], c[i]) for p in grids[i]]
+                    )
+                )
             ]
             for i in range(k)
         ]
@@ -213,13 +275,14 @@ def _joint(group: Group, rules: Rules, draws: int) -> Group:
             for candidate in grids[i]:
                 trial = prices.copy()
                 trial[i] = candidate
-                scores.append(float((value(trial) - base).mean()))
+                scores.append(float((value(trial, chooser) - base).mean()))
             pick = grids[i][int(np.argmax(scores))]
             if pick != prices[i]:
                 prices[i], changed = pick, True
         if not changed:
             break
-    gain = value(prices) - base
+    base = value(p0, scorer)
+    gain = value(prices, scorer) - base
     low, high = np.quantile(gain, [(1 - rules.confidence) / 2, (1 + rules.confidence) / 2])
     mean = float(gain.mean())
     moved = not np.allclose(prices, p0) and low > 0
@@ -236,7 +299,7 @@ def _joint(group: Group, rules: Rules, draws: int) -> Group:
         group,
         independent_prices=[round(float(p), 2) for p in independent],
         joint_prices=[round(float(p), 2) for p in prices],
-        gain_independent=float((value(independent) - base).mean()),
+        gain_independent=float((value(independent, scorer) - base).mean()),
         gain_joint=mean,
         gain_low=float(low),
         gain_high=float(high),

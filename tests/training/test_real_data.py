@@ -13,15 +13,16 @@ import pyarrow.compute as pc
 import pytest
 
 from local.real_retail import complete_journey
-from shared.training.pricing import Catalog, PricingConfig
+from shared.training.pricing import ALTERNATIVE, Catalog, PricingConfig
 from shared.training.pricing_job import fit_in_pool
+
+CONFIG = PricingConfig(cost_ratio=0.7)  # no costs in the data: assumed, and said so
 
 
 @pytest.fixture(scope="module")
 def panel():
     table, category = complete_journey(150)
-    config = PricingConfig(cost_ratio=0.7)  # no costs in the data: assumed, and said so
-    return table, category, fit_in_pool(table, 2, Catalog({}, category), config)
+    return table, category, fit_in_pool(table, 2, Catalog({}, category), CONFIG)
 
 
 def test_the_panel_is_real_weekly_retail_data(panel):
@@ -36,7 +37,7 @@ def test_the_panel_is_real_weekly_retail_data(panel):
 def test_decisions_on_real_data_are_honest_not_corridor_edges(panel):
     _, _, results = panel
     ok = [r for r in results if r.status == "ok"]
-    assert len(ok) >= 100
+    assert len(ok) >= 75
     # no point intervals: every estimate carries an interval with width
     assert all(r.ci_high - r.ci_low > 0.005 for r in ok)
     moves = [r for r in ok if r.decision == "move"]
@@ -48,8 +49,42 @@ def test_decisions_on_real_data_are_honest_not_corridor_edges(panel):
         assert r.recommended_price is not None
         assert abs(r.recommended_price / r.regular_price - 1) <= 0.10 + 1e-9
     held = Counter(r.reason_code for r in ok if r.decision == "hold")
-    assert set(held) <= {"regular_is_best", "gain_uncertain", "inelastic", "no_feasible_price"}
+    assert set(held) <= {
+        "regular_is_best", "no_other_price", "gain_uncertain", "inelastic", "no_feasible_price",
+        "specification_sensitive",
+    }  # fmt: skip
     # the controls matter on real data: the analyst sees both specifications
     plain = np.array([r.elasticity_plain for r in ok])
     default = np.array([r.elasticity for r in ok])
     assert np.all(np.isfinite(plain)) and np.median(np.abs(default - plain)) > 0.01
+
+
+def _way(result) -> str:
+    if result.decision != "move":
+        return "hold"
+    return "up" if result.recommended_price > result.regular_price else "down"
+
+
+def test_decisions_are_stable_under_a_reasonable_alternative_or_held_as_undecidable(panel):
+    """Issue 24: on real data the specification decided the direction (+4-9% under one, -7%
+    under the plain one for the same product). Fitted on regular-price weeks only (deals and
+    the weeks after them left out), at least 80% of products get the same decision and
+    direction, or are held with a reason saying the data cannot decide."""
+    table, category, results = panel
+    config = CONFIG.model_copy(update={"spec": ALTERNATIVE})
+    other = {r.product_id: r for r in fit_in_pool(table, 2, Catalog({}, category), config)}
+    undecidable = {"specification_sensitive", "not_estimated"}
+    stable = [
+        r
+        for r in results
+        if _way(r) == _way(other[r.product_id])
+        or (r.decision == "hold" and r.reason_code in undecidable)
+    ]
+    assert len(stable) >= 0.8 * len(results), Counter(
+        (_way(r), _way(other[r.product_id])) for r in results
+    )
+    for r in results:
+        if r.reason_code == "specification_sensitive":
+            assert "the data cannot decide" in r.reason
+        if r.status == "weakly_identified":
+            assert r.identification and r.decision == "hold"

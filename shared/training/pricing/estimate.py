@@ -157,7 +157,7 @@ def _full_rank(x: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray]:
     rest = x[:, 1:] - first @ np.linalg.lstsq(first, x[:, 1:], rcond=None)[0]
     _, r, pivots = scipy.linalg.qr(rest, mode="economic", pivoting=True)
     diag = np.abs(np.diag(r))
-    good = np.sort(pivots[diag > diag[0] * 1e-9][: rank - 1]) + 1
+    good = np.sort(pivots[: len(diag)][diag > diag[0] * 1e-9][: rank - 1]) + 1
     kept = np.concatenate([[0], good])
     return x[:, kept], True, kept
 

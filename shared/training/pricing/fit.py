@@ -211,14 +211,17 @@ def fit_product(
 
 def shrinkage_prior(results: list[PriceResult], least: int = 10) -> tuple[float, float] | None:
     """(mean, variance) of the true elasticities across the estimated products, by the method
-    of moments (Morris 1983): the estimates' spread less their average sampling variance; none
-    with fewer than ``least`` estimates."""
+    of moments (Morris 1983): the estimates' variance less their median sampling variance
+    (the median: a few estimates with huge errors would otherwise cancel all the spread),
+    never below 0.5 ** 2 (products' elasticities differ at least that much in grocery panels,
+    so no estimate is pulled all the way); none with fewer than ``least`` estimates."""
     ok = [r for r in results if r.status == "ok" and r.std_error and math.isfinite(r.std_error)]
     if len(ok) < least:
         return None
     e = np.array([r.elasticity for r in ok])
     se2 = np.array([r.std_error for r in ok]) ** 2
-    return float(np.median(e)), max(float(np.var(e, ddof=1) - se2.mean()), 0.01)
+    spread = float(np.var(e, ddof=1))
+    return float(np.median(e)), max(spread - float(np.median(se2)), 0.25)
 
 
 def _same_way(price: float, other: PriceResult, regular: float) -> bool:
