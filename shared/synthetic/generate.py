@@ -242,7 +242,7 @@ def build_world(shape: Shape, seed: int = 7, hard: bool = False) -> World:
     # What the retailer expects of a week: the season and the category's shock (hard only).
     angle = 2 * math.pi * np.arange(n_wt) * 7 / 364
     season = season_amp[:, None] * np.sin(angle[None, :] + season_phase[:, None])
-    foreseen = 3.0 * (season + week_shock)[category] + 2.0 * product_shift if hard else None
+    foreseen = 3.0 * (season + week_shock)[category] + 2.0 * product_shift
     promo_rate = rng.uniform(0.2, 0.5, n_p)  # event starts per product-week
     strong = foreseen - foreseen.mean(axis=1, keepdims=True) if hard else np.zeros((n_p, n_wt))
     promotions, promo_index = retailer.promotions(rng, n_p, n_w, promo_rate, strong)

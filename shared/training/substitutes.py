@@ -215,13 +215,13 @@ def _joint(group: Group, rules: Rules, draws: int) -> Group:
     # Own and cross coefficients drawn together: one multivariate t with the jackknife's joint
     # covariance (substitutes' prices move together, so their coefficients do), G - 1 degrees
     # of freedom for G weeks.
-    mean = np.zeros(k * k)
+    centre = np.zeros(k * k)
     for i in range(k):
         others = [j for j in range(k) if j != i]
-        mean[i * k] = float(group.own[i])  # type: ignore[arg-type]
+        centre[i * k] = float(group.own[i])  # type: ignore[arg-type]
         for n, j in enumerate(others):
-            mean[i * k + 1 + n] = float(group.cross[i][j] or 0.0)
-    flat = joint_t_draws(mean, jackknife_cov(group._jackknife), len(group._jackknife) - 1,
+            centre[i * k + 1 + n] = float(group.cross[i][j] or 0.0)
+    flat = joint_t_draws(centre, jackknife_cov(group._jackknife), len(group._jackknife) - 1,
                          len(group.products) * 7919 + group.products[0], draws)  # fmt: skip
     e = np.zeros((draws, k, k))
     for i in range(k):

@@ -241,9 +241,9 @@ def estimate(
         else 0.0
     )
     se = float(math.sqrt(cov[0, 0]))
-    why = (
+    no_width: str | None = (
         None
         if math.isfinite(se) and se > 1e-6
         else "the week-clustered standard error has no width"
     )
-    return replace(found, se=se, why=why, cov=cov)
+    return replace(found, se=se, why=no_width, cov=cov)
