@@ -20,12 +20,10 @@ assumptions.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from shared.synthetic.generate import World
+from shared.synthetic.world import World
 
 FORMS = ("constant", "linear", "logit")
 LOGIT_SHARE = 0.4  # the logit products' share of their market at the reference price
