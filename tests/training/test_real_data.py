@@ -50,8 +50,8 @@ def test_decisions_on_real_data_are_honest_not_corridor_edges(panel):
         assert abs(r.recommended_price / r.regular_price - 1) <= 0.10 + 1e-9
     held = Counter(r.reason_code for r in ok if r.decision == "hold")
     assert set(held) <= {
-        "regular_is_best", "no_other_price", "gain_uncertain", "inelastic", "no_feasible_price",
-        "specification_sensitive",
+        "regular_is_best", "no_other_price", "gain_uncertain", "inelastic", "inelastic_possible",
+        "no_feasible_price", "specification_sensitive",
     }  # fmt: skip
     # the controls matter on real data: the analyst sees both specifications
     plain = np.array([r.elasticity_plain for r in ok])
@@ -73,7 +73,7 @@ def test_decisions_are_stable_under_a_reasonable_alternative_or_held_as_undecida
     table, category, results = panel
     config = CONFIG.model_copy(update={"spec": ALTERNATIVE})
     other = {r.product_id: r for r in fit_in_pool(table, 2, Catalog({}, category), config)}
-    undecidable = {"specification_sensitive", "not_estimated"}
+    undecidable = {"specification_sensitive", "inelastic_possible", "not_estimated"}
     stable = [
         r
         for r in results

@@ -142,7 +142,9 @@ def test_inelastic_only_when_the_interval_says_so():
     estimate above -1."""
     rng = np.random.default_rng(5)
     unsure = decide(1.0, 500, -0.9 + 0.5 * rng.standard_normal(4000), Rules(endings=()), 0.5)
-    assert unsure.code != "inelastic"
+    assert unsure.code == "inelastic_possible" and "cannot say" in unsure.reason
+    # and a product whose point estimate is above -1 is not moved to a corridor's top on it
+    assert unsure.decision == "hold"
     sure = decide(1.0, 500, -0.5 + 0.05 * rng.standard_normal(4000), Rules(endings=()), 0.5)
     assert sure.code == "inelastic" and "95% interval" in sure.reason
 

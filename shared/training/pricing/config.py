@@ -118,8 +118,8 @@ class Decision:
 
     decision: str  # move | hold
     reason: str
-    # move | regular_is_best | no_other_price | gain_uncertain | inelastic | no_feasible_price |
-    # no_cost
+    # move | regular_is_best | no_other_price | gain_uncertain | inelastic | inelastic_possible |
+    # no_feasible_price | no_cost
     code: str
     recommended_price: float
     candidate_price: float  # the best price inside the rules (= recommended when moving)
@@ -194,8 +194,8 @@ class PriceResult:
     objective: str | None = None
     decision: str | None = None  # move | hold
     reason: str | None = None
-    # move | regular_is_best | no_other_price | gain_uncertain | inelastic | no_feasible_price |
-    # no_cost | specification_sensitive | not_estimated (see status)
+    # move | regular_is_best | no_other_price | gain_uncertain | inelastic | inelastic_possible |
+    # no_feasible_price | no_cost | specification_sensitive | not_estimated (see status)
     reason_code: str | None = None
     recommended_price: float | None = None
     candidate_price: float | None = None

@@ -62,6 +62,13 @@ def decide(
             + "): the model has no best price inside any corridor, only its top; "
             "review by hand (inelastic: edge recommends the top)",
         )
+    if point > -1 and rules.inelastic == "hold":
+        return hold(
+            "inelastic_possible",
+            f"the elasticity's median {point:+.2f} is above -1, where the model's best price is "
+            f"the top of any corridor, but its 95% interval reaches {surely_above:+.2f}: the "
+            "data cannot say whether demand is inelastic; review by hand",
+        )
     grid = _candidates(low, high, rules.endings)
     if low > high or not len(grid):
         return hold(
