@@ -161,7 +161,7 @@ def fit_group(
             cells = with_zero_weeks(cells)
         others = [j for j in range(k) if j != i]
         rival_cols = [_rival_column(cells, per[products[j]]) for j in others]
-        base, _ = _design(cells, spec)
+        base, _, _ = _design(cells, spec)
         x = np.column_stack([base[:, :1], *rival_cols, base[:, 1:]])
         x, identified, kept = _full_rank(x)
         if (

@@ -72,6 +72,9 @@ class Spec(BaseModel):
     # model: every cell; regular: only cells at the regular price (deals and the week after
     # them left out), the alternative the decision is checked against.
     cells: Literal["all", "regular"] = "all"
+    # Local likelihood around today's regular price (a log-price bandwidth); none: every cell
+    # counts alike.
+    bandwidth: float | None = Field(default=None, gt=0)
     min_weeks: int = Field(default=8, ge=3)  # weeks (clusters) with sales
     min_varying_weeks: int = Field(default=4, ge=2)  # weeks with a price off the store's usual
     # Store-weeks without a sale enter with 0 units at the chain's price (``with_zero_weeks``).

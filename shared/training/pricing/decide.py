@@ -33,6 +33,7 @@ def decide(
     *,
     volume_draws: np.ndarray | None = None,
     cost_draws: np.ndarray | None = None,
+    mean_regular: float | None = None,
 ) -> Decision:
     """The price to sign: the best expected gain over the allowed prices, moved to only when
     the ``rules.confidence`` interval of the gain excludes zero.
@@ -40,7 +41,11 @@ def decide(
     The draws carry what is uncertain: the elasticity, the volume at the regular price
     (``volume_draws``, a multiplier) and an assumed cost (``cost_draws``). The price is chosen
     on half the draws and its gain scored on the other half: scored on the draws that chose
-    it, the best of many prices looks better than it is (the winner's curse)."""
+    it, the best of many prices looks better than it is (the winner's curse).
+
+    ``mean_regular``: the stores' volume-weighted regular price where zones differ from
+    ``regular`` (the price the rules and endings apply to); a candidate moves every store by
+    its ratio to ``regular``, so the value is computed at each store's own price."""
     cost = unit_cost if rules.objective == "profit" else 0.0
     low_rule, low, high_rule, high = rules.bounds(regular, cost)
 
@@ -89,7 +94,8 @@ def decide(
     volume = weekly_units * (1.0 if volume_draws is None else volume_draws[None, :])
     units = volume * ratio ** elasticity_draws[None, :]
     unit_costs = cost if cost_draws is None or not cost else cost_draws[None, :]
-    value = (prices[:, None] - unit_costs) * units  # (candidates, draws)
+    shelf = prices[:, None] * ((mean_regular or regular) / regular)
+    value = (shelf - unit_costs) * units  # (candidates, draws)
     gains = value - value[-1:]
     chooser, scorer = gains[:, 0::2], gains[:, 1::2] if gains.shape[1] > 1 else gains
     best = int(np.argmax(chooser[:-1].mean(axis=1)))

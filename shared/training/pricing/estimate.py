@@ -28,7 +28,7 @@ def _within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def _poisson_fit(
-    x: np.ndarray, y: np.ndarray, iterations: int = 50
+    x: np.ndarray, y: np.ndarray, iterations: int = 50, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Poisson pseudo-maximum likelihood by IRLS: consistent for a log-linear mean, and unlike
     OLS on log(units) not biased where counts are small (E[log y] != log E[y])."""
@@ -37,7 +37,7 @@ def _poisson_fit(
         eta = np.clip(x @ beta, -30, 30)
         mu = np.exp(eta)
         z = eta + (y - mu) / mu
-        xw = x * mu[:, None]
+        xw = x * (mu if weights is None else mu * weights)[:, None]
         new = np.linalg.lstsq(xw.T @ x, xw.T @ z, rcond=None)[0]
         if np.max(np.abs(new - beta)) < 1e-8:
             beta = new
@@ -52,10 +52,16 @@ def _week_jackknife_se(x: np.ndarray, y: np.ndarray, mu: np.ndarray, week: np.nd
 
 
 def _week_jackknife_shifts(
-    x: np.ndarray, y: np.ndarray, mu: np.ndarray, week: np.ndarray
+    x: np.ndarray,
+    y: np.ndarray,
+    mu: np.ndarray,
+    week: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(weeks, the coefficients' shift when each week is left out): one Newton step from the
     full fit per left-out week (the delete-one-week jackknife, CR3)."""
+    if weights is not None:
+        mu, y = mu * weights, y * weights
     info = (x * mu[:, None]).T @ x
     resid = y - mu
     found, idx = np.unique(week, return_inverse=True)
@@ -97,22 +103,31 @@ def _week_jackknife_ses(
 DEAL_TERMS = ("deal", "promo", "feature", "display", "post_deal")
 
 
-def _design(cells: dict[str, np.ndarray], spec: Spec) -> tuple[np.ndarray, list[str]]:
-    """(design, column names): the price first (the regular price with ``deal``, else the
-    price paid), the controls (constant columns dropped), then the fixed effects."""
+def _design(
+    cells: dict[str, np.ndarray], spec: Spec, keep: np.ndarray | None = None
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(design, column names, which controls were kept): the price first, the controls
+    (constant ones dropped, or those ``keep`` says), then the fixed effects.
+
+    With ``deal`` the first column is log(regular price) in regular cells only: the long-run
+    elasticity is learned where shoppers pay the regular price. In a deal cell demand follows
+    the deal price (where demand bends, its slope there is not the regular price's), so those
+    cells get the deal depth and their own regular-price column."""
     n = len(cells["units"])
     deal = "deal" in spec.controls
-    columns = [np.log(cells["regular"] if deal else cells["price"])]
+    on_deal = (cells["promo"] >= 0.5).astype(np.float64)
+    log_regular = np.log(cells["regular"])
+    columns = [log_regular * (1 - on_deal) if deal else np.log(cells["price"])]
     names = ["price"]
     if deal and "curvature" in spec.controls:
         # Centred on today's regular price, the first coefficient is the elasticity there:
         # demand that is not constant-elasticity bends around it.
-        centred = columns[0] - np.log(regular_price(cells))
+        centred = (log_regular - math.log(regular_price(cells))) * (1 - on_deal)
         columns = [centred, centred**2]
         names.append("curvature")
     if deal:
-        columns.append(np.log(cells["price"] / cells["regular"]))
-        names.append("deal")
+        columns += [np.log(cells["price"] / cells["regular"]), log_regular * on_deal]
+        names += ["deal", "regular_on_deal"]
     for name in ("promo", "feature", "display", "post_deal"):
         if name in spec.controls and name in cells:
             columns.append(cells[name])
@@ -124,8 +139,9 @@ def _design(cells: dict[str, np.ndarray], spec: Spec) -> tuple[np.ndarray, list[
         columns += [np.sin(angle), np.cos(angle), np.sin(2 * angle), np.cos(2 * angle)]
         names += ["season"] * 4
     x = np.column_stack(columns)
-    keep = np.std(x, axis=0) > 1e-12
-    keep[0] = True
+    if keep is None:
+        keep = np.std(x, axis=0) > 1e-12
+        keep[0] = True
     x, names = x[:, keep], [m for m, k in zip(names, keep, strict=True) if k]
     effects = [np.ones((n, 1))]
     if "store" in spec.controls:
@@ -133,7 +149,7 @@ def _design(cells: dict[str, np.ndarray], spec: Spec) -> tuple[np.ndarray, list[
     if "week" in spec.controls:
         effects.append(_dummies(cells["week"])[:, 1:])  # the first week is the base
     fixed = np.column_stack(effects)
-    return np.column_stack([x, fixed]), names + ["fixed"] * fixed.shape[1]
+    return np.column_stack([x, fixed]), names + ["fixed"] * fixed.shape[1], keep
 
 
 def _dummies(groups: np.ndarray) -> np.ndarray:
@@ -194,7 +210,7 @@ def estimate(
     cells: dict[str, np.ndarray], spec: Spec = DEFAULT_SPEC, *, with_se: bool = True
 ) -> Fit:
     """The demand fit of one product's cells (the standard error is nan without ``with_se``)."""
-    full, names = _design(cells, spec)
+    full, names, keep = _design(cells, spec)
     x, identified, kept = _full_rank(full)
     names = [names[k] for k in kept]
     units, week = cells["units"], cells["week"]
@@ -209,26 +225,35 @@ def estimate(
         return Fit(math.nan, math.inf, weeks, why, math.nan)
     if len(units) - x.shape[1] < 5:
         return Fit(math.nan, math.inf, weeks, "fewer cells than the design's columns + 5", math.nan)
-    beta, mu = _poisson_fit(x, units)
+    weights = None
+    if spec.bandwidth:
+        # Local likelihood: cells weighted by how near their regular price is to today's, so
+        # the elasticity is the one where the price is now (demand bends).
+        gap = np.log(cells["regular"]) - math.log(regular_price(cells))
+        weights = np.exp(-0.5 * (gap / spec.bandwidth) ** 2)
+    beta, mu = _poisson_fit(x, units, weights=weights)
     sold = units > 0
     y, fitted = np.log(units[sold]), np.log(mu[sold])
     r2 = float(1 - np.sum((y - fitted) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-12))
     coef = {n: float(b) for n, b in zip(names, beta, strict=True) if n in DEAL_TERMS}
-    deal_terms = np.array([n in DEAL_TERMS for n in names])
     recent = week > week.max() - RECENT_WEEKS
     recent_weeks = len(np.unique(week[recent]))
+    # Every recent cell as it would have been at its regular price with no deal.
+    zero = np.zeros(len(units))
+    quiet = {**cells, "price": cells["regular"], "promo": zero, "feature": zero,
+             "display": zero, "post_deal": zero}  # fmt: skip
+    x_quiet = _design(quiet, spec, keep)[0][:, kept][recent]
 
     def counterfactual(b: np.ndarray) -> np.ndarray:
         """Units of each recent cell at its regular price, with no deal, under ``b``."""
-        eta = x[recent] @ b - x[recent][:, deal_terms] @ b[deal_terms]
-        return np.exp(np.clip(eta, -30, 30))
+        return np.exp(np.clip(x_quiet @ b, -30, 30))
 
     base = counterfactual(beta)
     found = Fit(float(beta[0]), math.nan, weeks, None, r2, coef.get("deal"), coef.get("post_deal"),
                 float(base.sum()) / recent_weeks)  # fmt: skip
     if not with_se:
         return found
-    clusters, shifts = _week_jackknife_shifts(x, units, mu, week)
+    clusters, shifts = _week_jackknife_shifts(x, units, mu, week, weights)
     if len(clusters) < 2:
         return replace(found, se=math.inf, why="the week-clustered standard error has no width")
     log_base = np.log([counterfactual(beta - s).sum() / recent_weeks for s in shifts])

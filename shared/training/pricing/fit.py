@@ -17,6 +17,7 @@ from shared.training.pricing.config import (
     DEFAULT_RULES,
     DEFAULT_SPEC,
     PLAIN,
+    RECENT_WEEKS,
     PriceResult,
     Rules,
     Spec,
@@ -159,8 +160,11 @@ def fit_product(
         cost_draws = unit_cost * np.exp(
             cost_uncertainty * rng.standard_normal(len(elasticity_draws))
         )
+    recent = cells["week"] > cells["week"].max() - RECENT_WEEKS
+    mean_regular = float(np.average(cells["regular"][recent], weights=units[recent] + 1e-9))
     choice = decide(regular, base["weekly_units"], elasticity_draws, rules, unit_cost,
-                    volume_draws=volume_draws, cost_draws=cost_draws)  # fmt: skip
+                    volume_draws=volume_draws, cost_draws=cost_draws,
+                    mean_regular=mean_regular)  # fmt: skip
     t95 = float(stats.t.ppf(0.975, weeks - 1))  # type: ignore[attr-defined]
     if choice.decision == "move" and alternative is not None and alternative != spec:
         other = fit_product(
