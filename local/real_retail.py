@@ -126,6 +126,54 @@ def complete_journey(top: int = 150) -> tuple[pa.Table, dict[int, str]]:
     return table, {int(p): category[p] for p in chosen.to_pylist()}
 
 
+def promotion_events(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(transactions, promotions) for the promotion model: each product-week with a display
+    or a mailer in some store is one promotion event (region "all", the stores that ran it
+    are the ones whose rows carry it); its depth is the loyalty discount its rows got
+    (1 - paid / shelf). ``promo_id`` marks the event's rows, every other row is off
+    promotion (loyalty discounts outside an event are everyday pricing here)."""
+    days = pc.cast(table["date"], pa.int32()).to_numpy()
+    first = int(days.min())
+    week = (days - first) // 7
+    product = table["product_id"].to_numpy()
+    on = table["feature"].to_numpy(zero_copy_only=False) | table["display"].to_numpy(
+        zero_copy_only=False
+    )
+    key = product * 1000 + week
+    events, inverse = np.unique(key[on], return_inverse=True)
+    promo = np.full(len(key), -1)
+    promo[on] = inverse.ravel() + 1
+    units = table["units"].to_numpy().astype(np.float64)
+    paid = np.bincount(inverse.ravel(), weights=table["revenue"].to_numpy()[on])
+    shelf = np.bincount(inverse.ravel(), weights=(table["regular_price"].to_numpy() * units)[on])
+    feature = np.bincount(
+        inverse.ravel(), weights=table["feature"].to_numpy(zero_copy_only=False)[on]
+    )
+    display = np.bincount(
+        inverse.ravel(), weights=table["display"].to_numpy(zero_copy_only=False)[on]
+    )
+    start = first + (events % 1000) * 7
+    promotions = pa.table(
+        {
+            "promo_id": pa.array(np.arange(1, len(events) + 1), pa.int64()),
+            "product_id": pa.array(events // 1000, pa.int64()),
+            "region": pa.array(["all"] * len(events)),
+            "mechanic": pa.array(["tpr"] * len(events)),
+            "discount": pa.array(np.round(np.clip(1 - paid / np.maximum(shelf, 1e-9), 0, 0.9), 3)),
+            "start_date": pa.array(start.astype(np.int32), pa.int32()).cast(pa.date32()),
+            "end_date": pa.array((start + 6).astype(np.int32), pa.int32()).cast(pa.date32()),
+            "feature": pa.array(feature > 0),
+            "display": pa.array(display > 0),
+        }
+    )
+    marked = table.set_column(
+        table.schema.get_field_index("promo_id"),
+        "promo_id",
+        pa.array(promo, pa.int64(), mask=promo < 0),
+    )
+    return marked, promotions
+
+
 if __name__ == "__main__":  # a quick look: rows, products, date range
     t, c = complete_journey()
     first, last = pc.min(t["date"]).as_py(), pc.max(t["date"]).as_py()

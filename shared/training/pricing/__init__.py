@@ -4,24 +4,35 @@ Demand model, fitted per product on product x store x week cells by Poisson pseu
 likelihood (consistent for a log-linear mean; OLS on log(units) is biased where counts are
 small). The default specification (``Spec``; each control can be switched off):
 
-    E[units] = exp(e * log(price) + b_promo * promo + b_feature * feature
-                   + b_display * display + seasonality (two yearly harmonics) + store effect)
+    E[units] = exp(e * log(regular) [regular cells] + d * log(paid / regular)
+                   + r * log(regular) [deal cells] + b_promo * promo + b_feature * feature
+                   + b_display * display + b_post * (week after a deal)
+                   + store effect + week effect)
 
-Store effects mean elasticity is identified by price changes over time inside a store, not by
-which stores are expensive. Standard errors are clustered by week (a week's promotions and
-price steps are shared by its stores), by the delete-one-week jackknife, with critical values
-of Student's t with G-1 degrees of freedom (G weeks). A product is ``weakly_identified`` (no
-estimate is claimed) when its design is rank-deficient in the price, too few weeks carry price
-variation, there are too few weeks, or the interval has no width.
+``e`` is the long-run elasticity a permanent change of the regular price meets, learned where
+shoppers pay the regular price; ``d`` the short-run response to a temporary deal (stockpiling
+included), which must not teach the regular price. Week effects absorb the week's demand,
+whatever it is, and any deal or price move the retailer scheduled into it: the price response
+is identified by stores at different regular prices in the same week (zones, roll-outs,
+regional deals; two-way fixed effects, as in Hitsch, Hortacsu & Lin 2021). A chain that
+moves every store at once cannot be told from its weeks' demand: the identification checks
+say so (``weakly_identified``), as they do for too few weeks or weeks with price variation
+across stores, or an interval without width. Standard errors are clustered by week by the
+delete-one-week jackknife, with Student's t with G-1 degrees of freedom (G weeks).
 
-The decision (``decide``) moves the *regular* (non-promoted) price, the base promotions are
-cut from: over the prices the category's ``Rules`` allow (corridor around the regular price,
-maximum change, minimum margin, never below cost, price endings) it picks the one with the
-highest expected weekly profit (or revenue) change, where the expectation is over the
-elasticity's sampling distribution; the move is recommended only when the 90% interval of
-that change excludes zero, else the product is held with the reason.
+The products' elasticities are pooled by empirical Bayes (``fit.shrinkage_prior``): each
+pulled toward the products' mean by its own noise, before any price is chosen.
 
-Modules: ``config`` (specification, rules, results), ``panel``, ``estimate``, ``decide``,
+The decision (``decide``) moves the *regular* price: over the prices the category's ``Rules``
+allow (corridor, maximum change, minimum margin, never below cost, endings) it picks the one
+with the highest expected weekly profit (or revenue) change, the expectation over joint draws
+of the elasticity and the volume at the regular price (the fitted model's counterfactual
+without deals, not the deal weeks' units) and, when the cost is assumed, the cost; the price is
+chosen on half the draws and scored on the other half. It is recommended only when the 90%
+interval of that change excludes zero and the alternative specification (regular-price weeks
+only) points the same way; else the product is held with the reason (``Decision.code``).
+
+Modules: ``config`` (specifications, rules, results), ``panel``, ``estimate``, ``decide``,
 ``fit``.
 """
 

@@ -93,7 +93,9 @@ def decide(
     ratio = prices[:, None] / regular
     volume = weekly_units * (1.0 if volume_draws is None else volume_draws[None, :])
     units = volume * ratio ** elasticity_draws[None, :]
-    unit_costs = cost if cost_draws is None or not cost else cost_draws[None, :]
+    unit_costs: float | np.ndarray = (
+        (cost or 0.0) if cost_draws is None or not cost else cost_draws[None, :]
+    )
     shelf = prices[:, None] * ((mean_regular or regular) / regular)
     value = (shelf - unit_costs) * units  # (candidates, draws)
     gains = value - value[-1:]
