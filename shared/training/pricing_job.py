@@ -114,6 +114,7 @@ def fit_in_pool(
         "spec": config.spec,
         "cost_ratio": config.cost_ratio,
         "cost_uncertainty": config.cost_uncertainty,
+        "prior": config.prior_variance(),
     }
     if table.num_rows == 0:
         return []

@@ -253,8 +253,9 @@ def render(
         name = html.escape(next((p.get("method") or "" for p in pricing), ""))
         pricing_section = f"""<p>{counts}</p>
 <h2>Method and checks</h2>
-<p>{html.escape(_method(name))}. Specification: {name}. Each elasticity is pulled toward the
-products' mean by its own noise (empirical Bayes) before a price is chosen; gains carry the
+<p>{html.escape(_method(name))}. Specification: {name}. Each elasticity is pulled toward a
+prior (the job's <code>prior</code>, from a meta-analysis of published elasticities) by its own
+noise before a price is chosen; gains carry the
 elasticity's, the volume's and an assumed cost's uncertainty, the price chosen on half the
 draws and its gain scored on the other half. A move is made only when the alternative
 specification (regular-price weeks only) points the same way: {sensitive} held where it did

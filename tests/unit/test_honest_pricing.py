@@ -28,7 +28,7 @@ def test_1_the_baseline_volume_is_the_regular_price_volume_not_the_deal_weeks():
     table = transactions(
         1, prices, elasticity=e, promo_weeks=deals, promo_price=0.67, stores=stores
     )
-    [result] = fit_products(table, Catalog({1: 0.5}), pool=False)
+    [result] = fit_products(table, Catalog({1: 0.5}))
     regular_weekly = 7 * scale * sum(range(1, stores + 1))  # at price 1.0, no deal
     assert result.status == "ok"
     assert result.weekly_units == pytest.approx(regular_weekly, rel=0.15)

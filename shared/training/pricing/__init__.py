@@ -20,8 +20,9 @@ say so (``weakly_identified``), as they do for too few weeks or weeks with price
 across stores, or an interval without width. Standard errors are clustered by week by the
 delete-one-week jackknife, with Student's t with G-1 degrees of freedom (G weeks).
 
-The products' elasticities are pooled by empirical Bayes (``fit.shrinkage_prior``): each
-pulled toward the products' mean by its own noise, before any price is chosen.
+Each product's elasticity is pulled toward a prior (``PricingConfig.prior``, N(-2.5, 1) from a
+meta-analysis of published elasticities) by its own noise, before any price is chosen: the
+products whose noise made them look inelastic would otherwise be the ones moved up.
 
 The decision (``decide``) moves the *regular* price: over the prices the category's ``Rules``
 allow (corridor, maximum change, minimum margin, never below cost, endings) it picks the one

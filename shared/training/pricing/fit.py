@@ -48,7 +48,6 @@ def fit_product(
     min_price_variation: float = 0.02,
     returns_rows: int = 0,
     prior: tuple[float, float] | None = None,
-    cache: dict | None = None,
 ) -> PriceResult:
     """Elasticity and the price decision of one product from its weekly cells.
 
@@ -102,10 +101,7 @@ def fit_product(
             **held,
             **base,
         )
-    key = (product_id, spec)
-    fit = cache[key] if cache is not None and key in cache else estimate(cells, spec)
-    if cache is not None:
-        cache[key] = fit
+    fit = estimate(cells, spec)
     why, weeks = fit.why, fit.weeks
     if "week" in spec.controls:
         varying = cross_store_weeks(cells, log_price)
@@ -138,7 +134,8 @@ def fit_product(
     e, se = fit.elasticity, fit.se
     pull = 1.0
     if prior is not None:
-        # Empirical Bayes: the estimate pulled toward the products' mean by how noisy it is.
+        # The prior (``PricingConfig.prior``): the estimate pulled toward its mean by how noisy
+        # it is (the normal-normal posterior).
         mean_e, spread = prior
         pull = spread / (spread + se * se)
         base["elasticity_unpooled"] = e
@@ -213,21 +210,6 @@ def fit_product(
     )
 
 
-def shrinkage_prior(results: list[PriceResult], least: int = 10) -> tuple[float, float] | None:
-    """(mean, variance) of the true elasticities across the estimated products, by the method
-    of moments (Morris 1983): the estimates' variance less their median sampling variance
-    (the median: a few estimates with huge errors would otherwise cancel all the spread),
-    never below 0.5 ** 2 (products' elasticities differ at least that much in grocery panels,
-    so no estimate is pulled all the way); none with fewer than ``least`` estimates."""
-    ok = [r for r in results if r.status == "ok" and r.std_error and math.isfinite(r.std_error)]
-    if len(ok) < least:
-        return None
-    e = np.array([r.elasticity for r in ok])
-    se2 = np.array([r.std_error for r in ok]) ** 2
-    spread = float(np.var(e, ddof=1))
-    return float(np.median(e)), max(spread - float(np.median(se2)), 0.25)
-
-
 def _same_way(price: float, other: PriceResult, regular: float) -> bool:
     """Whether ``other``'s best price inside the rules gains on the same side of ``regular``."""
     if other.reason_code == "inelastic" or not (other.expected_gain or 0) > 0:
@@ -267,16 +249,17 @@ def fit_products(
     rules: dict[str, Rules] | None = None,
     spec: Spec = DEFAULT_SPEC,
     cost_ratio: float | None = None,
-    pool: bool = True,
+    prior: tuple[float, float] | None = None,
     **options: Any,
 ) -> list[PriceResult]:
     """Fit every product in ``table`` (one shard's transactions), in product order; ``rules``
     by category (key ``"*"`` for the default).
 
-    ``pool``: each product's elasticity is pulled toward the products' mean by its own noise
-    (empirical Bayes, ``shrinkage_prior``) before its price is decided. Priced one by one on
-    unpooled estimates, the products whose noise made them look inelastic are the ones moved
-    up (the winner's curse across products).
+    ``prior`` (mean, variance): each product's elasticity is pulled toward it by its own
+    noise before its price is decided. Priced one by one on unpulled estimates, the products
+    whose noise made them look inelastic are the ones moved up (the winner's curse across
+    products). The prior is fixed, not estimated from the products at hand: a product's price
+    must not depend on which others share its shard.
 
     Rows with negative units (returns) are counted per product and left out of the fit.
     """
@@ -301,31 +284,23 @@ def fit_products(
         (int(product), {k: v[start:end] for k, v in cells.items()})
         for product, start, end in zip(products, starts, bounds, strict=True)
     ]
-    cache: dict = {}
-
-    def each(prior: tuple[float, float] | None, **more: Any) -> list[PriceResult]:
-        return [
-            dataclasses.replace(
-                fit_product(
-                    part,
-                    pid,
-                    unit_cost=catalog.unit_cost.get(pid),
-                    rules=rules.get(catalog.category.get(pid, "*"), default),
-                    spec=spec,
-                    cost_ratio=cost_ratio,
-                    returns_rows=returns_by_product.get(pid, 0),
-                    prior=prior,
-                    cache=cache,
-                    **{**options, **more},
-                ),
-                category=catalog.category.get(pid),
-            )
-            for pid, part in parts
-        ]
-
-    results = each(None, alternative=None) if pool else []
-    prior = shrinkage_prior(results) if pool else None
-    results = each(prior)
+    results = [
+        dataclasses.replace(
+            fit_product(
+                part,
+                pid,
+                unit_cost=catalog.unit_cost.get(pid),
+                rules=rules.get(catalog.category.get(pid, "*"), default),
+                spec=spec,
+                cost_ratio=cost_ratio,
+                returns_rows=returns_by_product.get(pid, 0),
+                prior=prior,
+                **options,
+            ),
+            category=catalog.category.get(pid),
+        )
+        for pid, part in parts
+    ]
     returns_by_product = {
         p: n for p, n in returns_by_product.items() if p not in set(products.tolist())
     }
