@@ -209,6 +209,11 @@ class PromotionModel:
     run_id: str = ""
     scores: dict[str, float] = field(default_factory=dict)
     fast: CompiledTrees | None = None
+    # Each product's mean log promoted revenue per store-week in training (shrunk): where a
+    # product is promoted week after week, its own promoted level says more than a thin
+    # pre-promotion baseline.
+    product_rate: dict[int, float] = field(default_factory=dict)
+    global_rate: float = 0.0
 
     def plan(self, plans: list[PlannedPromotion]) -> list[dict[str, float]]:
         """Expected revenue, the baseline it replaces and the uplift, per planned promotion.
@@ -252,12 +257,34 @@ class PromotionModel:
         prior = np.array(
             [self.product_uplift.get(int(p), self.global_uplift) for p in rows["product_id"]]
         )
-        return np.column_stack([*(rows[f] for f in FEATURES[:-1]), prior])
+        columns = [*(rows[f] for f in FEATURES[:-1]), prior]
+        # A model pickled before product_rate existed was trained without the gap.
+        rates = self.__dict__.get("product_rate")
+        if rates is not None:
+            level = np.array([rates.get(int(p), self.global_rate) for p in rows["product_id"]])
+            columns.append(level - _log_rate(rows["baseline"], rows))
+        return np.column_stack(columns)
 
     def predict_revenue(self, rows: dict[str, np.ndarray]) -> np.ndarray:
         x = self.features(rows)
         log_uplift = self.fast.predict(x) if self.fast is not None else self.model.predict(x)
         return rows["baseline"] * np.exp(log_uplift)
+
+
+def _log_rate(revenue: np.ndarray, rows: dict[str, np.ndarray]) -> np.ndarray:
+    """log revenue per store-week of promotion."""
+    store_weeks = np.maximum(rows["stores"] * rows["duration_days"] / 7, 1e-9)
+    return np.log(np.maximum(revenue, 0.01) / store_weeks)
+
+
+def _shrunk_means(keys: np.ndarray, values: np.ndarray, weight: float = 3) -> tuple[dict, float]:
+    """Each key's mean of ``values`` shrunk toward the overall mean by ``weight`` pseudo-rows."""
+    overall = float(values.mean())
+    sums: dict[int, tuple[float, int]] = {}
+    for k, v in zip(keys.astype(np.int64).tolist(), values.tolist(), strict=True):
+        total, n = sums.get(k, (0.0, 0))
+        sums[k] = (total + v, n + 1)
+    return {k: (t + weight * overall) / (n + weight) for k, (t, n) in sums.items()}, overall
 
 
 def split_by_time(rows: dict[str, np.ndarray], holdout: float = 0.2) -> tuple[dict, dict]:
@@ -270,15 +297,10 @@ def train(rows: dict[str, np.ndarray], seed: int = 7) -> PromotionModel:
     """Fit on ``rows``; the product prior is the mean log uplift of the product's promotions."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    products = rows["product_id"].astype(np.int64)
-    sums: dict[int, tuple[float, int]] = {}
-    for p, u in zip(products.tolist(), rows["log_uplift"].tolist(), strict=True):
-        total, n = sums.get(p, (0.0, 0))
-        sums[p] = (total + u, n + 1)
     # Shrink products with few promotions towards the overall mean.
-    overall = float(rows["log_uplift"].mean())
-    prior = {p: (t + 3 * overall) / (n + 3) for p, (t, n) in sums.items()}
-    model = PromotionModel(None, prior, overall)
+    prior, overall = _shrunk_means(rows["product_id"], rows["log_uplift"])
+    rates, overall_rate = _shrunk_means(rows["product_id"], _log_rate(rows["revenue"], rows))
+    model = PromotionModel(None, prior, overall, product_rate=rates, global_rate=overall_rate)
     regressor = HistGradientBoostingRegressor(
         max_iter=300, learning_rate=0.05, max_leaf_nodes=15, random_state=seed
     )

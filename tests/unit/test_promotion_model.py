@@ -28,3 +28,25 @@ def test_compiled_trees_predict_what_sklearn_predicts_on_unseen_rows():
     x = model.features(unseen)
     x[::7, 0] = np.nan  # a missing value takes the side sklearn learned for it
     np.testing.assert_allclose(model.fast.predict(x), model.model.predict(x), atol=1e-9)
+
+
+def test_a_model_pickled_before_the_product_rate_still_predicts():
+    """Models published before the product's promoted level was a feature lack its
+    attributes; the API keeps serving them until the next training run."""
+    import pickle
+
+    from shared.training.promotions import train
+
+    world = build_world(Shape(n_stores=10, n_products=60, n_days=364), 11)
+    rows = promotion_rows(pa.Table.from_batches(list(transactions(world))), world.promotions)
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    old = pickle.loads(pickle.dumps(train(rows)))
+    del old.__dict__["product_rate"], old.__dict__["global_rate"]
+    # as it was trained then: on the features without the product's promoted level
+    old.model = HistGradientBoostingRegressor(max_iter=20).fit(
+        old.features(rows), rows["log_uplift"]
+    )
+    old.fast = None
+    predicted = old.predict_revenue(rows)
+    assert predicted.shape == rows["revenue"].shape and np.all(predicted > 0)
