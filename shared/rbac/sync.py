@@ -8,13 +8,14 @@ adopted as a project's role), so a renamed or removed project's role is retired.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from shared.errors import InvalidRequest
+from shared.errors import InvalidRequest, PermanentError
 from shared.log import get_logger
 from shared.rbac.airflow import AirflowClient
 from shared.rbac.apply import RoleLedger, apply
@@ -58,6 +59,29 @@ class GcsDigest:
         self.blob.upload_from_string(digest, content_type="text/plain")
 
 
+class LedgerUnreadable(PermanentError):
+    """The ledger of owned roles cannot be read: the run stops rather than guess which roles
+    are the reconciler's to retire."""
+
+
+def parse_ledger(text: str | bytes, where: str) -> set[str]:
+    """The roles of a ledger's ``{"roles": [...]}``; ``LedgerUnreadable`` naming ``where`` and
+    how to repair it when it is not that (a truncated write, a hand edit)."""
+    try:
+        found = json.loads(text)
+        roles = found["roles"]
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise ValueError("'roles' is not a list of role names")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LedgerUnreadable(
+            f"the role ledger {where} is unreadable ({type(exc).__name__}: {exc}). It records "
+            'which Airflow roles this reconciler created; restore it from a copy as {"roles": '
+            '["<role>", ...]} listing the project roles it made. No role is created or '
+            "retired until it reads."
+        ) from None
+    return set(roles)
+
+
 class _JsonRoleLedger:
     """The ledger as ``{"roles": [...]}`` in one object; every update is a read-modify-write
     that only lands on the version it read (two runs at once both land, one after the other)."""
@@ -96,7 +120,8 @@ class GcsRoleLedger(_JsonRoleLedger):
         blob = self.bucket.get_blob(self.path)
         if blob is None:
             return set(), 0
-        return set(json.loads(blob.download_as_bytes())["roles"]), int(blob.generation)
+        roles = parse_ledger(blob.download_as_bytes(), f"gs://{self.bucket.name}/{self.path}")
+        return roles, int(blob.generation)
 
     def _write(self, roles: set[str], version: int) -> bool:
         from google.api_core import exceptions as gexc
@@ -113,7 +138,9 @@ class GcsRoleLedger(_JsonRoleLedger):
 
 
 class FileRoleLedger(_JsonRoleLedger):
-    """The ledger in a local file (the CLI's ``--state``); one writer at a time."""
+    """The ledger in a local file (the CLI's ``--state``); one writer at a time. Written to a
+    temporary file beside it, flushed to disk, then renamed over it: a crash leaves the old
+    ledger or the new one, never half of one."""
 
     def __init__(self, path: str) -> None:
         from pathlib import Path
@@ -123,10 +150,23 @@ class FileRoleLedger(_JsonRoleLedger):
     def _read(self) -> tuple[set[str], int]:
         if not self.file.exists():
             return set(), 0
-        return set(json.loads(self.file.read_text())["roles"]), 0
+        return parse_ledger(self.file.read_bytes(), str(self.file)), 0
 
     def _write(self, roles: set[str], version: int) -> bool:
-        self.file.write_text(json.dumps({"roles": sorted(roles)}))
+        import os
+        import tempfile
+
+        fd, temporary = tempfile.mkstemp(prefix=f".{self.file.name}.", dir=self.file.parent)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(json.dumps({"roles": sorted(roles)}))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, self.file)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
         return True
 
 
