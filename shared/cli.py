@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from google.api_core import exceptions as gexc
 
 from shared import clients, log
-from shared.errors import PlatformError
+from shared.errors import PlatformError, TransientError
 from shared.pubsub import publish_all
 from shared.settings import Settings, SettingsError, named_secret
 
@@ -339,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     log.configure("WARNING")
     try:
         return args.run(args)
+    except TransientError as exc:  # worth trying again: EX_TEMPFAIL, not a usage error
+        print(f"error (transient, try again): {exc}", file=sys.stderr)
+        return 75
     except (SettingsError, ValueError, PlatformError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,8 +3,11 @@ in passing, each role the reconciler creates recorded (``RoleLedger``) before it
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from shared.errors import TransientError
 from shared.log import get_logger
 from shared.rbac.airflow import AirflowClient, AirflowError, Perm, User
 from shared.rbac.reconcile import Change, Desired, allow_listed
@@ -20,6 +23,15 @@ class RoleLedger(Protocol):
     def discard(self, roles: set[str]) -> None: ...
 
 
+@dataclass
+class Applied:
+    """What ``apply`` could not do: refused by Airflow (or needing a person), and failed on a
+    transient error (5xx, a dropped connection) after its attempts."""
+
+    failures: list[str] = field(default_factory=list)
+    transient: list[str] = field(default_factory=list)
+
+
 def apply(
     changes: list[Change],
     client: AirflowClient,
@@ -30,14 +42,20 @@ def apply(
     dry_run: bool = False,
     allow: set[str] = frozenset(),  # type: ignore[assignment]
     ledger: RoleLedger | None = None,
-) -> list[str]:
+    attempts: int = 3,
+    backoff_s: float = 0.5,
+) -> Applied:
     """Make the calls for ``changes`` (none with ``dry_run``); one log line per change. A
     change Airflow refuses is reported (who, what, Airflow's error) and the others still
-    apply; returns the failures. Users in ``allow`` (emails or usernames) are never written
-    to; a role is recorded in ``ledger`` before it is created and dropped after it is deleted.
+    apply. A change that fails on a transient error is tried again (``attempts`` in all,
+    waiting ``backoff_s``, doubling), then reported the same way: one user's failing web
+    request stops no other change. A role switch is not tried again in the run: its state
+    has moved, and the next run resumes it from what Airflow holds. Users in ``allow``
+    (emails or usernames) are never written to; a role is recorded in ``ledger`` before it is
+    created and dropped after it is deleted.
     """
     users = {u.username: u for u in actual_users}
-    failures: list[str] = []
+    applied = Applied()
     for change in changes:
         log.info(
             "%s%s %s: +%s -%s (%s)",
@@ -58,13 +76,27 @@ def apply(
         )
         if dry_run:
             continue
-        try:
-            _apply_one(change, client, actual_roles, actual_users, users, desired, allow, ledger)
-        except AirflowError as exc:
-            failures.append(f"{change.kind} {change.target}: {exc}")
-            log.error("%s %s failed: %s", change.kind, change.target, exc,
-                      extra={"change": change.kind, "target": change.target})  # fmt: skip
-    return failures
+        tries = 1 if change.kind == "set_role" else attempts
+        for attempt in range(1, tries + 1):
+            try:
+                _apply_one(
+                    change, client, actual_roles, actual_users, users, desired, allow, ledger
+                )
+                break
+            except AirflowError as exc:
+                applied.failures.append(f"{change.kind} {change.target}: {exc}")
+                log.error("%s %s failed: %s", change.kind, change.target, exc,
+                          extra={"change": change.kind, "target": change.target})  # fmt: skip
+                break
+            except TransientError as exc:
+                if attempt < tries:
+                    time.sleep(backoff_s * 2 ** (attempt - 1))
+                    continue
+                said = f"after {tries} attempts: " if tries > 1 else ""
+                applied.transient.append(f"{change.kind} {change.target}: {said}{exc}")
+                log.error("%s %s failed %s%s", change.kind, change.target, said, exc,
+                          extra={"change": change.kind, "target": change.target})  # fmt: skip
+    return applied
 
 
 def _apply_one(

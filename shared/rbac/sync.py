@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from shared.errors import InvalidRequest, PermanentError
+from shared.errors import InvalidRequest, PermanentError, TransientError
 from shared.log import get_logger
 from shared.rbac.airflow import AirflowClient
 from shared.rbac.apply import RoleLedger, apply
@@ -57,6 +57,11 @@ class GcsDigest:
 
     def put(self, digest: str) -> None:
         self.blob.upload_from_string(digest, content_type="text/plain")
+
+
+class ChangesDeferred(TransientError):
+    """Every change that failed, failed on a transient error (after its attempts); the others
+    were applied."""
 
 
 class LedgerUnreadable(PermanentError):
@@ -181,7 +186,8 @@ class SyncResult:
     airflow_reads: int = 0
     airflow_writes: int = 0
     desired: Desired | None = None
-    failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # refused and transient alike
+    transient: list[str] = field(default_factory=list)  # of them, failed on a transient error
     conflicts: list[str] = field(default_factory=list)
 
 
@@ -236,7 +242,7 @@ def sync(
             planned.held_back,
             planned.notes,
         )
-        result.failures = apply(
+        applied = apply(
             planned.changes,
             airflow,
             roles,
@@ -246,6 +252,8 @@ def sync(
             allow={a.lower() for a in config.allow_list},
             ledger=ledger,
         )
+        result.failures = applied.failures + applied.transient
+        result.transient = applied.transient
         if ledger is not None and not dry_run:
             # Recorded but never created (a project removed before its first run).
             never = owned - set(roles) - set(desired.roles)
@@ -277,6 +285,11 @@ def sync(
         },
     )
     problems = result.failures + [f"conflict: {c}" for c in result.conflicts]
+    if problems and len(result.transient) == len(problems):
+        raise ChangesDeferred(
+            f"{len(problems)} of {len(result.changes)} change(s) failed on a transient error, "
+            "the others were applied (the next run tries them again): " + "; ".join(problems)
+        )
     if problems:
         raise ChangesFailed(
             f"{len(problems)} of {len(result.changes) + len(result.conflicts)} change(s) not "

@@ -511,3 +511,55 @@ def test_a_user_in_no_group_ends_with_the_registration_role(airflow, identity, r
     user = {u.email: u for u in admin.users()}[stray]
     assert user.roles == {"Public"}
     assert sees(airflow, stray) == set()
+
+
+class _FailUser(requests.adapters.HTTPAdapter):
+    """A transport that answers 503 to the first ``times`` writes to one user's URL (a web
+    server that fails on that user's row) and passes everything else."""
+
+    def __init__(self, fragment: str, times: int):
+        super().__init__()
+        self.fragment, self.times, self.failed = fragment, times, 0
+
+    def send(self, request, **kwargs):
+        hit = request.method != "GET" and self.fragment in request.path_url
+        if hit and self.failed < self.times:
+            self.failed += 1
+            response = requests.Response()
+            response.status_code, response._content = 503, b"upstream timeout"
+            response.request, response.url = request, request.url
+            return response
+        return super().send(request, **kwargs)
+
+
+def test_one_users_lasting_5xx_is_tried_again_reported_and_stops_no_other_change(
+    airflow, identity, run
+):
+    """Issue 25, item 4: a transient error was not isolated per change as a refusal is: one
+    user's persistent 5xx stopped every later change of every run."""
+    from shared.rbac.sync import ChangesDeferred
+
+    stuck, later = f"carl-{airflow.major}@corp.example", f"zoe-{airflow.major}@corp.example"
+    before = {**GROUPS, "pricing@corp.example": [*GROUPS["pricing@corp.example"], stuck, later]}
+    identity.set_groups(before)
+    run()
+    # both move from pricing to promotions; the later one sorts after the stuck one
+    identity.set_groups(
+        {**GROUPS, "promo@corp.example": [*GROUPS["promo@corp.example"], stuck, later]}
+    )
+    session = requests.Session()
+    lasting = _FailUser(stuck.split("@")[0], times=100)
+    session.mount("http://", lasting)
+    with pytest.raises(ChangesDeferred, match=rf"{stuck}: after 3 attempts: .*503") as info:
+        run(session=session)
+    assert lasting.failed == 3 and "the others were applied" in str(info.value)
+    assert sees(airflow, later) == PROMO  # the change after it went through
+    assert sees(airflow, stuck) == PRICING  # unchanged, and said so
+    once = _FailUser(stuck.split("@")[0], times=1)
+    session = requests.Session()
+    session.mount("http://", once)
+    result = run(session=session)  # one 503: tried again, applied, a clean run
+    assert once.failed == 1 and not result.failures
+    assert sees(airflow, stuck) == PROMO
+    identity.set_groups(GROUPS)
+    run()
