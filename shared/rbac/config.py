@@ -16,7 +16,16 @@ max_revocations: 25
 shared_dags: [daily_cleanup]         # DAGs two projects may both select, on purpose
 builtin_roles_of_members: report     # or remove / keep: members' Op, User, Viewer, Admin
 reconciler: reconciler@example.iam.gserviceaccount.com   # never stripped of a role
+adopt_roles: [pricing-team]          # existing roles a project may take over (see below)
 ```
+
+A project's role that already exists in Airflow and that the reconciler did not create (it is
+not in its ledger of owned roles) is someone's own role: taking it over rewrites its
+permissions and takes it from holders outside the project's groups. The run refuses and says
+so, naming the holders, until the role is listed in ``adopt_roles``; then the dry run and the
+report say "adopting". An adopted role is managed while it is listed (no project wanting it:
+nobody holds it) and never deleted: once it is out of use, take it off the list and it is its
+owner's again.
 
 Secrets are never in the file: a password or token is read from the environment variable the
 config names.
@@ -168,6 +177,8 @@ class RbacConfig(_Model):
     # Op, which sees every DAG, by default). It must see no DAG: a user in no project group
     # keeps only it (with builtin_roles_of_members: remove, their broad roles go).
     registration_role: RoleName = "Public"
+    # Existing roles, not created by the reconciler, that a project may take over.
+    adopt_roles: list[RoleName] = Field(default_factory=list)
 
     @property
     def own_identity(self) -> str | None:

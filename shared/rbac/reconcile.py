@@ -157,15 +157,32 @@ def plan(
     actual_users: list[User],
     membership: Membership,
     owned: set[str] = frozenset(),  # type: ignore[assignment]
+    refused: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> Plan:
-    """The changes that make Airflow match ``desired``, with the safety rules applied."""
+    """The changes that make Airflow match ``desired``, with the safety rules applied.
+    ``refused``: project roles that exist, are someone else's and may not be adopted: left
+    alone (neither rewritten nor granted nor revoked), each a conflict naming its holders."""
     retired = retired_roles(config, desired, actual_roles, owned)
-    managed = config.managed_roles | retired
+    # An adopted role is managed while listed in adopt_roles, wanted by a project or not: its
+    # holders are the project's members, and nobody once no project wants it.
+    adopted = set(config.adopt_roles) & set(actual_roles)
+    managed = (config.managed_roles - refused) | retired | adopted
     own = config.own_identity
     allow = set(config.allow_list)
     changes: list[Change] = []
+    conflicts: list[str] = []
+    for role in sorted(refused):
+        holders = sorted(u.email or u.username for u in actual_users if role in u.roles)
+        conflicts.append(
+            f"role {role!r} exists and was not created by the reconciler (holders: "
+            f"{', '.join(holders[:10]) or 'none'}{' ...' if len(holders) > 10 else ''}): "
+            "adopting it would rewrite its permissions and take it from holders outside the "
+            "project's groups; list it in adopt_roles to adopt it (left untouched)"
+        )
     for role, perms in sorted(desired.roles.items()):
         have = actual_roles.get(role)
+        if role in refused:
+            continue
         if have is None:
             changes.append(Change("create_role", role, add=perms, why="project role"))
         elif have != perms:
@@ -180,9 +197,9 @@ def plan(
             )
     by_email = {u.email.lower(): u for u in actual_users if u.email}
     by_username = {u.username.lower(): u for u in actual_users}
-    conflicts: list[str] = []
     seeing_all: list[str] = []
-    for email, want in sorted(desired.users.items()):
+    for email, wanted in sorted(desired.users.items()):
+        want = {r: w for r, w in wanted.items() if r not in refused}
         if email in allow:
             continue
         user = by_email.get(email)
@@ -193,6 +210,8 @@ def plan(
                 f"{other.email!r}; a person must merge or rename them (nothing written)"
             )
             continue
+        if user is None and not want:
+            continue  # wanted only a role that is left alone: no account made for nothing
         if user is None:
             why = "; ".join(f"{r}: {w}" for r, w in sorted(want.items()))
             changes.append(Change("create_user", email, add=frozenset(want), why=why))

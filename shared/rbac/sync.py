@@ -221,10 +221,11 @@ def sync(
     digest = digest_of(desired)
     result = SyncResult(dry_run=dry_run, desired=desired)
     owned = ledger.owned() if ledger is not None else set()
-    if ledger is not None and not dry_run:
-        # Adopt the config's roles that exist (managed from now on); new ones are recorded
-        # just before they are created.
-        ledger.add(set(desired.roles) & set(roles) - owned)
+    # A project role that exists and is not the reconciler's is someone's own: taken over
+    # only when the config says so (adopt_roles), and never deleted later (not recorded).
+    foreign = set(desired.roles) & set(roles) - owned if ledger is not None else set()
+    adopting = foreign & set(config.adopt_roles)
+    refused = foreign - adopting
     retiring = retired_roles(config, desired, roles, owned)
     if (
         digests is not None
@@ -236,7 +237,16 @@ def sync(
         result.unchanged = True
     else:
         users = airflow.users()
-        planned = plan(config, desired, roles, users, membership, owned)
+        # While a project's role is refused, nothing is retired: its previous role may be
+        # the only access its members have.
+        planned = plan(config, desired, roles, users, membership, set() if refused else owned,
+                       refused)  # fmt: skip
+        for role in sorted(adopting):
+            planned.notes.append(
+                f"adopting existing role {role!r} (holders: {_holders(users, role)}): its "
+                "permissions become the project's and holders outside its groups lose it; "
+                "it is never deleted by the reconciler"
+            )
         result.changes, result.held_back, result.notes = (
             planned.changes,
             planned.held_back,
@@ -296,6 +306,14 @@ def sync(
             f"applied, the others were: " + "; ".join(problems)
         )
     return result
+
+
+def _holders(users: list, role: str, most: int = 10) -> str:
+    found = sorted(u.email or u.username for u in users if role in u.roles)
+    return (
+        ", ".join(found[:most]) + (f" and {len(found) - most} more" if len(found) > most else "")
+        or "none"
+    )
 
 
 def airflow_client(config: RbacConfig) -> AirflowClient:

@@ -455,6 +455,8 @@ def test_a_renamed_or_removed_projects_role_is_revoked_and_deleted(
     from shared.rbac.sync import FileRoleLedger
 
     ledger = FileRoleLedger(str(tmp_path / "owned-roles.json"))
+    # the project roles were created by earlier runs in this Airflow: the ledger says so
+    ledger.add({"project-pricing", "project-promotions"})
     admin = _admin(airflow)
     admin.create_role("hand-made", set())  # an admin's own role: never the reconciler's
     identity.set_groups(GROUPS)
@@ -563,3 +565,44 @@ def test_one_users_lasting_5xx_is_tried_again_reported_and_stops_no_other_change
     assert sees(airflow, stuck) == PROMO
     identity.set_groups(GROUPS)
     run()
+
+
+def test_an_existing_role_is_adopted_only_when_the_config_says_so(airflow, identity, run, tmp_path):
+    """Issue 25, item 5: pointing a project at an existing hand-made role adopted it silently
+    (its permissions rewritten, its holders lost it), and reverting the config deleted it."""
+    from shared.rbac.reconcile import ChangesFailed
+    from shared.rbac.sync import FileRoleLedger
+
+    ledger = FileRoleLedger(str(tmp_path / "owned-roles.json"))
+    ledger.add({"project-pricing", "project-promotions"})  # made by earlier runs here
+    admin = _admin(airflow)
+    admin._detect()
+    theirs, holder = f"analysts-{airflow.major}", f"dana-{airflow.major}@corp.example"
+    admin.create_role(theirs, set())
+    admin._call("POST", f"{admin.fab}/users", "create_user", json={
+        "username": holder, "email": holder, "first_name": "dana", "last_name": "x",
+        "roles": [{"name": theirs}], "password": "not-used-Aa1!",
+    })  # fmt: skip
+    identity.set_groups(GROUPS)
+    run(ledger=ledger)
+    projects = make_config(airflow).model_dump()["projects"]
+    projects["pricing"]["role"] = theirs
+    for dry_run in (True, False):
+        with pytest.raises(ChangesFailed, match=rf"role '{theirs}' exists and was not created"):
+            run(make_config(airflow, projects=projects), ledger=ledger, dry_run=dry_run)
+    assert admin.roles()[theirs] == set()  # untouched
+    assert theirs in {u.email: u for u in admin.users()}[holder].roles
+    assert sees(airflow, "alice@corp.example") == PRICING  # the project kept its old role
+    assert "project-pricing" in admin.roles()
+
+    adopting = make_config(airflow, projects=projects, adopt_roles=[theirs])
+    dry = run(adopting, ledger=ledger, dry_run=True)
+    assert any(f"adopting existing role '{theirs}' (holders: {holder})" in n for n in dry.notes)
+    run(adopting, ledger=ledger)
+    assert sees(airflow, "alice@corp.example") == PRICING
+    assert theirs not in {u.email: u for u in admin.users()}[holder].roles
+    # reverted while still listed: nobody holds it any more, and it is not deleted
+    run(make_config(airflow, adopt_roles=[theirs]), ledger=ledger)
+    assert theirs in admin.roles() and theirs not in ledger.owned()
+    assert not [u.email for u in admin.users() if theirs in u.roles]
+    assert sees(airflow, "alice@corp.example") == PRICING
