@@ -51,12 +51,7 @@ def world_and_table(rows: int, seed: int, hard: bool):
 
     world = build_world(Shape.for_rows(rows), seed, hard=hard)
     table = pa.Table.from_batches(list(transactions(world)))
-    listed = world.products.to_pylist()
-    catalog = Catalog(
-        {p["product_id"]: p["unit_cost"] for p in listed},
-        {p["product_id"]: p["category"] for p in listed},
-    )
-    return world, table, catalog
+    return world, table, Catalog.of_rows(world.products.to_pylist())
 
 
 def score(world, results) -> Scored:

@@ -45,17 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.one_task:
         return _one_task(*args.one_task)
-    from shared.synthetic.generate import Shape, build_world, transactions
-    from shared.training.pricing import Catalog
+    from bench.pricing_worlds import world_and_table
     from shared.training.pricing_job import fit_in_pool
 
-    world = build_world(Shape.for_rows(args.rows), args.seed)
-    table = pa.Table.from_batches(list(transactions(world)))
-    listed = world.products.to_pylist()
-    catalog = Catalog(
-        {p["product_id"]: p["unit_cost"] for p in listed},
-        {p["product_id"]: p["category"] for p in listed},
-    )
+    world, table, catalog = world_and_table(args.rows, args.seed, hard=False)
     truth = dict(
         zip(
             world.truth["product_id"].to_pylist(),

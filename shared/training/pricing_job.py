@@ -81,15 +81,7 @@ def load_catalog(bq: bigquery.Client, table: str) -> Catalog:
     wanted = [f for f in found.schema if f.name in {"product_id", "unit_cost", "category"}]
     if "product_id" not in names:
         raise BadInput(f"products table {table} has no product_id column")
-    cost: dict[int, float] = {}
-    category: dict[int, str] = {}
-    for row in bq.list_rows(found, selected_fields=wanted):
-        pid = int(row["product_id"])
-        if row.get("unit_cost") is not None:
-            cost[pid] = float(row["unit_cost"])
-        if row.get("category") is not None:
-            category[pid] = str(row["category"])
-    return Catalog(cost, category)
+    return Catalog.of_rows(bq.list_rows(found, selected_fields=wanted))
 
 
 def shard_name(shard: Shard) -> str:

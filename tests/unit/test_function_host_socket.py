@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from local.demo.steps import wait_for
+
 REPO = Path(__file__).parents[2]
 
 
@@ -50,20 +52,10 @@ def test_the_function_host_opens_no_shared_control_socket(tmp_path, host):
         assert wait_open(port, proc), "the host did not start"
         control = tmp_path / ".gunicorn" / "gunicorn.ctl"
         if host == "local.function_host":
-            assert wait_for(lambda: "Control socket disabled" in log.read_text())
+            assert wait_for(lambda: "Control socket disabled" in log.read_text(), timeout_s=20)
             assert not control.exists()
         else:
-            assert wait_for(control.exists)
+            assert wait_for(control.exists, timeout_s=20)
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def wait_for(condition, timeout_s: float = 20) -> bool:
-    """Poll until ``condition()`` holds (something appears), at most ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True

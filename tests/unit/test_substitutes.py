@@ -16,12 +16,7 @@ from shared.training.substitutes import fit_substitutes, top_by_category
 def retailer():
     world = build_world(Shape(n_stores=25, n_products=60, n_days=364), seed=3)
     table = pa.Table.from_batches(list(transactions(world)))
-    listed = world.products.to_pylist()
-    catalog = Catalog(
-        {p["product_id"]: p["unit_cost"] for p in listed},
-        {p["product_id"]: p["category"] for p in listed},
-    )
-    return world, table, catalog
+    return world, table, Catalog.of_rows(world.products.to_pylist())
 
 
 def test_cross_price_elasticities_are_recovered(retailer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,6 +242,20 @@ class Catalog:
     unit_cost: dict[int, float] = field(default_factory=dict)
     category: dict[int, str] = field(default_factory=dict)
 
+    @classmethod
+    def of_rows(cls, rows: Iterable[Mapping[str, Any]]) -> Catalog:
+        """From products rows (``product_id``, and ``unit_cost`` / ``category`` where known:
+        a missing or null one is left out)."""
+        cost: dict[int, float] = {}
+        category: dict[int, str] = {}
+        for row in rows:
+            pid = int(row["product_id"])
+            if row.get("unit_cost") is not None:
+                cost[pid] = float(row["unit_cost"])
+            if row.get("category") is not None:
+                category[pid] = str(row["category"])
+        return cls(cost, category)
+
 
 def fit_products(
     table: pa.Table,
@@ -301,8 +316,7 @@ def fit_products(
         )
         for pid, part in parts
     ]
-    returns_by_product = {
-        p: n for p, n in returns_by_product.items() if p not in set(products.tolist())
-    }
+    fitted = set(products.tolist())
+    returns_by_product = {p: n for p, n in returns_by_product.items() if p not in fitted}
     results += [_no_sales(p, n) for p, n in returns_by_product.items()]
     return results
