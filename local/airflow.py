@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -257,21 +258,30 @@ def down(af: Airflow) -> None:
 
 
 def visible_dags(af: Airflow, email: str) -> set[str]:
-    """The DAGs the user ``email`` can open through Airflow's API, logged in as that user.
+    """The DAGs the user ``email`` can open through Airflow's API, logged in as that user
+    (``email`` is a username, or the email of exactly one account, case-insensitively).
 
     Gives the user a fresh random password first (as the admin; the password is never shown):
     the reconciler creates users without one, since Composer signs people in with Google.
     """
+    from urllib.parse import quote
+
     import requests
 
     from shared.rbac.airflow import AirflowClient
 
     admin = AirflowClient(af.url, username="admin", password=af.admin_password)
-    user = next(u for u in admin.users() if u.email == email)
+    users = admin.users()
+    found = [u for u in users if u.username == email] or [
+        u for u in users if u.email.lower() == email.lower()
+    ]
+    if len(found) != 1:
+        raise AirflowSetupError(f"{len(found)} accounts match {email!r}; name one by username")
+    user = found[0]
     password = secrets.token_urlsafe(12)
     admin._call(
         "PATCH",
-        f"{admin.fab}/users/{user.username}",
+        f"{admin.fab}/users/{quote(user.username, safe='')}",
         "set_password",
         params={"update_mask": "password"},
         json={
@@ -292,6 +302,17 @@ def visible_dags(af: Airflow, email: str) -> set[str]:
         ).json()["access_token"]
         session.headers["Authorization"] = f"Bearer {token}"
         api = f"{af.url}/api/v2"
+    elif ":" in user.username:  # basic auth cannot carry it: sign in on the web form
+        form = session.get(f"{af.url}/login/", timeout=10).text
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form)
+        if token is None:
+            raise AirflowSetupError("Airflow's sign-in form has no csrf_token")
+        session.post(
+            f"{af.url}/login/",
+            data={"username": user.username, "password": password, "csrf_token": token[1]},
+            timeout=10,
+        )
+        api = f"{af.url}/api/v1"
     else:
         session.auth = (user.username, password)
         api = f"{af.url}/api/v1"

@@ -32,11 +32,20 @@ Perm = tuple[str, str]  # (action, resource)
 
 @dataclass
 class User:
+    """An Airflow account. ``email`` is as Airflow stores it (sent back unchanged in every
+    write: Airflow checks a changed email's uniqueness); ``person`` is who it belongs to."""
+
     username: str
     email: str
     roles: set[str]
     first_name: str = ""
     last_name: str = ""
+
+    @property
+    def person(self) -> str:
+        """The email as Google compares it (case-insensitively): one person may have several
+        accounts (Composer's ``accounts.google.com:<id>`` beside one made by hand)."""
+        return self.email.lower()
 
 
 @dataclass
@@ -198,7 +207,7 @@ class AirflowClient:
         return [
             User(
                 username=u["username"],
-                email=(u.get("email") or "").lower(),
+                email=u.get("email") or "",
                 roles={r["name"] for r in u.get("roles") or []},
                 first_name=u.get("first_name") or "",
                 last_name=u.get("last_name") or "",

@@ -195,52 +195,62 @@ def plan(
                     why="project DAGs or base role changed",
                 )
             )
-    by_email = {u.email.lower(): u for u in actual_users if u.email}
+    accounts_of: dict[str, list[User]] = {}
+    for account in actual_users:
+        if account.email:
+            accounts_of.setdefault(account.person, []).append(account)
     by_username = {u.username.lower(): u for u in actual_users}
     seeing_all: list[str] = []
+    twins: list[str] = []
     for email, wanted in sorted(desired.users.items()):
         want = {r: w for r, w in wanted.items() if r not in refused}
         if email in allow:
             continue
-        user = by_email.get(email)
-        if user is None and email in by_username:
+        accounts = accounts_of.get(email, [])
+        if not accounts and email in by_username:
             other = by_username[email]
             conflicts.append(
                 f"{email}: the Airflow user named {other.username!r} has the email "
                 f"{other.email!r}; a person must merge or rename them (nothing written)"
             )
             continue
-        if user is None and not want:
+        if not accounts and not want:
             continue  # wanted only a role that is left alone: no account made for nothing
-        if user is None:
+        if not accounts:
             why = "; ".join(f"{r}: {w}" for r, w in sorted(want.items()))
             changes.append(Change("create_user", email, add=frozenset(want), why=why))
             continue
-        new = (user.roles - managed) | set(want)
-        broad = (user.roles & BROAD_ROLES) - set(want)
-        if broad:
-            seeing_all.append(f"{email} ({', '.join(sorted(broad))})")
-            if config.builtin_roles_of_members == "remove":
-                new -= broad
-        if new != user.roles:
-            add, remove = new - user.roles, user.roles - new
-            why = "; ".join(
-                [f"{r}: {want[r]}" for r in sorted(add)]
-                + [
-                    f"{r}: built-in role seeing every DAG (builtin_roles_of_members: remove)"
-                    if r in broad
-                    else f"{r}: {_retired_why(r)}"
-                    if r in retired
-                    else f"{r}: no longer in its groups"
-                    for r in sorted(remove)
-                ]
-            )
-            changes.append(
-                Change("set_user_roles", user.username, frozenset(add), frozenset(remove), why)
-            )
+        if len(accounts) > 1:
+            twins.append(f"{email} ({', '.join(sorted(a.username for a in accounts))})")
+        # Every account of the person gets exactly the person's roles: a twin keeps neither
+        # another project's role nor a built-in one the policy takes away.
+        for user in accounts:
+            new = (user.roles - managed) | set(want)
+            broad = (user.roles & BROAD_ROLES) - set(want)
+            if broad:
+                who = email if user.username.lower() == email else f"{email} as {user.username}"
+                seeing_all.append(f"{who} ({', '.join(sorted(broad))})")
+                if config.builtin_roles_of_members == "remove":
+                    new -= broad
+            if new != user.roles:
+                add, remove = new - user.roles, user.roles - new
+                why = "; ".join(
+                    [f"{r}: {want[r]}" for r in sorted(add)]
+                    + [
+                        f"{r}: built-in role seeing every DAG (builtin_roles_of_members: remove)"
+                        if r in broad
+                        else f"{r}: {_retired_why(r)}"
+                        if r in retired
+                        else f"{r}: no longer in its groups"
+                        for r in sorted(remove)
+                    ]
+                )
+                changes.append(
+                    Change("set_user_roles", user.username, frozenset(add), frozenset(remove), why)
+                )
     outsiders: list[str] = []
     for user in actual_users:
-        if user.email in desired.users or allow_listed(user, allow):
+        if user.person in desired.users or allow_listed(user, allow):
             continue
         remove = user.roles & managed
         broad = (user.roles & BROAD_ROLES) - managed
@@ -277,13 +287,18 @@ def plan(
     for change in changes:
         if own and change.remove and change.kind == "set_user_roles":
             holder = by_username.get(change.target.lower())
-            if change.target.lower() == own or (holder and holder.email.lower() == own):
+            if change.target.lower() == own or (holder and holder.person == own):
                 raise SelfLockout(
                     f"the plan would remove {sorted(change.remove)} from the reconciler's own "
                     f"user {change.target!r}; put it in an admin group or allow_list. Nothing "
                     "was applied"
                 )
     result = Plan(changes, conflicts=conflicts)
+    if twins:
+        result.notes.append(
+            f"{len(twins)} person(s) with more than one Airflow account, each account given "
+            f"the person's roles: {', '.join(twins[:20])}" + (" ..." if len(twins) > 20 else "")
+        )
     if outsiders:
         result.notes.append(
             f"{len(outsiders)} user(s) in no configured group can see DAGs through a built-in "
@@ -335,7 +350,7 @@ def plan(
 
 def allow_listed(user: User, allow: set[str]) -> bool:
     """Whether ``user`` is on the allow-list (lower-cased emails or usernames)."""
-    return user.email in allow or user.username.lower() in allow
+    return user.person in allow or user.username.lower() in allow
 
 
 def _retired_why(role: str) -> str:

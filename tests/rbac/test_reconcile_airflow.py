@@ -606,3 +606,67 @@ def test_an_existing_role_is_adopted_only_when_the_config_says_so(airflow, ident
     assert theirs in admin.roles() and theirs not in ledger.owned()
     assert not [u.email for u in admin.users() if theirs in u.roles]
     assert sees(airflow, "alice@corp.example") == PRICING
+
+
+def _account(admin: AirflowClient, username: str, email: str, roles: set[str]) -> None:
+    """An account made by hand or registered by Composer (``accounts.google.com:<id>``)."""
+    admin._call(
+        "POST",
+        f"{admin.fab}/users",
+        "create_user",
+        json={
+            "username": username,
+            "email": email,
+            "first_name": username.split("@")[0][:20],
+            "last_name": "-",
+            "roles": [{"name": r} for r in sorted(roles)],
+            "password": "unused-" + username[::-1],
+        },
+    )
+
+
+def test_every_account_of_a_person_gets_exactly_the_persons_roles(airflow, identity, run):
+    """Issue 25, defect 2: one person, several accounts (Composer's accounts.google.com:<id>,
+    one made by hand with the email in another case). The email was lower-cased and sent back
+    in each PATCH (Airflow: 409, the run failed), and only one account per email was
+    managed: a twin kept Op or another project's role."""
+    major = airflow.major
+    person = f"tess-{major}@corp.example"
+    composer, by_hand, old = (
+        f"accounts.google.com:10{major}77",
+        f"tess-hand-{major}",
+        f"tess-old-{major}",
+    )
+    admin = _admin(airflow)
+    identity.set_groups(GROUPS)
+    run()
+    _account(admin, composer, f"Tess-{major}@corp.example", {"Public"})
+    _account(admin, by_hand, person, {"Op"})
+    _account(admin, old, person.upper(), {"project-promotions"})
+    assert sees(airflow, old) == PROMO
+    identity.set_groups({**GROUPS, "pricing@corp.example": ["alice@corp.example", person]})
+
+    reported = run()  # builtin_roles_of_members: report (the default)
+    assert not reported.failures
+    assert any(
+        f"{person} ({', '.join(sorted([by_hand, composer, old]))})" in n for n in reported.notes
+    )
+    assert any(f"{person} as {by_hand} (Op)" in n for n in reported.notes)
+    assert sees(airflow, composer) == PRICING
+    assert sees(airflow, old) == PRICING  # the other project's role is gone
+    assert sees(airflow, by_hand) >= ALL  # Op kept, and said so
+    emails = {u.username: u.email for u in admin.users()}
+    assert emails[composer] == f"Tess-{major}@corp.example"  # never rewritten
+    assert emails[old] == person.upper()
+
+    run(make_config(airflow, builtin_roles_of_members="remove"))
+    roles = {u.username: u.roles for u in admin.users()}
+    assert roles[by_hand] == {"project-pricing"} and sees(airflow, by_hand) == PRICING
+    assert roles[composer] == {"Public", "project-pricing"}
+
+    identity.set_groups(GROUPS)  # the person leaves every group: every account loses access
+    left = run()
+    assert not left.failures
+    for account in (composer, by_hand, old):
+        assert sees(airflow, account) == set()
+    assert run().airflow_writes == 0
