@@ -270,19 +270,23 @@ def schedule_training(tick: TrainingTick, delivery: Delivery, settings: Settings
 def sync_rbac(trigger: RbacTrigger, delivery: Delivery, settings: Settings) -> None:
     """``rbac-sync`` (Scheduler tick or group-change audit event) -> one full reconcile."""
     from shared.rbac.groups import GroupsReader
+    from shared.rbac.lease import lease_beside
     from shared.rbac.sync import GcsDigest, GcsRoleLedger, airflow_client, load_config_from, sync
 
     if not settings.rbac_config:
         raise PermanentError("RETAIL_RBAC_CONFIG is not set: no RBAC config to reconcile")
     gcs = clients.storage_client(settings)
     config = load_config_from(settings.rbac_config, gcs)
+    bucket = gcs.bucket(settings.data_bucket)
+    ledger = GcsRoleLedger(bucket)
     result = sync(
         config,
         groups=GroupsReader(clients.cloud_identity_service(settings)),
         airflow=airflow_client(config),
-        digests=GcsDigest(gcs.bucket(settings.data_bucket)),
+        digests=GcsDigest(bucket),
         force=trigger.force,
-        ledger=GcsRoleLedger(gcs.bucket(settings.data_bucket)),
+        ledger=ledger,
+        lease=lease_beside(ledger.path, bucket),
     )
     logger.info(
         "rbac sync (%s): %d changes",

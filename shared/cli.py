@@ -10,6 +10,7 @@ import resource
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from google.api_core import exceptions as gexc
 
@@ -17,6 +18,11 @@ from shared import clients, log
 from shared.errors import PlatformError, TransientError
 from shared.pubsub import publish_all
 from shared.settings import Settings, SettingsError, named_secret
+
+if TYPE_CHECKING:
+    from shared.rbac.apply import RoleLedger
+    from shared.rbac.config import RbacConfig
+    from shared.rbac.lease import Lease
 
 
 def peak_rss_mb() -> float:
@@ -149,33 +155,50 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_rbac_sync(args: argparse.Namespace) -> int:
+class _RbacState(NamedTuple):
+    settings: Settings
+    config: RbacConfig
+    ledger: RoleLedger | None
+    lease: Lease | None
+
+
+def _rbac_state(args: argparse.Namespace) -> _RbacState:
+    """The settings, the config, and the ledger at ``--state`` with the lease beside it."""
     from shared.identifiers import GcsUri
-    from shared.rbac.groups import GroupsReader
-    from shared.rbac.sync import (
-        FileRoleLedger,
-        GcsRoleLedger,
-        airflow_client,
-        load_config_from,
-        sync,
-    )
+    from shared.rbac.lease import lease_beside
+    from shared.rbac.sync import FileRoleLedger, GcsRoleLedger, load_config_from
 
     on_gcs = [a for a in (args.config, args.state) if a and a.startswith("gs://")]
     settings = Settings.from_env(project_required=bool(on_gcs))
     gcs = clients.storage_client(settings) if on_gcs else None
     config = load_config_from(args.config, gcs)
-    ledger: GcsRoleLedger | FileRoleLedger | None = None
-    if args.state and args.state.startswith("gs://"):
+    if not args.state:
+        return _RbacState(settings, config, None, None)
+    if args.state.startswith("gs://"):
         uri = GcsUri.parse(args.state)
-        ledger = GcsRoleLedger(gcs.bucket(uri.bucket), uri.path)  # type: ignore[union-attr]
-    elif args.state:
-        ledger = FileRoleLedger(args.state)
+        bucket = gcs.bucket(uri.bucket)  # type: ignore[union-attr]
+        ledger = GcsRoleLedger(bucket, uri.path)
+        return _RbacState(settings, config, ledger, lease_beside(uri.path, bucket))
+    return _RbacState(settings, config, FileRoleLedger(args.state), lease_beside(args.state))
+
+
+def _cmd_rbac_sync(args: argparse.Namespace) -> int:
+    from shared.rbac.groups import GroupsReader
+    from shared.rbac.sync import airflow_client, sync
+
+    settings, config, ledger, lease = _rbac_state(args)
+    if ledger is None:
+        print(
+            "note: no --state: this run takes no lease (it may overlap the scheduled "
+            "function's) and retires no renamed project's role"
+        )
     result = sync(
         config,
         groups=GroupsReader(clients.cloud_identity_service(settings)),
         airflow=airflow_client(config),
         dry_run=args.dry_run,
         ledger=ledger,
+        lease=lease,
     )
     rows = [
         (
@@ -196,6 +219,29 @@ def _cmd_rbac_sync(args: argparse.Namespace) -> int:
         f"{result.group_calls} Groups API calls, {result.airflow_reads} Airflow reads, "
         f"{result.airflow_writes} Airflow writes"
     )
+    return 0
+
+
+def _cmd_rbac_ledger_rebuild(args: argparse.Namespace) -> int:
+    """Record again the roles that are the reconciler's (a dry run unless ``--apply``)."""
+    from shared.rbac.sync import airflow_client, rebuild_ledger
+
+    _, config, ledger, lease = _rbac_state(args)
+    assert ledger is not None and lease is not None  # --state is required
+    airflow = airflow_client(config)
+    if args.apply:
+        with lease.hold():
+            found = rebuild_ledger(config, airflow, ledger, args.role, apply=True)
+    else:
+        found = rebuild_ledger(config, airflow, ledger, args.role)
+    _table(("role", "why"), sorted(found.items()))
+    if args.apply:
+        print(f"{len(found)} role(s) recorded in {ledger.where} as the reconciler's")
+    else:
+        print(
+            f"{len(found)} role(s) would be recorded in {ledger.where} (dry run: add --apply; "
+            "--role ROLE for an old role of the reconciler's that no rule above names)"
+        )
     return 0
 
 
@@ -318,10 +364,23 @@ def build_parser() -> argparse.ArgumentParser:
     rsync.add_argument(
         "--state",
         help="the ledger of roles the reconciler owns, a JSON path or gs://bucket/path (the "
-        "function keeps gs://<data bucket>/rbac/owned-roles.json); without it, a removed "
-        "project's role is not retired",
+        "function keeps gs://<data bucket>/rbac/owned-roles.json); the run holds the lease "
+        "beside it (lease.json on GCS, <state>.lock locally), so it never overlaps another "
+        "run sharing that state; without it, a removed project's role is not retired",
     )
     rsync.set_defaults(run=_cmd_rbac_sync)
+    ledger = rbac.add_parser("ledger", help="the ledger of roles the reconciler owns")
+    ledger_sub = ledger.add_subparsers(dest="action", required=True)
+    rebuild = ledger_sub.add_parser(
+        "rebuild",
+        help="record again the roles that look like the reconciler's (a project's role, one "
+        "matching role_pattern, those named with --role); a dry run unless --apply",
+    )
+    rebuild.add_argument("--config", required=True, help="rbac.yaml (a path or gs:// URI)")
+    rebuild.add_argument("--state", required=True, help="the ledger, as for sync --state")
+    rebuild.add_argument("--role", action="append", default=[], help="also record this role")
+    rebuild.add_argument("--apply", action="store_true", help="write the ledger")
+    rebuild.set_defaults(run=_cmd_rbac_ledger_rebuild)
     role = rbac.add_parser("role", help="one role for the DAGs with a prefix (the old tool)")
     role.add_argument("-u", "--url", required=True, help="Airflow base URL")
     role.add_argument("-r", "--role", required=True)

@@ -282,7 +282,10 @@ class AirflowClient:
         holder first, then the role is recreated and given back, then the stand-in goes. A
         failure at any step leaves each holder with the role or the stand-in (at least
         ``perms``); the next run finishes the switch (the stand-in is retired like any role
-        the reconciler owns and no longer wants).
+        the reconciler owns and no longer wants). Two switches that overlap (a lease
+        bypassed or expired) never delete each other's work: the role is read again just
+        before its DELETE and left alone if it already holds ``perms``, and a re-create that
+        finds it made by the other run with ``perms`` goes on.
         """
         self._patch_role(name, perms)
         if self.role(name) == perms:
@@ -301,11 +304,23 @@ class AirflowClient:
             self._patch_role(stand_in, perms)
         for user in holders:
             self.set_user_roles(user, user.roles | {stand_in})
-        self.delete_role(name)
-        self.create_role(name, perms)
+        # Another run may have finished this switch meanwhile (its role already holds
+        # exactly ``perms``): that role is not this run's to delete.
+        if self.role(name) != perms:
+            self.delete_role(name)
+            self._create_or_find(name, perms)
         for user in holders:
             self.set_user_roles(user, (user.roles - {stand_in}) | {name})
         self.delete_role(stand_in)
+
+    def _create_or_find(self, name: str, perms: set[Perm]) -> None:
+        """Create role ``name``; one that another run created meanwhile with exactly ``perms``
+        is as good (anything else is refused as it is)."""
+        try:
+            self.create_role(name, perms)
+        except AirflowError as exc:
+            if exc.status != 409 or self.role(name) != perms:
+                raise
 
     def create_user(self, email: str, roles: set[str]) -> None:
         local = email.split("@")[0]

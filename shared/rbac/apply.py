@@ -4,6 +4,7 @@ in passing, each role the reconciler creates recorded (``RoleLedger``) before it
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,7 +19,11 @@ log = get_logger("shared.rbac")
 class RoleLedger(Protocol):
     """The roles the reconciler created (recorded before each is created)."""
 
+    @property
+    def where(self) -> str: ...  # where it is kept, for messages
+
     def owned(self) -> set[str]: ...
+    def exists(self) -> bool: ...
     def add(self, roles: set[str]) -> None: ...
     def discard(self, roles: set[str]) -> None: ...
 
@@ -44,6 +49,7 @@ def apply(
     ledger: RoleLedger | None = None,
     attempts: int = 3,
     backoff_s: float = 0.5,
+    heartbeat: Callable[[], None] = lambda: None,
 ) -> Applied:
     """Make the calls for ``changes`` (none with ``dry_run``); one log line per change. A
     change Airflow refuses is reported (who, what, Airflow's error) and the others still
@@ -52,7 +58,8 @@ def apply(
     request stops no other change. A role switch is not tried again in the run: its state
     has moved, and the next run resumes it from what Airflow holds. Users in ``allow``
     (emails or usernames) are never written to; a role is recorded in ``ledger`` before it is
-    created and dropped after it is deleted.
+    created and dropped after it is deleted. ``heartbeat`` is called before each change
+    (the lease's renewal: it raises when the lease was lost, and no change is made after).
     """
     users = {u.username: u for u in actual_users}
     applied = Applied()
@@ -76,6 +83,7 @@ def apply(
         )
         if dry_run:
             continue
+        heartbeat()
         tries = 1 if change.kind == "set_role" else attempts
         for attempt in range(1, tries + 1):
             try:

@@ -17,6 +17,7 @@ shared_dags: [daily_cleanup]         # DAGs two projects may both select, on pur
 builtin_roles_of_members: report     # or remove / keep: members' Op, User, Viewer, Admin
 reconciler: reconciler@example.iam.gserviceaccount.com   # never stripped of a role
 adopt_roles: [pricing-team]          # existing roles a project may take over (see below)
+role_pattern: "project-.*"           # optional: how the reconciler's roles are named
 ```
 
 A project's role that already exists in Airflow and that the reconciler did not create (it is
@@ -26,6 +27,11 @@ so, naming the holders, until the role is listed in ``adopt_roles``; then the dr
 report say "adopting". An adopted role is managed while it is listed (no project wanting it:
 nobody holds it) and never deleted: once it is out of use, take it off the list and it is its
 owner's again.
+
+The ledger of owned roles is what lets a renamed project's old role be retired. A run that
+finds it missing while Airflow holds roles that look like the reconciler's (a project's role,
+one matching ``role_pattern``, a "~next" stand-in) stops instead of silently retiring nothing;
+``retail rbac ledger rebuild`` records them again (a dry run unless ``--apply``).
 
 Secrets are never in the file: a password or token is read from the environment variable the
 config names.
@@ -38,7 +44,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.errors import InvalidRequest
 from shared.settings import named_secret
@@ -179,6 +193,19 @@ class RbacConfig(_Model):
     registration_role: RoleName = "Public"
     # Existing roles, not created by the reconciler, that a project may take over.
     adopt_roles: list[RoleName] = Field(default_factory=list)
+    # How the reconciler's roles are named (a regular expression the whole name matches):
+    # with the ledger lost, a role matching it is evidence that the ledger existed.
+    role_pattern: str | None = None
+
+    @field_validator("role_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {value!r} ({exc})") from None
+        return value
 
     @property
     def own_identity(self) -> str | None:

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from shared.errors import InvalidRequest, PermanentError, TransientError
 from shared.log import get_logger
-from shared.rbac.airflow import AirflowClient
+from shared.rbac.airflow import STAND_IN, AirflowClient
 from shared.rbac.apply import RoleLedger, apply
-from shared.rbac.config import RbacConfig
+from shared.rbac.config import RbacConfig, reserved_role_problem
 from shared.rbac.groups import GroupsReader
+from shared.rbac.lease import Lease
 from shared.rbac.reconcile import (
     Change,
     ChangesFailed,
@@ -87,6 +88,11 @@ def parse_ledger(text: str | bytes, where: str) -> set[str]:
     return set(roles)
 
 
+class LedgerMissing(PermanentError):
+    """The ledger of owned roles is gone while Airflow holds roles that look like the
+    reconciler's: retiring nothing would leave a renamed project's role with its holders."""
+
+
 class _JsonRoleLedger:
     """The ledger as ``{"roles": [...]}`` in one object; every update is a read-modify-write
     that only lands on the version it read (two runs at once both land, one after the other)."""
@@ -99,6 +105,9 @@ class _JsonRoleLedger:
 
     def owned(self) -> set[str]:
         return self._read()[0]
+
+    def exists(self) -> bool:
+        raise NotImplementedError
 
     def _update(self, change: Callable[[set[str]], set[str]]) -> None:
         for _ in range(20):
@@ -121,11 +130,18 @@ class GcsRoleLedger(_JsonRoleLedger):
     def __init__(self, bucket: storage.Bucket, path: str = "rbac/owned-roles.json") -> None:
         self.bucket, self.path = bucket, path
 
+    @property
+    def where(self) -> str:
+        return f"gs://{self.bucket.name}/{self.path}"
+
+    def exists(self) -> bool:
+        return self.bucket.get_blob(self.path) is not None
+
     def _read(self) -> tuple[set[str], int]:
         blob = self.bucket.get_blob(self.path)
         if blob is None:
             return set(), 0
-        roles = parse_ledger(blob.download_as_bytes(), f"gs://{self.bucket.name}/{self.path}")
+        roles = parse_ledger(blob.download_as_bytes(), self.where)
         return roles, int(blob.generation)
 
     def _write(self, roles: set[str], version: int) -> bool:
@@ -151,6 +167,13 @@ class FileRoleLedger(_JsonRoleLedger):
         from pathlib import Path
 
         self.file = Path(path)
+
+    @property
+    def where(self) -> str:
+        return str(self.file)
+
+    def exists(self) -> bool:
+        return self.file.exists()
 
     def _read(self) -> tuple[set[str], int]:
         if not self.file.exists():
@@ -208,9 +231,28 @@ def sync(
     digests: DigestStore | None = None,
     force: bool = False,
     ledger: RoleLedger | None = None,
+    lease: Lease | None = None,
 ) -> SyncResult:
     """Reconcile Airflow with the groups once; see the module and ``reconcile`` for the rules.
-    Without a ``ledger`` only the config's current roles are known to be the reconciler's."""
+    Without a ``ledger`` only the config's current roles are known to be the reconciler's.
+    With a ``lease`` a run that writes holds it from its first read to its last write
+    (``LeaseHeld`` naming the holder if another run does); a dry run takes none."""
+    if lease is None or dry_run:
+        return _sync(config, groups, airflow, dry_run, digests, force, ledger, lambda: None)
+    with lease.hold() as renew:
+        return _sync(config, groups, airflow, dry_run, digests, force, ledger, renew)
+
+
+def _sync(
+    config: RbacConfig,
+    groups: GroupsReader,
+    airflow: AirflowClient,
+    dry_run: bool,
+    digests: DigestStore | None,
+    force: bool,
+    ledger: RoleLedger | None,
+    heartbeat: Callable[[], None],
+) -> SyncResult:
     membership = groups.read(config.groups())
     dags = airflow.dags()
     roles = airflow.roles()
@@ -220,6 +262,17 @@ def sync(
     desired = desired_state(config, membership, dags, roles[config.base_role], existing)
     digest = digest_of(desired)
     result = SyncResult(dry_run=dry_run, desired=desired)
+    if ledger is not None and not ledger.exists():
+        ours = looks_like_ours(config, roles)
+        if ours:
+            raise LedgerMissing(
+                f"the role ledger {ledger.where} is missing, yet Airflow holds roles that look "
+                f"like this reconciler's: {', '.join(f'{r} ({w})' for r, w in ours.items())}. "
+                "Without it a renamed or removed project's role is never retired. Record them "
+                "again with `retail rbac ledger rebuild --config <config> --state "
+                f"{ledger.where}` (a dry run; add --apply, and --role for an old role you "
+                "know is the reconciler's), or restore the ledger. Nothing was changed."
+            )
     owned = ledger.owned() if ledger is not None else set()
     # A project role that exists and is not the reconciler's is someone's own: taken over
     # only when the config says so (adopt_roles), and never deleted later (not recorded).
@@ -261,6 +314,7 @@ def sync(
             dry_run=dry_run,
             allow={a.lower() for a in config.allow_list},
             ledger=ledger,
+            heartbeat=heartbeat,
         )
         result.failures = applied.failures + applied.transient
         result.transient = applied.transient
@@ -306,6 +360,51 @@ def sync(
             f"applied, the others were: " + "; ".join(problems)
         )
     return result
+
+
+def looks_like_ours(config: RbacConfig, roles: dict[str, set]) -> dict[str, str]:
+    """Roles in Airflow that look like the reconciler's, each with why: a project's role
+    (not one listed to be adopted), one matching ``role_pattern``, a stand-in."""
+    import re
+
+    found: dict[str, str] = {}
+    projects = {p.role: name for name, p in config.projects.items()}
+    for role in sorted(roles):
+        if role in (config.admin_role, config.base_role) or reserved_role_problem(role):
+            continue
+        if STAND_IN in role:
+            found[role] = "a role switch's stand-in"
+        elif role in projects and role not in config.adopt_roles:
+            found[role] = f"project {projects[role]}'s role"
+        elif config.role_pattern and re.fullmatch(config.role_pattern, role):
+            found[role] = f"matches role_pattern {config.role_pattern!r}"
+    return found
+
+
+def rebuild_ledger(
+    config: RbacConfig,
+    airflow: AirflowClient,
+    ledger: RoleLedger,
+    also: list[str] = (),  # type: ignore[assignment]
+    apply: bool = False,
+) -> dict[str, str]:
+    """The roles to record as the reconciler's again, each with why: those that look like its
+    own (``looks_like_ours``, stand-ins aside: a stand-in is retired anyway) and ``also``,
+    roles a person names (e.g. a renamed project's old role). Recorded only with ``apply``;
+    a role named in ``also`` that Airflow does not have is an error."""
+    roles = airflow.roles()
+    missing = [r for r in also if r not in roles]
+    if missing:
+        raise InvalidRequest(f"--role: Airflow has no role {missing[0]!r}")
+    found = {r: w for r, w in looks_like_ours(config, roles).items() if STAND_IN not in r}
+    for role in also:
+        problem = reserved_role_problem(role, (config.admin_role, config.base_role))
+        if problem:
+            raise InvalidRequest(f"--role: {problem}")
+        found.setdefault(role, "named on the command line")
+    if apply and found:
+        ledger.add(set(found))
+    return found
 
 
 def _holders(users: list, role: str, most: int = 10) -> str:

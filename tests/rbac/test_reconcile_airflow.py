@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import pytest
@@ -670,3 +671,154 @@ def test_every_account_of_a_person_gets_exactly_the_persons_roles(airflow, ident
     for account in (composer, by_hand, old):
         assert sees(airflow, account) == set()
     assert run().airflow_writes == 0
+
+
+class _Overlap(requests.adapters.HTTPAdapter):
+    """Run A's transport: logs A's requests; just before request number ``at`` it runs
+    ``other`` (a whole run B), and right after A's next write it calls ``check``."""
+
+    def __init__(self, at: int = 0, other=None, check=None):
+        super().__init__()
+        self.at, self.other, self.check = at, other, check
+        self.log: list[str] = []
+        self.state = "before"
+
+    def send(self, request, **kwargs):
+        if request.path_url.startswith("/auth/token"):
+            return super().send(request, **kwargs)
+        self.log.append(f"{request.method} {request.path_url.split('?')[0]}")
+        if len(self.log) == self.at:
+            self.other()
+            self.state = "overlapped"
+        response = super().send(request, **kwargs)
+        if self.state == "overlapped" and request.method != "GET":
+            self.state = "checked"
+            self.check()
+        return response
+
+
+def _steps(log: list[str]) -> list[int]:
+    """Where another run can slip in: before each write, or before the read that guards it
+    (A reads a role again just before deleting it; the two are one step)."""
+    steps = []
+    for i, call in enumerate(log, start=1):
+        if call.startswith("GET"):
+            continue
+        guarded = call.startswith("DELETE") and log[i - 2] == "GET" + call.removeprefix("DELETE")
+        steps.append(i - 1 if guarded else i)
+    return steps
+
+
+def test_two_runs_overlapping_at_every_step_of_a_role_switch_never_leave_members_without_access(
+    airflow, identity, run
+):
+    """Issue 25, defect 1: run A, slow in its role switch on 2.10, deleted the role that run B
+    had recreated meanwhile (B also retired A's stand-in): the project's members had no access
+    until A gave the role back, or until the next run if A failed. Run B runs whole before each
+    step of A's switch; right after A's next write every member still sees its DAGs, and the
+    two end converged."""
+    from shared.errors import PermanentError, TransientError
+
+    identity.set_groups(GROUPS)
+    narrow, kept = _narrowed(airflow), PRICING - {"elasticity_report"}
+    members = ("alice@corp.example", "bob@corp.example")
+    run()
+    counting = _Overlap()
+    session = requests.Session()
+    session.mount("http://", counting)
+    run(narrow, session=session)
+    steps = _steps(counting.log)
+    assert len(steps) >= (7 if airflow.major == 2 else 1), counting.log
+    seen: list[tuple[int, str, set[str]]] = []
+
+    def other() -> None:
+        client = AirflowClient(airflow.url, username="admin", password=airflow.admin_password)
+        sync(narrow, groups=GroupsReader(identity.service(), retries=0), airflow=client)
+
+    for at in steps:
+        run()  # back to the wide role
+        check = lambda at=at: seen.extend((at, m, sees(airflow, m)) for m in members)  # noqa: E731
+        overlap = _Overlap(at, other, check)
+        session = requests.Session()
+        session.mount("http://", overlap)
+        # A may fail where B moved the state under it: the access is what counts
+        with contextlib.suppress(PermanentError, TransientError):
+            run(narrow, session=session)
+        assert overlap.state != "before", (at, overlap.log)
+        for member in members:
+            assert sees(airflow, member) >= kept, (at, overlap.log[at - 1], member)
+        run(narrow)
+        for member in members:
+            assert sees(airflow, member) == kept
+        assert not [r for r in _admin(airflow).roles() if r.endswith("~next")]
+        assert run(narrow).airflow_writes == 0
+    without = [(at, member) for at, member, dags in seen if not dags >= kept]
+    assert not without, without
+    run()
+
+
+def test_a_lost_ledger_stops_the_run_until_it_is_rebuilt(
+    airflow, identity, run, tmp_path, capsys, monkeypatch
+):
+    """Issue 25, defect 3: with the ledger deleted, a project rename never retired the old
+    role (its holders kept its DAGs) and the run exited 0 without a word."""
+    import yaml
+
+    from shared.cli import main
+    from shared.errors import PermanentError
+    from shared.rbac.sync import FileRoleLedger
+
+    state = tmp_path / "owned-roles.json"
+    ledger = FileRoleLedger(str(state))
+    ledger.add({"project-pricing", "project-promotions"})
+    identity.set_groups(GROUPS)
+    run(ledger=ledger)
+    state.unlink()  # lost
+    projects = make_config(airflow).model_dump()["projects"]
+    projects["pricing"]["role"] = "pricing-renamed"
+    renamed = make_config(airflow, projects=projects)
+    before = _admin(airflow).roles()
+    for dry_run in (True, False):
+        with pytest.raises(PermanentError, match=r"ledger .*owned-roles.json is missing") as info:
+            run(renamed, ledger=ledger, dry_run=dry_run)
+    assert "project-promotions (project promotions's role)" in str(info.value)
+    assert "retail rbac ledger rebuild" in str(info.value)
+    assert _admin(airflow).roles() == before and not state.exists()  # nothing changed
+
+    path = tmp_path / "rbac.yaml"
+    path.write_text(yaml.safe_dump(renamed.model_dump(mode="json")))
+    argv = ["rbac", "ledger", "rebuild", "--config", str(path), "--state", str(state)]
+    assert main([*argv, "--role", "project-pricing"]) == 0  # a dry run
+    out = capsys.readouterr().out
+    assert re.search(r"project-pricing\s+named on the command line", out)
+    assert "2 role(s) would be recorded" in out and not state.exists()
+    assert main([*argv, "--role", "project-pricing", "--apply"]) == 0
+    assert ledger.owned() == {"project-pricing", "project-promotions"}
+
+    run(renamed, ledger=ledger)  # the old role is retired now
+    assert "project-pricing" not in _admin(airflow).roles()
+    assert sees(airflow, "alice@corp.example") == PRICING  # through pricing-renamed
+    run(ledger=ledger)
+    assert "pricing-renamed" not in _admin(airflow).roles()
+    assert sees(airflow, "alice@corp.example") == PRICING
+
+
+def test_a_run_that_finds_the_lease_held_changes_nothing_and_names_the_holder(
+    airflow, identity, run, tmp_path
+):
+    """Issue 25, item 1: two runs at once (a tick and an operator's CLI) each made a switch."""
+    from shared.rbac.lease import FileLease, LeaseHeld
+    from shared.rbac.sync import FileRoleLedger
+
+    ledger = FileRoleLedger(str(tmp_path / "owned-roles.json"))
+    ledger.add({"project-pricing", "project-promotions"})
+    lease = FileLease(tmp_path / "owned-roles.json.lock")
+    identity.set_groups({**GROUPS, "promo@corp.example": ["lee@corp.example"]})
+    with FileLease(tmp_path / "owned-roles.json.lock").hold():
+        with pytest.raises(LeaseHeld, match=r"holds the lock .*: retail rbac on .* pid \d+"):
+            run(ledger=ledger, lease=lease)
+        assert run.client.calls.reads == 0 and run.client.calls.writes == 0
+        dry = run(ledger=ledger, lease=lease, dry_run=True)  # a dry run takes no lease
+        assert any(c.target == "lee@corp.example" for c in dry.changes)
+    run(ledger=ledger, lease=lease)
+    assert sees(airflow, "lee@corp.example") == PROMO
