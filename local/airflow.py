@@ -64,6 +64,7 @@ class Airflow:
     version: str
     port: int
     home: Path
+    workers: int = 1  # the webserver's (api-server's on 3) worker processes
 
     @property
     def url(self) -> str:
@@ -117,9 +118,9 @@ def _env(af: Airflow) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(af.home / "dags"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{af.home / 'airflow.db'}",
-        "AIRFLOW__WEBSERVER__WORKERS": "1",
+        "AIRFLOW__WEBSERVER__WORKERS": str(af.workers),
         "AIRFLOW__WEBSERVER__SECRET_KEY": (af.home / "secret").read_text().strip(),
-        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__WORKERS": str(af.workers),
         "AIRFLOW__CORE__FERNET_KEY": "",
         "PYTHONWARNINGS": "ignore",
     }
@@ -167,10 +168,12 @@ def up(
     home: Path | None = None,
     say: Callable[[str], object] = print,
     dags: dict[str, list[str]] | None = None,
+    workers: int = 1,
 ) -> Airflow:
-    """Install (once), initialise (once) and start Airflow; returns when its API answers."""
+    """Install (once), initialise (once) and start Airflow; returns when its API answers.
+    ``workers``: the web server's processes (1 here; Airflow's default is 4)."""
     install(version, say)
-    af = Airflow(version, port, (home or ROOT / f"home-{version}").resolve())
+    af = Airflow(version, port, (home or ROOT / f"home-{version}").resolve(), workers)
     if _healthy(af):
         if _ours_running(af):
             return af

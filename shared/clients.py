@@ -173,28 +173,46 @@ def secret_client(settings: Settings) -> Any:
 
 def cloud_identity_service(settings: Settings, timeout_s: float = 20.0) -> Any:
     """The discovery client for Cloud Identity v1 (the Groups API has no gRPC client);
-    locally, ``local/cloud_identity.py``, which speaks the same paths and JSON."""
+    locally, ``local/cloud_identity.py``, which speaks the same paths and JSON. Safe to use
+    from several threads: httplib2 is not, so each thread's requests go over its own
+    connection (the library's documented ``requestBuilder`` pattern)."""
+    import threading
+
     import google.auth
+    import google_auth_httplib2
     import httplib2
     from google.auth.credentials import AnonymousCredentials
     from googleapiclient.discovery import build
+    from googleapiclient.http import HttpRequest
 
     host = settings.cloud_identity_emulator_host
+    options: dict[str, Any] = {}
     if host:
         url = host if host.startswith("http") else f"http://{host}"
-        return build(
-            "cloudidentity",
-            "v1",
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": url.rstrip("/") + "/"},
-            static_discovery=True,
-            cache_discovery=False,
-            num_retries=0,
+        credentials: Any = AnonymousCredentials()
+        options = {"client_options": {"api_endpoint": url.rstrip("/") + "/"}, "num_retries": 0}
+    else:
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/cloud-identity.groups.readonly"]
         )
-    import google_auth_httplib2
+    local = threading.local()
 
-    credentials, _ = google.auth.default(
-        scopes=["https://www.googleapis.com/auth/cloud-identity.groups.readonly"]
+    def thread_http() -> Any:
+        if not hasattr(local, "http"):
+            local.http = google_auth_httplib2.AuthorizedHttp(
+                credentials, http=httplib2.Http(timeout=timeout_s)
+            )
+        return local.http
+
+    def request_builder(_http: Any, *args: Any, **kwargs: Any) -> HttpRequest:
+        return HttpRequest(thread_http(), *args, **kwargs)
+
+    return build(
+        "cloudidentity",
+        "v1",
+        http=thread_http(),
+        requestBuilder=request_builder,
+        static_discovery=True,
+        cache_discovery=False,
+        **options,
     )
-    http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=timeout_s))
-    return build("cloudidentity", "v1", http=http, static_discovery=True, cache_discovery=False)

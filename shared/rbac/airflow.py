@@ -5,15 +5,19 @@ Differences handled here so the reconciler does not see them: Airflow 3 wants a 
 ``/auth/token``; 2.10's ``PATCH /roles`` only adds permissions, so a removal there goes
 through a stand-in role that holds the new permissions while the role is recreated (see
 ``set_role``: no holder is ever without the new permissions); ``POST /roles`` answers ``{}``;
-``PATCH /users`` needs the full body; lists page at 100. Reads and writes are counted, and
-every write is logged in ``calls.writes_log`` ("METHOD path").
+``PATCH /users`` needs the full body; lists page at 100; with a username and password, 2.10
+is signed in to once (a session) rather than sent the password on every call. Reads and
+writes are counted, and every write is logged in ``calls.writes_log`` ("METHOD path").
 """
 
 from __future__ import annotations
 
+import re
 import secrets
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -28,6 +32,8 @@ PAGE = 100
 # cannot contain "~", so no project's role can collide with one).
 STAND_IN = "~next"
 Perm = tuple[str, str]  # (action, resource)
+# Airflow 2 sessions signed in to by this process: (url, username) -> cookies.
+_SESSIONS: dict[tuple[str, str], dict[str, str]] = {}
 
 
 @dataclass
@@ -86,6 +92,7 @@ class AirflowClient:
         self.timeout_s = timeout_s
         self._username, self._password, self._token = username, password, token
         self.calls = Calls()
+        self._count = threading.Lock()  # users' writes go from several threads
         self.version: int | None = None
         self.probe_attempts = 4
 
@@ -143,18 +150,61 @@ class AirflowClient:
             if got.status_code >= 300:
                 raise AirflowError(f"POST /auth/token: {got.status_code} (check the credentials)")
             self.session.headers["Authorization"] = f"Bearer {got.json()['access_token']}"
-        elif self._username:
+        elif self._username and not self._signed_in():
             self.session.auth = (self._username, self._password or "")
+
+    def _signed_in(self) -> bool:
+        """Airflow 2 with a username: sign in once on the web form, as a browser does, and
+        call the API with that session (its ``session`` auth backend). Basic auth checks the
+        password (a deliberately slow hash) on every call: ~0.1 s each where a session call
+        takes ~0.015 s. False (basic auth is used) when the webserver offers no such form
+        or does not take the session on its API (or rate-limits sign-ins: 5 per 40 s by
+        default). A session is kept for the process: the next client reuses it while it
+        lasts, so a warm instance signs in once."""
+        key = (self.url, self._username or "")
+        try:
+            if key in _SESSIONS:  # signed in before in this process: that session, if alive
+                self.session.cookies.clear()  # an anonymous one (the version probe's) aside
+                self.session.cookies.update(_SESSIONS[key])
+                if self._probe() == 200:
+                    return True
+                self.session.cookies.clear()
+            form = self.session.get(f"{self.url}/login/", timeout=self.timeout_s)
+            token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form.text)
+            if form.status_code != 200 or token is None:
+                return False
+            self.session.post(
+                f"{self.url}/login/",
+                data={
+                    "username": self._username,
+                    "password": self._password or "",
+                    "csrf_token": token[1],
+                },
+                timeout=self.timeout_s,
+                allow_redirects=False,
+            )
+            if self._probe() == 200:
+                _SESSIONS[key] = {c.name: c.value or "" for c in self.session.cookies}
+                return True
+        except requests.RequestException:
+            pass
+        self.session.cookies.clear()
+        return False
+
+    def _probe(self) -> int:
+        """The status of a one-role read with the session alone (not counted: sign-in)."""
+        url = f"{self._fab}/roles"
+        return self.session.get(url, params={"limit": 1}, timeout=self.timeout_s).status_code
 
     def _call(self, method: str, url: str, kind: str, **kwargs) -> dict:
         self._detect()
-        write = method != "GET"
-        if write:
-            self.calls.writes += 1
-            self.calls.writes_log.append(f"{method} {url.removeprefix(self.url)}")
-        else:
-            self.calls.reads += 1
-        self.calls.by_kind[kind] = self.calls.by_kind.get(kind, 0) + 1
+        with self._count:
+            if method != "GET":
+                self.calls.writes += 1
+                self.calls.writes_log.append(f"{method} {url.removeprefix(self.url)}")
+            else:
+                self.calls.reads += 1
+            self.calls.by_kind[kind] = self.calls.by_kind.get(kind, 0) + 1
         try:
             response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
         except requests.RequestException as exc:
@@ -270,6 +320,7 @@ class AirflowClient:
         perms: set[Perm],
         holders: list[User],
         protected: Sequence[User] = (),
+        workers: int = 1,
     ) -> None:
         """Make role ``name`` hold exactly ``perms``. ``holders`` are the users holding it that
         may be written to (their ``roles`` are kept up to date here); ``protected`` hold it too
@@ -285,7 +336,8 @@ class AirflowClient:
         the reconciler owns and no longer wants). Two switches that overlap (a lease
         bypassed or expired) never delete each other's work: the role is read again just
         before its DELETE and left alone if it already holds ``perms``, and a re-create that
-        finds it made by the other run with ``perms`` goes on.
+        finds it made by the other run with ``perms`` goes on. Holders are written
+        ``workers`` at a time, every one of a step before the next step.
         """
         self._patch_role(name, perms)
         if self.role(name) == perms:
@@ -302,16 +354,31 @@ class AirflowClient:
             self.create_role(stand_in, perms)
         else:  # left by an interrupted switch: make sure it holds at least ``perms``
             self._patch_role(stand_in, perms)
-        for user in holders:
-            self.set_user_roles(user, user.roles | {stand_in})
+        self._each(
+            holders, lambda user: self.set_user_roles(user, user.roles | {stand_in}), workers
+        )
         # Another run may have finished this switch meanwhile (its role already holds
         # exactly ``perms``): that role is not this run's to delete.
         if self.role(name) != perms:
             self.delete_role(name)
             self._create_or_find(name, perms)
-        for user in holders:
-            self.set_user_roles(user, (user.roles - {stand_in}) | {name})
+        self._each(
+            holders, lambda user: self.set_user_roles(user, (user.roles - {stand_in}) | {name}),
+            workers,
+        )  # fmt: skip
         self.delete_role(stand_in)
+
+    @staticmethod
+    def _each(users: list[User], write: Callable[[User], None], workers: int) -> None:
+        """``write`` to every user, ``workers`` at a time; the first failure is raised once
+        all have ended (a step of a switch ends whole before the next begins)."""
+        if workers <= 1:
+            for user in users:
+                write(user)
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(write, user) for user in users]:
+                future.result()
 
     def _create_or_find(self, name: str, perms: set[Perm]) -> None:
         """Create role ``name``; one that another run created meanwhile with exactly ``perms``

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -14,6 +15,7 @@ from shared.rbac.airflow import AirflowClient, AirflowError, Perm, User
 from shared.rbac.reconcile import Change, Desired, allow_listed
 
 log = get_logger("shared.rbac")
+USER_KINDS = frozenset({"create_user", "set_user_roles"})
 
 
 class RoleLedger(Protocol):
@@ -50,6 +52,7 @@ def apply(
     attempts: int = 3,
     backoff_s: float = 0.5,
     heartbeat: Callable[[], None] = lambda: None,
+    workers: int = 1,
 ) -> Applied:
     """Make the calls for ``changes`` (none with ``dry_run``); one log line per change. A
     change Airflow refuses is reported (who, what, Airflow's error) and the others still
@@ -58,12 +61,15 @@ def apply(
     request stops no other change. A role switch is not tried again in the run: its state
     has moved, and the next run resumes it from what Airflow holds. Users in ``allow``
     (emails or usernames) are never written to; a role is recorded in ``ledger`` before it is
-    created and dropped after it is deleted. ``heartbeat`` is called before each change
-    (the lease's renewal: it raises when the lease was lost, and no change is made after).
+    created and dropped after it is deleted. Users' changes go ``workers`` at a time (roles
+    are created or switched before, and deleted after, them). ``heartbeat`` is called before
+    each change (the lease's renewal: it raises when the lease was lost, and no change is
+    made after).
     """
     users = {u.username: u for u in actual_users}
-    applied = Applied()
-    for change in changes:
+    outcomes: dict[int, tuple[str, str]] = {}  # change index -> (refused, transient)
+
+    def one(index: int, change: Change) -> None:
         log.info(
             "%s%s %s: +%s -%s (%s)",
             "[dry run] " if dry_run else "",
@@ -82,28 +88,62 @@ def apply(
             },
         )
         if dry_run:
-            continue
-        heartbeat()
+            return
         tries = 1 if change.kind == "set_role" else attempts
         for attempt in range(1, tries + 1):
             try:
                 _apply_one(
-                    change, client, actual_roles, actual_users, users, desired, allow, ledger
-                )
-                break
+                    change, client, actual_roles, actual_users, users, desired, allow, ledger,
+                    workers,
+                )  # fmt: skip
+                return
             except AirflowError as exc:
-                applied.failures.append(f"{change.kind} {change.target}: {exc}")
+                outcomes[index] = (f"{change.kind} {change.target}: {exc}", "")
                 log.error("%s %s failed: %s", change.kind, change.target, exc,
                           extra={"change": change.kind, "target": change.target})  # fmt: skip
-                break
+                return
             except TransientError as exc:
                 if attempt < tries:
                     time.sleep(backoff_s * 2 ** (attempt - 1))
                     continue
                 said = f"after {tries} attempts: " if tries > 1 else ""
-                applied.transient.append(f"{change.kind} {change.target}: {said}{exc}")
+                outcomes[index] = ("", f"{change.kind} {change.target}: {said}{exc}")
                 log.error("%s %s failed %s%s", change.kind, change.target, said, exc,
                           extra={"change": change.kind, "target": change.target})  # fmt: skip
+
+    # Roles first (a grant needs its role): the new ones recorded in the ledger before any
+    # is created, then created ``workers`` at a time, then switched one by one; then every
+    # user's change, independent of each other, ``workers`` at a time; then the deletions
+    # (after the roles were taken away).
+    indexed = list(enumerate(changes))
+    creating = {c.target for c in changes if c.kind == "create_role"}
+    if creating and ledger is not None and not dry_run:
+        ledger.add(creating)
+    for kinds in ({"create_role"}, {"set_role"}, USER_KINDS, {"delete_role"}):
+        batch = [(i, c) for i, c in indexed if c.kind in kinds]
+        if workers <= 1 or len(batch) < 2 or kinds & {"set_role", "delete_role"}:
+            for index, change in batch:
+                if not dry_run:
+                    heartbeat()
+                one(index, change)
+            continue
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            running = []
+            try:
+                for index, change in batch:
+                    if not dry_run:
+                        heartbeat()
+                    running.append(pool.submit(one, index, change))
+            finally:
+                for future in running:
+                    future.result()
+    applied = Applied()
+    for index in sorted(outcomes):
+        refused, transient = outcomes[index]
+        if refused:
+            applied.failures.append(refused)
+        if transient:
+            applied.transient.append(transient)
     return applied
 
 
@@ -116,10 +156,9 @@ def _apply_one(
     desired: Desired,
     allow: set[str],
     ledger: RoleLedger | None,
+    workers: int,
 ) -> None:
-    if change.kind == "create_role":
-        if ledger is not None:
-            ledger.add({change.target})
+    if change.kind == "create_role":  # recorded in the ledger before (see ``apply``)
         client.create_role(change.target, set(desired.roles[change.target]))
     elif change.kind == "delete_role":
         client.delete_role(change.target)
@@ -129,7 +168,8 @@ def _apply_one(
         holders = [u for u in actual_users if change.target in u.roles]
         protected = [u for u in holders if allow_listed(u, allow)]
         perms = (actual_roles[change.target] | change.add) - change.remove
-        client.set_role(change.target, perms, [u for u in holders if u not in protected], protected)
+        writable = [u for u in holders if u not in protected]
+        client.set_role(change.target, perms, writable, protected, workers)
     elif change.kind == "create_user":
         client.create_user(change.target, set(change.add))
     elif change.kind == "set_user_roles":

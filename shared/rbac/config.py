@@ -18,6 +18,7 @@ builtin_roles_of_members: report     # or remove / keep: members' Op, User, View
 reconciler: reconciler@example.iam.gserviceaccount.com   # never stripped of a role
 adopt_roles: [pricing-team]          # existing roles a project may take over (see below)
 role_pattern: "project-.*"           # optional: how the reconciler's roles are named
+max_concurrent_writes: 8             # users' writes in flight at once
 ```
 
 A project's role that already exists in Airflow and that the reconciler did not create (it is
@@ -196,6 +197,9 @@ class RbacConfig(_Model):
     # How the reconciler's roles are named (a regular expression the whole name matches):
     # with the ledger lost, a role matching it is evidence that the ledger existed.
     role_pattern: str | None = None
+    # Users' writes in flight at once (roles are always written one at a time); bounded so
+    # the webserver is not overrun (Airflow's default webserver runs 4 workers).
+    max_concurrent_writes: int = Field(default=8, ge=1, le=32)
 
     @field_validator("role_pattern")
     @classmethod

@@ -8,7 +8,9 @@ is reported, not guessed: the reconciler then revokes nothing.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,17 +34,21 @@ class Membership:
 
 
 class GroupsReader:
-    """Reads transitive members of groups, breadth-first, each group once (cycles are cut)."""
+    """Reads transitive members of groups, breadth-first, each group once (cycles are cut);
+    the groups of one level are read in parallel (``workers`` at a time)."""
 
-    def __init__(self, service: Any, retries: int = 2) -> None:
+    def __init__(self, service: Any, retries: int = 2, workers: int = 8) -> None:
         self.service = service
         self.retries = retries
+        self.workers = workers
         self.calls = 0
+        self._lock = threading.Lock()
         self._names: dict[str, str] = {}
         self._direct: dict[str, tuple[set[str], set[str]]] = {}
 
     def _execute(self, request: Any) -> dict:
-        self.calls += 1
+        with self._lock:
+            self.calls += 1
         return request.execute(num_retries=self.retries)
 
     def _group_name(self, email: str) -> str:
@@ -82,25 +88,55 @@ class GroupsReader:
 
     def members(self, group: str) -> set[str]:
         """Everyone in ``group`` and its nested groups; raises if any of them cannot be read."""
-        seen = {group.lower()}
-        queue = deque([group.lower()])
-        found: set[str] = set()
-        while queue:
-            people, nested = self._direct_members(queue.popleft())
-            found |= people
-            for child in sorted(nested - seen):
-                seen.add(child)
-                queue.append(child)
-        return found
+        found = self.read([group])
+        if found.failed:
+            raise RuntimeError(found.failed[group])
+        return found.members[group]
 
     def read(self, groups: list[str]) -> Membership:
-        """Members of every group; a failure is recorded per group, the others still read."""
+        """Members of every group; a failure is recorded per group (a group is unread when
+        it or any group nested in it could not be read), the others still read."""
+        failed: dict[str, str] = {}
+        level = sorted({g.lower() for g in groups})
+        seen = set(level)
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            while level:
+                outcomes = list(pool.map(self._try_direct, level))
+                nested: set[str] = set()
+                for email, outcome in zip(level, outcomes, strict=True):
+                    if isinstance(outcome, str):
+                        failed[email] = outcome
+                        log.warning("group %s could not be read: %s", email, outcome)
+                    else:
+                        nested |= outcome[1]
+                level = sorted(nested - seen)
+                seen |= nested
         result = Membership()
         for group in groups:
-            try:
-                result.members[group] = self.members(group)
-            except Exception as exc:  # any failure means "unknown": reported, never guessed
-                result.failed[group] = f"{type(exc).__name__}: {str(exc)[:200]}"
-                log.warning("group %s could not be read: %s", group, result.failed[group])
+            people, closure = self._closure(group.lower())
+            broken = sorted(closure & set(failed))
+            if broken:
+                result.failed[group] = failed[broken[0]] + (
+                    f" (nested group {broken[0]})" if broken[0] != group.lower() else ""
+                )
+            else:
+                result.members[group] = people
         result.calls = self.calls
         return result
+
+    def _try_direct(self, email: str) -> tuple[set[str], set[str]] | str:
+        try:
+            return self._direct_members(email)
+        except Exception as exc:  # any failure means "unknown": reported, never guessed
+            return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+    def _closure(self, group: str) -> tuple[set[str], set[str]]:
+        """(people, groups) reachable from ``group`` through what was read."""
+        seen, queue, people = {group}, deque([group]), set()
+        while queue:
+            direct, nested = self._direct.get(queue.popleft(), (set(), set()))
+            people |= direct
+            for child in nested - seen:
+                seen.add(child)
+                queue.append(child)
+        return people, seen

@@ -315,6 +315,7 @@ def _sync(
             allow={a.lower() for a in config.allow_list},
             ledger=ledger,
             heartbeat=heartbeat,
+            workers=config.max_concurrent_writes,
         )
         result.failures = applied.failures + applied.transient
         result.transient = applied.transient

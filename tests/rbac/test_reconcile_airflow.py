@@ -359,6 +359,11 @@ def test_a_member_who_also_holds_op_is_reported_and_with_remove_loses_it(airflow
     assert sees(airflow, member) == PRICING
 
 
+def _signing_in(request) -> bool:
+    """The client's sign-in (a token on 3, the web form's session on 2.10): not a write."""
+    return request.path_url.startswith(("/auth/token", "/login/"))
+
+
 class _FailWrite(requests.adapters.HTTPAdapter):
     """A transport that answers 503 to the ``k``-th write (POST, PATCH, DELETE) of a run, as a
     restarting web server or a dropped connection would, and passes everything else."""
@@ -368,7 +373,7 @@ class _FailWrite(requests.adapters.HTTPAdapter):
         self.k, self.writes, self.failed = k, 0, ""
 
     def send(self, request, **kwargs):
-        if request.method != "GET" and not request.path_url.startswith("/auth/token"):
+        if request.method != "GET" and not _signing_in(request):
             self.writes += 1
             if self.writes == self.k:
                 self.failed = f"{request.method} {request.path_url}"
@@ -684,7 +689,7 @@ class _Overlap(requests.adapters.HTTPAdapter):
         self.state = "before"
 
     def send(self, request, **kwargs):
-        if request.path_url.startswith("/auth/token"):
+        if _signing_in(request):
             return super().send(request, **kwargs)
         self.log.append(f"{request.method} {request.path_url.split('?')[0]}")
         if len(self.log) == self.at:
