@@ -196,8 +196,7 @@ def up(
             "create",
             "-u",
             "admin",
-            "-p",
-            af.admin_password,
+            f"--password={af.admin_password}",  # it may begin with "-"
             "-r",
             "Admin",
             "-e",

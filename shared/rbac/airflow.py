@@ -95,6 +95,7 @@ class AirflowClient:
         self._count = threading.Lock()  # users' writes go from several threads
         self.version: int | None = None
         self.probe_attempts = 4
+        self.read_workers = 4  # pages of a list read at once
 
     # ------------------------------------------------------------------ transport
 
@@ -223,16 +224,26 @@ class AirflowClient:
         return response.json() if response.content and response.content.strip() else {}
 
     def _pages(self, url: str, key: str, kind: str, params: dict | None = None) -> Iterator[dict]:
-        offset = 0
-        while True:
-            page = self._call(
-                "GET", url, kind, params={**(params or {}), "limit": PAGE, "offset": offset}
-            )
-            items = page.get(key, [])
-            yield from items
-            offset += len(items)
-            if not items or offset >= page.get("total_entries", 0):
-                return
+        """Every item of a paged list: the first page says how many there are, the others
+        are read ``read_workers`` at a time (in order)."""
+
+        def page_at(offset: int) -> list[dict]:
+            query = {**(params or {}), "limit": PAGE, "offset": offset}
+            return self._call("GET", url, kind, params=query).get(key, [])
+
+        first = self._call("GET", url, kind, params={**(params or {}), "limit": PAGE})
+        items = first.get(key, [])
+        yield from items
+        # Stepped by the first page's size: a server may cap ``limit`` below ours.
+        step = len(items) or 1
+        offsets = range(len(items), first.get("total_entries", 0) if items else 0, step)
+        if len(offsets) > 1 and self.read_workers > 1:
+            with ThreadPoolExecutor(max_workers=self.read_workers) as pool:
+                for page in pool.map(page_at, offsets):
+                    yield from page
+        else:
+            for offset in offsets:
+                yield from page_at(offset)
 
     # ------------------------------------------------------------------ reads
 

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -253,10 +254,13 @@ def _sync(
     ledger: RoleLedger | None,
     heartbeat: Callable[[], None],
 ) -> SyncResult:
-    membership = groups.read(config.groups())
-    dags = airflow.dags()
-    roles = airflow.roles()
-    existing = airflow.permissions()
+    # The groups (Cloud Identity) are read while Airflow's DAGs, roles and permissions are.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reading = pool.submit(groups.read, config.groups())
+        dags = airflow.dags()
+        roles = airflow.roles()
+        existing = airflow.permissions()
+        membership = reading.result()
     if config.base_role not in roles:
         raise InvalidRequest(f"base_role: Airflow has no role {config.base_role!r}")
     desired = desired_state(config, membership, dags, roles[config.base_role], existing)
