@@ -138,7 +138,8 @@ def contender(
     from shared.rbac.airflow import AirflowClient
     from shared.rbac.groups import GroupsReader
     from shared.rbac.lease import FileLease
-    from shared.rbac.sync import FileRoleLedger, sync
+    from shared.rbac.ledger import FileRoleLedger
+    from shared.rbac.sync import sync
     from shared.settings import Settings
 
     names, groups, moved, dags = world(args.projects, args.users)

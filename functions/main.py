@@ -271,7 +271,8 @@ def sync_rbac(trigger: RbacTrigger, delivery: Delivery, settings: Settings) -> N
     """``rbac-sync`` (Scheduler tick or group-change audit event) -> one full reconcile."""
     from shared.rbac.groups import GroupsReader
     from shared.rbac.lease import lease_beside
-    from shared.rbac.sync import GcsDigest, GcsRoleLedger, airflow_client, load_config_from, sync
+    from shared.rbac.ledger import GcsRoleLedger
+    from shared.rbac.sync import GcsDigest, airflow_client, load_config_from, sync
 
     if not settings.rbac_config:
         raise PermanentError("RETAIL_RBAC_CONFIG is not set: no RBAC config to reconcile")

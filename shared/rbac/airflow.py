@@ -2,12 +2,11 @@
 with the FAB auth manager (``/auth/fab/v1``, DAGs on ``/api/v2``), detected at first use.
 
 Differences handled here so the reconciler does not see them: Airflow 3 wants a JWT from
-``/auth/token``; 2.10's ``PATCH /roles`` only adds permissions, so a removal there goes
-through a stand-in role that holds the new permissions while the role is recreated (see
-``set_role``: no holder is ever without the new permissions); ``POST /roles`` answers ``{}``;
-``PATCH /users`` needs the full body; lists page at 100; with a username and password, 2.10
-is signed in to once (a session) rather than sent the password on every call. Reads and
-writes are counted, and every write is logged in ``calls.writes_log`` ("METHOD path").
+``/auth/token``; 2.10's ``PATCH /roles`` only adds permissions (a removal is
+``shared.rbac.switch``'s); ``POST /roles`` answers ``{}``; ``PATCH /users`` needs the full
+body; lists page at 100; with a username and password, 2.10 is signed in to once (a session)
+rather than sent the password on every call. Reads and writes are counted, and every write
+is logged in ``calls.writes_log`` ("METHOD path").
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -28,9 +27,6 @@ from shared.log import get_logger
 
 log = get_logger("shared.rbac.airflow")
 PAGE = 100
-# A stand-in role exists only while a role's permissions shrink on Airflow 2 (config role names
-# cannot contain "~", so no project's role can collide with one).
-STAND_IN = "~next"
 Perm = tuple[str, str]  # (action, resource)
 # Airflow 2 sessions signed in to by this process: (url, username) -> cookies.
 _SESSIONS: dict[tuple[str, str], dict[str, str]] = {}
@@ -315,7 +311,7 @@ class AirflowClient:
             raise
         return {(a["action"]["name"], a["resource"]["name"]) for a in found.get("actions", [])}
 
-    def _patch_role(self, name: str, perms: set[Perm]) -> None:
+    def patch_role(self, name: str, perms: set[Perm]) -> None:
         """PATCH the role's permissions: sets them on Airflow 3, only adds on Airflow 2.10."""
         self._call(
             "PATCH",
@@ -324,81 +320,6 @@ class AirflowClient:
             params={"update_mask": "actions"},
             json={"name": name, "actions": self._actions(perms)},
         )
-
-    def set_role(
-        self,
-        name: str,
-        perms: set[Perm],
-        holders: list[User],
-        protected: Sequence[User] = (),
-        workers: int = 1,
-    ) -> None:
-        """Make role ``name`` hold exactly ``perms``. ``holders`` are the users holding it that
-        may be written to (their ``roles`` are kept up to date here); ``protected`` hold it too
-        and must never be written to.
-
-        PATCH first: Airflow 3 sets the permissions in place, Airflow 2.10 only adds (harmless:
-        holders gain the new permissions before anything is taken away). If the role read back
-        still has more than ``perms``, Airflow 2.10 can only remove by recreating the role; to
-        keep every holder's access through it, a stand-in role with ``perms`` is given to each
-        holder first, then the role is recreated and given back, then the stand-in goes. A
-        failure at any step leaves each holder with the role or the stand-in (at least
-        ``perms``); the next run finishes the switch (the stand-in is retired like any role
-        the reconciler owns and no longer wants). Two switches that overlap (a lease
-        bypassed or expired) never delete each other's work: the role is read again just
-        before its DELETE and left alone if it already holds ``perms``, and a re-create that
-        finds it made by the other run with ``perms`` goes on. Holders are written
-        ``workers`` at a time, every one of a step before the next step.
-        """
-        self._patch_role(name, perms)
-        if self.role(name) == perms:
-            return
-        if protected:
-            raise NeedsPerson(
-                f"role {name!r}: Airflow {self.version} removes permissions only by recreating "
-                f"the role, which would take it from {sorted(u.username for u in protected)} "
-                "(allow-listed: never written to); take the role from them by hand or take "
-                "them off the allow-list (permissions were only added)"
-            )
-        stand_in = name + STAND_IN
-        if self.role(stand_in) is None:
-            self.create_role(stand_in, perms)
-        else:  # left by an interrupted switch: make sure it holds at least ``perms``
-            self._patch_role(stand_in, perms)
-        self._each(
-            holders, lambda user: self.set_user_roles(user, user.roles | {stand_in}), workers
-        )
-        # Another run may have finished this switch meanwhile (its role already holds
-        # exactly ``perms``): that role is not this run's to delete.
-        if self.role(name) != perms:
-            self.delete_role(name)
-            self._create_or_find(name, perms)
-        self._each(
-            holders, lambda user: self.set_user_roles(user, (user.roles - {stand_in}) | {name}),
-            workers,
-        )  # fmt: skip
-        self.delete_role(stand_in)
-
-    @staticmethod
-    def _each(users: list[User], write: Callable[[User], None], workers: int) -> None:
-        """``write`` to every user, ``workers`` at a time; the first failure is raised once
-        all have ended (a step of a switch ends whole before the next begins)."""
-        if workers <= 1:
-            for user in users:
-                write(user)
-            return
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for future in [pool.submit(write, user) for user in users]:
-                future.result()
-
-    def _create_or_find(self, name: str, perms: set[Perm]) -> None:
-        """Create role ``name``; one that another run created meanwhile with exactly ``perms``
-        is as good (anything else is refused as it is)."""
-        try:
-            self.create_role(name, perms)
-        except AirflowError as exc:
-            if exc.status != 409 or self.role(name) != perms:
-                raise
 
     def create_user(self, email: str, roles: set[str]) -> None:
         local = email.split("@")[0]

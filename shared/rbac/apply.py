@@ -7,27 +7,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from shared.errors import TransientError
 from shared.log import get_logger
 from shared.rbac.airflow import AirflowClient, AirflowError, Perm, User
+from shared.rbac.ledger import RoleLedger
 from shared.rbac.reconcile import Change, Desired, allow_listed
+from shared.rbac.switch import set_role
 
 log = get_logger("shared.rbac")
 USER_KINDS = frozenset({"create_user", "set_user_roles"})
-
-
-class RoleLedger(Protocol):
-    """The roles the reconciler created (recorded before each is created)."""
-
-    @property
-    def where(self) -> str: ...  # where it is kept, for messages
-
-    def owned(self) -> set[str]: ...
-    def exists(self) -> bool: ...
-    def add(self, roles: set[str]) -> None: ...
-    def discard(self, roles: set[str]) -> None: ...
 
 
 @dataclass
@@ -169,7 +158,7 @@ def _apply_one(
         protected = [u for u in holders if allow_listed(u, allow)]
         perms = (actual_roles[change.target] | change.add) - change.remove
         writable = [u for u in holders if u not in protected]
-        client.set_role(change.target, perms, writable, protected, workers)
+        set_role(client, change.target, perms, writable, protected, workers)
     elif change.kind == "create_user":
         client.create_user(change.target, set(change.add))
     elif change.kind == "set_user_roles":

@@ -57,10 +57,11 @@ class Holder:
 
     @classmethod
     def me(cls, ttl_s: float) -> Holder:
-        now = time.time()
-        who = f"{os.environ.get('K_SERVICE') or 'retail rbac'} on {socket.gethostname()} " + (
-            f"pid {os.getpid()}"
-        )
+        from shared.settings import deployable_name
+
+        name = deployable_name()
+        now, label = time.time(), "retail rbac" if name == "unknown" else name
+        who = f"{label} on {socket.gethostname()} pid {os.getpid()}"
         return cls(who, uuid.uuid4().hex[:12], now, now + ttl_s)
 
     def renewed(self, ttl_s: float) -> Holder:

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 from shared.errors import InvalidRequest, PermanentError
 from shared.log import get_logger
-from shared.rbac.airflow import STAND_IN, Perm, User
+from shared.rbac.airflow import Perm, User
 from shared.rbac.config import RbacConfig, reserved_role_problem
 from shared.rbac.groups import Membership
+from shared.rbac.switch import STAND_IN
 
 log = get_logger("shared.rbac")
 

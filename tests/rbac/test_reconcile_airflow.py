@@ -458,7 +458,7 @@ def test_a_renamed_or_removed_projects_role_is_revoked_and_deleted(
 ):
     """Issue 15, item 6: after a rename or a removal the old role was no longer managed, and
     its holders kept seeing its DAGs."""
-    from shared.rbac.sync import FileRoleLedger
+    from shared.rbac.ledger import FileRoleLedger
 
     ledger = FileRoleLedger(str(tmp_path / "owned-roles.json"))
     # the project roles were created by earlier runs in this Airflow: the ledger says so
@@ -576,8 +576,8 @@ def test_one_users_lasting_5xx_is_tried_again_reported_and_stops_no_other_change
 def test_an_existing_role_is_adopted_only_when_the_config_says_so(airflow, identity, run, tmp_path):
     """Issue 25, item 5: pointing a project at an existing hand-made role adopted it silently
     (its permissions rewritten, its holders lost it), and reverting the config deleted it."""
+    from shared.rbac.ledger import FileRoleLedger
     from shared.rbac.reconcile import ChangesFailed
-    from shared.rbac.sync import FileRoleLedger
 
     ledger = FileRoleLedger(str(tmp_path / "owned-roles.json"))
     ledger.add({"project-pricing", "project-promotions"})  # made by earlier runs here
@@ -771,7 +771,7 @@ def test_a_lost_ledger_stops_the_run_until_it_is_rebuilt(
 
     from shared.cli import main
     from shared.errors import PermanentError
-    from shared.rbac.sync import FileRoleLedger
+    from shared.rbac.ledger import FileRoleLedger
 
     state = tmp_path / "owned-roles.json"
     ledger = FileRoleLedger(str(state))
@@ -813,7 +813,7 @@ def test_a_run_that_finds_the_lease_held_changes_nothing_and_names_the_holder(
 ):
     """Issue 25, item 1: two runs at once (a tick and an operator's CLI) each made a switch."""
     from shared.rbac.lease import FileLease, LeaseHeld
-    from shared.rbac.sync import FileRoleLedger
+    from shared.rbac.ledger import FileRoleLedger
 
     ledger = FileRoleLedger(str(tmp_path / "owned-roles.json"))
     ledger.add({"project-pricing", "project-promotions"})

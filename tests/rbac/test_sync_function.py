@@ -27,7 +27,7 @@ def summaries(caplog):
 @pytest.fixture
 def function(stack, settings, airflow, identity, monkeypatch, tmp_path):
     from shared.clients import storage_client
-    from shared.rbac.sync import GcsRoleLedger
+    from shared.rbac.ledger import GcsRoleLedger
 
     # The project roles were created by earlier runs in this Airflow: the ledger says so (a
     # role that exists and is not in it is someone's own, and is not taken over).

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from shared.rbac.sync import FileRoleLedger, LedgerUnreadable
+from shared.rbac.ledger import FileRoleLedger, LedgerUnreadable
 
 
 def test_a_truncated_ledger_stops_the_run_naming_the_file_and_the_repair(tmp_path):
