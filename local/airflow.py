@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -270,7 +269,7 @@ def visible_dags(af: Airflow, email: str) -> set[str]:
 
     import requests
 
-    from shared.rbac.airflow import AirflowClient
+    from shared.rbac.airflow import AirflowClient, sign_in_on_form
 
     admin = AirflowClient(af.url, username="admin", password=af.admin_password)
     # As Airflow stores them (the reconciler's own reading of users is what is under test).
@@ -301,15 +300,8 @@ def visible_dags(af: Airflow, email: str) -> set[str]:
         session.headers["Authorization"] = f"Bearer {token}"
         api = f"{af.url}/api/v2"
     elif ":" in username:  # basic auth cannot carry it: sign in on the web form
-        form = session.get(f"{af.url}/login/", timeout=10).text
-        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form)
-        if token is None:
+        if not sign_in_on_form(session, af.url, username, password, 10):
             raise AirflowSetupError("Airflow's sign-in form has no csrf_token")
-        session.post(
-            f"{af.url}/login/",
-            data={"username": username, "password": password, "csrf_token": token[1]},
-            timeout=10,
-        )
         api = f"{af.url}/api/v1"
     else:
         session.auth = (username, password)

@@ -70,6 +70,24 @@ class NeedsPerson(AirflowError):
     """The change cannot be made without touching what the reconciler must never touch."""
 
 
+def sign_in_on_form(
+    session: requests.Session, url: str, username: str, password: str, timeout_s: float
+) -> bool:
+    """Sign ``session`` in on Airflow 2's web form, as a browser does (its CSRF token first);
+    False when the server offers no such form. Whether it took is for the caller to see."""
+    form = session.get(f"{url}/login/", timeout=timeout_s)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form.text)
+    if form.status_code != 200 or token is None:
+        return False
+    session.post(
+        f"{url}/login/",
+        data={"username": username, "password": password, "csrf_token": token[1]},
+        timeout=timeout_s,
+        allow_redirects=False,
+    )
+    return True
+
+
 class AirflowClient:
     """Roles, users, permissions and DAGs of one Airflow, over its REST API."""
 
@@ -166,21 +184,10 @@ class AirflowClient:
                 if self._probe() == 200:
                     return True
                 self.session.cookies.clear()
-            form = self.session.get(f"{self.url}/login/", timeout=self.timeout_s)
-            token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form.text)
-            if form.status_code != 200 or token is None:
-                return False
-            self.session.post(
-                f"{self.url}/login/",
-                data={
-                    "username": self._username,
-                    "password": self._password or "",
-                    "csrf_token": token[1],
-                },
-                timeout=self.timeout_s,
-                allow_redirects=False,
+            form = sign_in_on_form(
+                self.session, self.url, self._username or "", self._password or "", self.timeout_s
             )
-            if self._probe() == 200:
+            if form and self._probe() == 200:
                 _SESSIONS[key] = {c.name: c.value or "" for c in self.session.cookies}
                 return True
         except requests.RequestException:
@@ -230,9 +237,10 @@ class AirflowClient:
         first = self._call("GET", url, kind, params={**(params or {}), "limit": PAGE})
         items = first.get(key, [])
         yield from items
+        if not items:
+            return
         # Stepped by the first page's size: a server may cap ``limit`` below ours.
-        step = len(items) or 1
-        offsets = range(len(items), first.get("total_entries", 0) if items else 0, step)
+        offsets = range(len(items), first.get("total_entries", 0), len(items))
         if len(offsets) > 1 and self.read_workers > 1:
             with ThreadPoolExecutor(max_workers=self.read_workers) as pool:
                 for page in pool.map(page_at, offsets):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from shared.errors import TransientError
@@ -13,7 +12,7 @@ from shared.log import get_logger
 from shared.rbac.airflow import AirflowClient, AirflowError, Perm, User
 from shared.rbac.ledger import RoleLedger
 from shared.rbac.reconcile import Change, Desired, allow_listed
-from shared.rbac.switch import set_role
+from shared.rbac.switch import each, set_role
 
 log = get_logger("shared.rbac")
 USER_KINDS = frozenset({"create_user", "set_user_roles"})
@@ -109,23 +108,13 @@ def apply(
     if creating and ledger is not None and not dry_run:
         ledger.add(creating)
     for kinds in ({"create_role"}, {"set_role"}, USER_KINDS, {"delete_role"}):
-        batch = [(i, c) for i, c in indexed if c.kind in kinds]
-        if workers <= 1 or len(batch) < 2 or kinds & {"set_role", "delete_role"}:
-            for index, change in batch:
-                if not dry_run:
-                    heartbeat()
-                one(index, change)
-            continue
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            running = []
-            try:
-                for index, change in batch:
-                    if not dry_run:
-                        heartbeat()
-                    running.append(pool.submit(one, index, change))
-            finally:
-                for future in running:
-                    future.result()
+        one_by_one = kinds & {"set_role", "delete_role"}
+        each(
+            [(i, c) for i, c in indexed if c.kind in kinds],
+            lambda indexed_change: one(*indexed_change),
+            1 if one_by_one else workers,
+            before=(lambda: None) if dry_run else heartbeat,
+        )
     applied = Applied()
     for index in sorted(outcomes):
         refused, transient = outcomes[index]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from shared.rbac.airflow import AirflowClient, AirflowError, NeedsPerson, Perm, User
 
 # A stand-in role exists only while a role's permissions shrink on Airflow 2 (config role names
 # cannot contain "~", so no project's role can collide with one).
 STAND_IN = "~next"
+T = TypeVar("T")
 
 
 def set_role(
@@ -53,29 +55,42 @@ def set_role(
         client.create_role(stand_in, perms)
     else:  # left by an interrupted switch: make sure it holds at least ``perms``
         client.patch_role(stand_in, perms)
-    _each(holders, lambda user: client.set_user_roles(user, user.roles | {stand_in}), workers)
+    each(holders, lambda user: client.set_user_roles(user, user.roles | {stand_in}), workers)
     # Another run may have finished this switch meanwhile (its role already holds
     # exactly ``perms``): that role is not this run's to delete.
     if client.role(name) != perms:
         client.delete_role(name)
         _create_or_find(client, name, perms)
-    _each(
+    each(
         holders, lambda user: client.set_user_roles(user, (user.roles - {stand_in}) | {name}),
         workers,
     )  # fmt: skip
     client.delete_role(stand_in)
 
 
-def _each(users: list[User], write: Callable[[User], None], workers: int) -> None:
-    """``write`` to every user, ``workers`` at a time; the first failure is raised once
-    all have ended (a step of a switch ends whole before the next begins)."""
+def each(
+    items: Sequence[T],
+    write: Callable[[T], object],
+    workers: int,
+    before: Callable[[], None] = lambda: None,
+) -> None:
+    """``write`` every item, ``workers`` at a time, calling ``before`` ahead of each (from
+    this thread); returns, or raises the first failure, once every write started has ended
+    (a step of a switch ends whole before the next begins)."""
     if workers <= 1:
-        for user in users:
-            write(user)
+        for item in items:
+            before()
+            write(item)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(write, user) for user in users]:
-            future.result()
+        running = []
+        try:
+            for item in items:
+                before()
+                running.append(pool.submit(write, item))
+        finally:
+            for future in running:
+                future.result()
 
 
 def _create_or_find(client: AirflowClient, name: str, perms: set[Perm]) -> None:
