@@ -21,6 +21,7 @@ def train(ctx: JobContext) -> None:
     settings, task = ctx.settings, ctx.settings.task
     shard = Shard(task.index, task.count)
     output = f"gs://{settings.data_bucket}/training/pricing/{task.run_id}"
+    config = load_config(f"gs://{settings.data_bucket}/{CONFIG_PATH}", ctx.gcs)
     run_task(
         task.manifest_uri,
         task.run_id,
@@ -29,7 +30,7 @@ def train(ctx: JobContext) -> None:
         gcs=ctx.gcs,
         filesystem=ctx.filesystem,
         bq=ctx.bq,
-        config=load_config(f"gs://{settings.data_bucket}/{CONFIG_PATH}", ctx.gcs),
+        config=config,
         products_table=settings.products_table,
     )
     merge_when_complete(
@@ -41,6 +42,7 @@ def train(ctx: JobContext) -> None:
         results_table=settings.results_table("pricing"),
         artifact_uri=str(ArtifactLayout.of(settings.artifacts).model("pricing", task.run_id)),
         keyring=ctx.keyring(),
+        config=config,
     )
 
 

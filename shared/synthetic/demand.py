@@ -10,7 +10,9 @@ Units of product p in store s on day d are Poisson with mean::
 
 ``f_p`` is the demand curve at the regular price: constant elasticity (``x ** e``), linear
 (``1 + e (x - 1)``) or logit (a 40% share at the reference price); ``e[s, p]`` is its
-elasticity at the reference price, the product's plus the store's demographic shift. A deal
+elasticity at the reference price: the product's, plus the store's shift (its demographics
+explain a third of it, the rest is the store's own) plus the pair's own difference. A store
+sells from its opening week (in the hard world two stores open late in the history). A deal
 multiplies demand by ``(f(price) / f(regular)) ** stockpile``: shoppers load their pantries
 (``stockpile`` > 1 in the hard world) and buy less the week after (``dip``). In the easy world
 every product is constant-elasticity, with no shocks, stockpiling or dip: the model's own
@@ -51,8 +53,13 @@ def elasticity_at(form: np.ndarray, e: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def pair_elasticity(world: World) -> np.ndarray:
-    """e[s, p] of each carried pair: the product's, shifted by the store's demographics."""
-    e = world.elasticity[world.pair_product] + world.store_shift[world.pair_store]
+    """e[s, p] of each carried pair: the product's, shifted by the store's (demographics and
+    what they do not explain) and by the pair's own difference."""
+    e = (
+        world.elasticity[world.pair_product]
+        + world.store_shift[world.pair_store]
+        + world.pair_shift
+    )
     return np.minimum(e, -1.05) if world.hard else e
 
 
@@ -103,8 +110,10 @@ def daily_mean(world: World, day: int, price_ratio: np.ndarray | None = None) ->
     season = 1 + world.season_amp[category] * np.sin(
         2 * math.pi * day / 364 + world.season_phase[category]
     )
+    is_open = world.store_open_week[ps] <= week
     mean = (
         world.pair_base
+        * is_open
         * season
         * WEEKDAY[day % 7]
         * np.exp(world.week_shock[category, week] + world.product_shift[pp, week])

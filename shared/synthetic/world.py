@@ -51,6 +51,8 @@ class World:
     store_region: np.ndarray  # (stores,)
     store_zone: np.ndarray  # (stores,) price zone
     store_shift: np.ndarray  # (stores,) added to every product's elasticity there
+    store_open_week: np.ndarray  # (stores,) first week the store sells (0: open throughout)
+    pair_shift: np.ndarray  # (pairs,) the pair's own elasticity difference, beyond the store's
     product_category: np.ndarray  # (products,)
     reference_price: np.ndarray  # (products,)
     unit_cost: np.ndarray  # (products,)

@@ -32,6 +32,7 @@ from shared.training.artifacts import ArtifactLayout, Keyring, publish
 from shared.training.dataset import BadInput, Shard, load_manifest, read_shard
 from shared.training.pricing import Catalog, PriceResult, PricingConfig, fit_products
 from shared.training.report import render
+from shared.training.store_lists import price_lists, write_covariates, write_slopes
 from shared.training.substitutes import fit_substitutes, top_by_category
 
 log = get_logger("shared.training.pricing_job")
@@ -88,8 +89,11 @@ def shard_name(shard: Shard) -> str:
     return f"shard-{shard.index:05d}-of-{shard.count:05d}.parquet"
 
 
-def _fit_part(part: pa.Table, options: dict[str, Any]) -> list[PriceResult]:
-    return fit_products(part, **options)
+def _fit_part(
+    part: pa.Table, options: dict[str, Any], with_stores: bool
+) -> tuple[list[PriceResult], list[dict]]:
+    stores: list[dict] | None = [] if with_stores else None
+    return fit_products(part, stores=stores, **options), stores or []
 
 
 def fit_in_pool(
@@ -97,8 +101,10 @@ def fit_in_pool(
     workers: int,
     catalog: Catalog | None = None,
     config: PricingConfig | None = None,
+    stores: list[dict] | None = None,
 ) -> list[PriceResult]:
-    """Fit every product of ``table``, products split across ``workers`` processes."""
+    """Fit every product of ``table``, products split across ``workers`` processes;
+    ``stores``: a list the products' store rows are added to (``fit_product``)."""
     config = config or PricingConfig()
     options: dict[str, Any] = {
         "catalog": catalog,
@@ -112,7 +118,7 @@ def fit_in_pool(
         return []
     products, rows = np.unique(table["product_id"].to_numpy(), return_counts=True)
     if workers <= 1 or len(products) < 2:
-        return fit_products(table, **options)
+        return fit_products(table, stores=stores, **options)
     # Balance by rows, not product count: a few products hold most of the sales.
     workers = min(workers, len(products))
     load = np.zeros(workers)
@@ -129,8 +135,11 @@ def fit_in_pool(
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["shared.training.pricing"])
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        parts = list(pool.map(_fit_part, parts_in, [options] * workers))
-    return sorted((r for part in parts for r in part), key=lambda r: r.product_id)
+        wanted = [stores is not None] * workers
+        parts = list(pool.map(_fit_part, parts_in, [options] * workers, wanted))
+    if stores is not None:
+        stores.extend(row for _, rows in parts for row in rows)
+    return sorted((r for part, _ in parts for r in part), key=lambda r: r.product_id)
 
 
 def run_task(
@@ -158,11 +167,17 @@ def run_task(
             config.products_table or products_table or f"{source.project}.{source.dataset}.products"
         )
         catalog = load_catalog(bq, products)
+        if shard.index == 0 and config.stores.enabled:
+            stores_table = config.stores_table or products.rsplit(".", 1)[0] + ".stores"
+            write_covariates(bq, stores_table, config.stores.covariates, gcs, output)
     table = read_shard(manifest, shard, filesystem, columns=COLUMNS, optional=OPTIONAL_COLUMNS)
-    results = fit_in_pool(table, workers or os.cpu_count() or 1, catalog, config)
+    store_rows: list[dict] | None = [] if config.stores.enabled else None
+    results = fit_in_pool(table, workers or os.cpu_count() or 1, catalog, config, store_rows)
     if shard.index == 0 and config.substitutes:
         # One task prices each category's top products jointly: their rows from every shard.
         _write_substitutes(manifest, filesystem, gcs, output, catalog or Catalog(), config)
+    if store_rows is not None:
+        write_slopes(gcs, output, shard, store_rows)
     rows = [{"run_id": run_id, **r.row(), "rank": None} for r in results]
     out = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
     buffer = io.BytesIO()
@@ -280,8 +295,10 @@ def merge(
     results_table: str,
     artifact_uri: str,
     keyring: Keyring,
+    config: PricingConfig | None = None,
 ) -> pa.Table:
-    """Collect every shard (all must be there), replace the run's rows, write the artifact."""
+    """Collect every shard (all must be there), replace the run's rows, price every store
+    (``store_lists``), write the artifact and the report."""
     dest = GcsUri.parse(output)
     tables = []
     for i in range(task_count):
@@ -313,17 +330,21 @@ def merge(
     )
     products = results.to_pylist()
     substitutes = _read_substitutes(gcs, output)
+    stores = price_lists(gcs, output, task_count, products, config or PricingConfig(), run_date)
     artifact = {
         "kind": "pricing",
         "run_id": run_id,
         "products": products,
         "substitutes": substitutes,
+        "stores": stores.rows if stores else [],
+        "zones": stores.zones if stores else [],
+        "store_summary": stores.summary if stores else {},
     }
     # The serving API polls the pointer and swaps to the new model when it changes.
     publish(gcs, artifact_uri, json.dumps(artifact).encode(), keyring)
     # The report shows the newest promotion model's scores beside this run's prices.
     scores = ArtifactLayout.of(artifact_uri.rsplit("/", 2)[0]).latest_scores(gcs)
-    page = render(run_id, products, scores, substitutes)
+    page = render(run_id, products, scores, substitutes, stores)
     report = dest.child("report.html")
     gcs.bucket(report.bucket).blob(report.path).upload_from_string(page, content_type="text/html")
     return results

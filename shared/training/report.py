@@ -4,7 +4,8 @@ What a pricing analyst reads before signing: the recommended moves ranked by exp
 gain with its 90% interval and the rule that bounds each; the products held and why (counted
 by reason); the elasticity distribution; per category, the elasticity under the job's
 specification beside the plain log-log one; expected-profit curves of the largest moves; and
-the promotion model's holdout accuracy next to the naive forecast.
+the promotion model's holdout accuracy next to the naive forecast; and the store prices: the
+chain's gain over one chain price and a section per zone.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from __future__ import annotations
 import html
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from shared.training.pricing.store_prices import StorePrices
 
 W, H, PAD = 420, 220, 36
 
@@ -173,6 +178,50 @@ def _substitutes_section(groups: list[dict]) -> str:
     )
 
 
+def _stores_section(stores: StorePrices | None) -> str:
+    """Store prices: the method, the chain's gain over one chain price, a section per zone
+    (zones are numbered by price within a product, 1 the lowest) and the stores held back."""
+    if stores is None or not stores.rows:
+        return ""
+    s = stores.summary
+    mean, low, high = s["store_vs_chain"]
+    level = f"{s['confidence']:.0%}"
+    codes = Counter(r["reason_code"] for r in stores.rows)
+    parts = [
+        "<h2>Store prices</h2>",
+        f"<p>{html.escape(s.get('method', ''))}: store effects spread by "
+        f"{s.get('tau_store', 0):.2f} (covariates explain {s.get('explained', 0):.0%}); "
+        f"{s['products_with_zones']} of {s['products_priced']} products priced by zone, "
+        f"{s['moves']} store prices change, valid from {html.escape(s.get('valid_from', '-'))}. "
+        f"Expected weekly profit of store prices over one chain price: {mean:+,.2f} "
+        f"({level} interval [{low:+,.2f}, {high:+,.2f}]).</p>",
+        "<p>Store x product prices by reason: "
+        + ", ".join(f"{html.escape(c)} {n}" for c, n in codes.most_common())
+        + "</p>",
+    ]
+    by_zone: dict[int, list[dict]] = {}
+    for z in stores.zones:
+        by_zone.setdefault(z["zone"], []).append(z)
+    for zone, members in sorted(by_zone.items()):
+        rows = [r for r in stores.rows if r["zone"] == zone]
+        moves = sorted(rows, key=lambda r: -(r["expected_gain"] or 0))[:5]
+        table = "".join(
+            f"<tr><td>{r['store_id']}</td><td>{r['product_id']}</td>"
+            f"<td>{r['current_price']:.2f}</td><td>{r['recommended_price']:.2f}</td>"
+            f"<td>{r['elasticity']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]</td>"
+            f"<td>{r['expected_gain']:+,.2f}</td></tr>"
+            for r in moves
+        )
+        gain = sum(z["expected_gain"] for z in members)
+        parts.append(
+            f"<h3>Zone {zone}</h3><p>{len(members)} products, {len(rows)} store x product "
+            f"prices, expected weekly profit {gain:+,.2f}.</p><table><tr><th>store</th>"
+            "<th>product</th><th>current</th><th>price</th><th>store elasticity (95%)</th>"
+            f"<th>gain a week</th></tr>{table}</table>"
+        )
+    return "\n".join(parts)
+
+
 def _method(name: str) -> str:
     """The estimator, in words, from a specification's name (the rows carry the name)."""
     from shared.training.pricing import Spec
@@ -191,6 +240,7 @@ def render(
     pricing: list[dict],
     promotion_scores: dict | None,
     substitutes: list[dict] | None = None,
+    stores: StorePrices | None = None,
     top: int = 6,
 ) -> str:
     """The report page for one training run."""
@@ -275,6 +325,7 @@ log-log model (log units on log price only).</p>
 <p>Relative to the value at the regular price; the recommended price is marked.</p>
 {curves}
 {_substitutes_section(substitutes or [])}
+{_stores_section(stores)}
 <h2>Not estimated</h2>
 <table><tr><th>product</th><th>status</th><th>why</th></tr>{flags}</table>
 """

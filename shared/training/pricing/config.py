@@ -104,6 +104,26 @@ class Spec(BaseModel):
         )
 
 
+class StoreRules(BaseModel):
+    """The chain's rules for store prices, over each category's ``Rules`` (which every store's
+    price obeys around its own regular price)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    # Price zones per product: stores grouped so that each zone has one price.
+    max_zones: int = Field(default=3, ge=1, le=20)
+    # The largest difference between two prices store-level pricing sets for a product, as a
+    # fraction of the lower one.
+    max_spread: float = Field(default=0.25, ge=0, le=1)
+    # A store with fewer weeks of its own sales of the product, or whose own regular price
+    # never moved, keeps the chain price.
+    min_weeks: int = Field(default=13, ge=1)
+    # Columns of the stores table that may explain why stores differ (numbers, or categories
+    # of a few values); those missing are left out.
+    covariates: tuple[str, ...] = ("income_index", "size_index", "format")
+
+
 DEFAULT_SPEC = Spec()
 PLAIN = Spec(controls=())
 # The estimator as it was: one price coefficient, seasonality for time (the benchmark prints it
@@ -147,6 +167,7 @@ class PricingConfig(BaseModel):
         cost_uncertainty: 0.1  # its relative standard deviation, carried into the gains
         prior: [-2.5, 1.0]  # mean and sd every elasticity is pulled toward (null: none)
         substitutes: 3    # top products per category priced jointly (0: off)
+        stores: {max_zones: 3, max_spread: 0.25, min_weeks: 13}  # store prices (StoreRules)
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -154,6 +175,7 @@ class PricingConfig(BaseModel):
     rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
     spec: Spec = DEFAULT_SPEC
     products_table: str | None = None
+    stores_table: str | None = None  # store covariates; default: beside the products table
     cost_ratio: float | None = Field(default=None, gt=0, lt=1)
     cost_uncertainty: float = Field(default=0.10, ge=0, lt=1)
     # (mean, sd) of own-price elasticities before the data: Bijmolt, van Heerde & Pieters
@@ -168,6 +190,7 @@ class PricingConfig(BaseModel):
     # Cross-price elasticities among each category's top products by revenue, and their
     # prices set jointly for the category's profit (0: off).
     substitutes: int = Field(default=3, ge=0, le=8)
+    stores: StoreRules = StoreRules()
 
     def rules_by_category(self) -> dict[str, Rules]:
         """Each category's rules: its own fields over the ``"*"`` rules over the defaults."""

@@ -204,6 +204,12 @@ class Fit:
     # counterfactual), and the jackknife covariance of (elasticity, log of it).
     baseline: float | None = None
     cov: np.ndarray | None = None
+    # What the stores' own slopes are fitted on (``stores.store_slopes``): each cell's linear
+    # predictor without the price term, and the price column itself; and each store's units a
+    # week at its regular price, no deal, over the recent weeks.
+    offset: np.ndarray | None = None
+    price_column: np.ndarray | None = None
+    store_baseline: dict[int, float] | None = None
 
 
 def estimate(
@@ -236,7 +242,13 @@ def estimate(
     y, fitted = np.log(units[sold]), np.log(mu[sold])
     r2 = float(1 - np.sum((y - fitted) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-12))
     coef = {n: float(b) for n, b in zip(names, beta, strict=True) if n in DEAL_TERMS}
-    recent = week > week.max() - RECENT_WEEKS
+    # The recent weeks in which some store sold at the regular price: in a week every store
+    # spent on deal, the week's effect and the deal's cannot be told apart, and the level
+    # without the deal would be an extrapolation (on the hard world, by a factor of 1,000).
+    quiet_weeks = np.unique(week[cells["promo"] < 0.5])
+    recent = (week > week.max() - RECENT_WEEKS) & np.isin(week, quiet_weeks)
+    if not recent.any():
+        recent = week > week.max() - RECENT_WEEKS
     recent_weeks = len(np.unique(week[recent]))
     # Every recent cell as it would have been at its regular price with no deal.
     zero = np.zeros(len(units))
@@ -249,8 +261,13 @@ def estimate(
         return np.exp(np.clip(x_quiet @ b, -30, 30))
 
     base = counterfactual(beta)
+    stores = cells["store_id"][recent]
+    found_stores, where = np.unique(stores, return_inverse=True)
+    by_store = np.bincount(where.ravel(), weights=base) / recent_weeks
+    per_store = dict(zip(found_stores.tolist(), by_store.tolist(), strict=True))
     found = Fit(float(beta[0]), math.nan, weeks, None, r2, coef.get("deal"), coef.get("post_deal"),
-                float(base.sum()) / recent_weeks)  # fmt: skip
+                float(base.sum()) / recent_weeks, offset=x @ beta - beta[0] * x[:, 0],
+                price_column=x[:, 0], store_baseline=per_store)  # fmt: skip
     if not with_se:
         return found
     clusters, shifts = _week_jackknife_shifts(x, units, mu, week, weights)

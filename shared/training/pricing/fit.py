@@ -33,6 +33,7 @@ from shared.training.pricing.panel import (
     with_regular_and_after_deal,
     with_zero_weeks,
 )
+from shared.training.pricing.stores import store_slopes
 
 
 def fit_product(
@@ -49,12 +50,14 @@ def fit_product(
     min_price_variation: float = 0.02,
     returns_rows: int = 0,
     prior: tuple[float, float] | None = None,
+    stores: list[dict] | None = None,
 ) -> PriceResult:
     """Elasticity and the price decision of one product from its weekly cells.
 
     A move is recommended only when the ``alternative`` specification, fitted on the same
     product, points the same way; otherwise the product is held and the reason says the data
-    cannot decide between them."""
+    cannot decide between them. ``stores``: a list the stores' own slopes, prices and volumes
+    are added to (``stores.store_slopes``), one row per store of the product."""
     sold = cells["units"] > 0
     if not sold.any():
         return _no_sales(product_id, returns_rows)
@@ -89,6 +92,8 @@ def fit_product(
         "recommended_price": regular,
         "reason_code": "not_estimated",
     }
+    if stores is not None and (n < min_cells or variation < min_price_variation):
+        stores.extend(store_slopes(cells, None, product_id))
     if n < min_cells:
         return PriceResult(
             product_id, "too_few_observations", reason=f"{n} cells (< {min_cells})", **held, **base
@@ -121,6 +126,8 @@ def fit_product(
     plain = estimate(cells, PLAIN, with_se=False).elasticity if spec != PLAIN else fit.elasticity
     base.update(weeks=weeks, varying_weeks=varying, elasticity_plain=_finite(plain),
                 deal_elasticity=fit.deal, post_deal=fit.post_deal)  # fmt: skip
+    if stores is not None:
+        stores.extend(store_slopes(cells, fit if why is None else None, product_id))
     if why is not None:
         return PriceResult(
             product_id,
@@ -265,6 +272,7 @@ def fit_products(
     spec: Spec = DEFAULT_SPEC,
     cost_ratio: float | None = None,
     prior: tuple[float, float] | None = None,
+    stores: list[dict] | None = None,
     **options: Any,
 ) -> list[PriceResult]:
     """Fit every product in ``table`` (one shard's transactions), in product order; ``rules``
@@ -277,6 +285,7 @@ def fit_products(
     must not depend on which others share its shard.
 
     Rows with negative units (returns) are counted per product and left out of the fit.
+    ``stores``: a list each product's store rows are added to (see ``fit_product``).
     """
     catalog = catalog or Catalog()
     rules = rules or {}
@@ -310,6 +319,7 @@ def fit_products(
                 cost_ratio=cost_ratio,
                 returns_rows=returns_by_product.get(pid, 0),
                 prior=prior,
+                stores=stores,
                 **options,
             ),
             category=catalog.category.get(pid),
