@@ -39,6 +39,10 @@ class PricingModel:
     run_id: str
     uri: str
     products: dict[int, dict] = field(default_factory=dict)
+    # Store prices: each store's rows, each product's rows (by store) and zones.
+    stores: dict[int, list[dict]] = field(default_factory=dict)
+    store_rows: dict[int, list[dict]] = field(default_factory=dict)
+    zones: dict[int, list[dict]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -131,10 +135,21 @@ class ModelStore:
             return False
         uri, plain = found
         data = json.loads(plain)
+        stores: dict[int, list[dict]] = {}
+        store_rows: dict[int, list[dict]] = {}
+        zones: dict[int, list[dict]] = {}
+        for row in data.get("stores", []):
+            stores.setdefault(int(row["store_id"]), []).append(row)
+            store_rows.setdefault(int(row["product_id"]), []).append(row)
+        for zone in data.get("zones", []):
+            zones.setdefault(int(zone["product_id"]), []).append(zone)
         pricing = PricingModel(
             run_id=data["run_id"],
             uri=uri,
             products={int(p["product_id"]): p for p in data["products"]},
+            stores=stores,
+            store_rows=store_rows,
+            zones=zones,
         )
         self.pricing = pricing  # one assignment: requests see the old or the new model
         log.info("serving pricing model %s", pricing.run_id, extra={"run_id": pricing.run_id})

@@ -97,6 +97,10 @@ class PricesQuery(Page):
     decision: Literal["move", "hold"] | None = None
     # rank: the moves by expected gain, largest first.
     order: Literal["product_id", "rank"] | None = None
+    # A store's price list (its prices, not the chain's); zone: only that zone's prices (0:
+    # the stores that keep the chain price), with or without a store.
+    store: int | None = Field(default=None, ge=1, le=MAX_ID)
+    zone: int | None = Field(default=None, ge=0, le=100)
 
 
 class AnalyticsQuery(Page):
@@ -159,6 +163,15 @@ class Price(BaseModel):
     gain_low: float | None = None
     gain_high: float | None = None
     expected_change: float | None = None
+    # A store's price (``?store=``): the store, its zone for the product (0: it keeps the
+    # chain price), its price today, whether its own data entered its elasticity (own) or only
+    # its store effect (pooled), and the day the price applies from.
+    store_id: int | None = None
+    zone: int | None = None
+    current_price: float | None = None
+    evidence: str | None = None
+    valid_from: dt.date | None = None
+    category: str | None = None
     model_run_id: str
 
 
@@ -169,6 +182,25 @@ PRICE_FIELDS: tuple[str, ...] = tuple(f for f in Price.model_fields if f != "mod
 class PriceList(BaseModel):
     items: list[Price]
     total: int
+    model_run_id: str
+
+
+class Zone(BaseModel):
+    """Stores of one product that share a price (zones are numbered by price, 1 the lowest)."""
+
+    zone: int
+    price: float
+    stores: list[int]
+    expected_gain: float  # weekly, over the stores' prices today
+
+
+class ZoneList(BaseModel):
+    """A product's zones; stores in none keep the chain price (``chain_stores``)."""
+
+    product_id: int
+    zones: list[Zone]
+    chain_stores: list[int]
+    chain_price: float | None
     model_run_id: str
 
 

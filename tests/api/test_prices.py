@@ -15,8 +15,9 @@ from .conftest import KEYRING
 pytestmark = pytest.mark.stack
 
 
-def publish_model(settings, prefix, run_id, products):
-    body = {"kind": "pricing", "run_id": run_id, "products": products}
+def publish_model(settings, prefix, run_id, products, stores=(), zones=()):
+    body = {"kind": "pricing", "run_id": run_id, "products": products, "stores": list(stores),
+            "zones": list(zones)}  # fmt: skip
     uri = f"gs://{settings.data_bucket}/{prefix}/pricing/{run_id}.model"
     publish(clients.storage_client(settings), uri, json.dumps(body).encode(), KEYRING)
 
@@ -131,3 +132,52 @@ def test_a_tampered_artifact_is_refused_and_the_old_model_keeps_serving(settings
     with pytest.raises(Exception, match="tampered"):
         store.refresh()
     assert get(client, "/v1/prices/1").json["model_run_id"] == "run-a"
+
+
+def store_row(store, pid, zone, price, gain):
+    return {
+        "store_id": store, "product_id": pid, "category": "dairy", "zone": zone,
+        "current_price": 2.5, "recommended_price": price,
+        "decision": "move" if price != 2.5 else "hold",
+        "reason_code": "zone_price" if zone else "little_evidence",
+        "reason": f"zone {zone}" if zone else "keeps the chain price",
+        "expected_gain": gain, "gain_low": gain / 2, "gain_high": gain * 2,
+        "elasticity": -2.2, "ci_low": -2.9, "ci_high": -1.5,
+        "evidence": "own" if zone else "pooled", "weeks": 40, "weekly_units": 30.0,
+        "valid_from": "2026-12-07",
+    }  # fmt: skip
+
+
+def test_a_store_gets_its_price_list_and_a_product_its_zones(settings, served):
+    prefix, store, client = served
+    stores = [store_row(1, 1, 1, 2.29, 1.5), store_row(2, 1, 2, 2.49, 0.5),
+              store_row(3, 1, 0, 2.29, 0.0), store_row(1, 2, 0, 2.5, 0.0),
+              store_row(1, 3, 2, 2.79, 4.0)]  # fmt: skip
+    zones = [
+        {"product_id": 1, "zone": 1, "price": 2.29, "stores": [1], "expected_gain": 1.5},
+        {"product_id": 1, "zone": 2, "price": 2.49, "stores": [2], "expected_gain": 0.5},
+    ]
+    products = [product(1, rank=1), product(2), product(3, rank=2)]
+    publish_model(settings, prefix, "run-s", products, stores, zones)
+    store.refresh()
+    page = get(client, "/v1/prices?store=1&order=rank").json
+    assert page["total"] == 3 and [p["product_id"] for p in page["items"]] == [3, 1, 2]
+    first = page["items"][0]
+    assert (first["store_id"], first["zone"], first["recommended_price"]) == (1, 2, 2.79)
+    assert first["valid_from"] == "2026-12-07" and first["status"] == "ok"
+    assert first["unit_cost"] == 1.2 and first["model_run_id"] == "run-s"
+    in_zone = get(client, "/v1/prices?zone=2").json["items"]
+    assert {(p["store_id"], p["product_id"]) for p in in_zone} == {(2, 1), (1, 3)}
+    chain = get(client, "/v1/prices?store=1&zone=0").json["items"]
+    assert [p["product_id"] for p in chain] == [2]
+    found = get(client, "/v1/prices/1/zones").json
+    assert [(z["zone"], z["price"], z["stores"]) for z in found["zones"]] == [
+        (1, 2.29, [1]),
+        (2, 2.49, [2]),
+    ]
+    assert found["chain_stores"] == [3] and found["chain_price"] == 2.29
+    missing = get(client, "/v1/prices?store=99")
+    assert (missing.status_code, missing.json["error"]["field"]) == (404, "store")
+    bad = get(client, "/v1/prices?store=0")
+    assert (bad.status_code, bad.json["error"]["field"]) == (400, "store")
+    assert get(client, "/v1/prices/9/zones").status_code == 404

@@ -1,6 +1,10 @@
 """The pricing job on the local stack: shards on two tasks, merge to BigQuery, encrypted
 artifact, idempotent reruns, and bad input refused before anything is written."""
 
+import csv
+import datetime as dt
+import io
+import itertools
 import json
 import uuid
 
@@ -93,6 +97,44 @@ def test_two_tasks_and_a_merge_give_one_row_per_product_and_reruns_do_not_duplic
     out_bucket, _, out_path = output.removeprefix("gs://").partition("/")
     page = gcs.bucket(out_bucket).blob(f"{out_path}/report.html").download_as_text()
     assert page.startswith("<!doctype html>") and run_id in page and "<svg" in page
+
+    # Store prices: a row for every store x product sold, every store's CSV, zones within
+    # the chain's rules, the store elasticities agreeing with the chain's.
+    stores = model["stores"]
+    sold = {(r["store_id"], r["product_id"]) for r in retail_pairs(bq, settings)}
+    assert {(r["store_id"], r["product_id"]) for r in stores} == sold
+    assert all(r["reason"] and r["valid_from"] for r in stores)
+    assert dt.date.fromisoformat(stores[0]["valid_from"]).weekday() == 0
+    for _, found in itertools.groupby(model["zones"], key=lambda z: z["product_id"]):
+        prices = [z["price"] for z in found]
+        assert len(prices) <= 3 and max(prices) <= min(prices) * 1.25 + 1e-9
+    by_store = {}
+    for r in stores:
+        by_store.setdefault(r["store_id"], []).append(r)
+    for store, rows in by_store.items():
+        text = gcs.bucket(out_bucket).blob(f"{out_path}/stores/store-{store:05d}.csv")
+        lines = list(csv.DictReader(io.StringIO(text.download_as_text())))
+        assert len(lines) == len(rows)
+        assert {int(x["product_id"]) for x in lines} == {r["product_id"] for r in rows}
+        assert set(lines[0]) >= {"product_id", "current_price", "recommended_price", "reason",
+                                 "expected_gain", "valid_from"}  # fmt: skip
+    chain = {r["product_id"]: r for r in rows_ok(model)}
+    for pid, product in chain.items():
+        members = [r for r in stores if r["product_id"] == pid and r["weekly_units"] > 0]
+        weights = [r["weekly_units"] for r in members]
+        mean = sum(w * r["elasticity"] for w, r in zip(weights, members, strict=True))
+        assert mean / sum(weights) == pytest.approx(product["elasticity"], abs=0.05)
+    assert "<h2>Store prices</h2>" in page
+
+
+def rows_ok(model):
+    return [p for p in model["products"] if p["status"] == "ok"]
+
+
+def retail_pairs(bq, settings):
+    source = f"{settings.source_dataset}.transactions"
+    sql = f"SELECT DISTINCT store_id, product_id FROM `{source}` WHERE units > 0"
+    return [dict(r) for r in bq.query(sql).result()]
 
 
 def test_merge_refuses_a_missing_shard(settings, manifest_uri):

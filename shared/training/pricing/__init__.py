@@ -33,8 +33,13 @@ chosen on half the draws and scored on the other half. It is recommended only wh
 interval of that change excludes zero and the alternative specification (regular-price weeks
 only) points the same way; else the product is held with the reason (``Decision.code``).
 
+Store prices: each store's own slope given the chain fit (``stores.store_slopes``, in the
+tasks), pooled across stores and products (``stores.pool``: a two-level Fay-Herriot empirical
+Bayes model with store covariates), and each product's stores grouped into price zones under
+the chain's rules (``zones``), in the merge (``store_prices``).
+
 Modules: ``config`` (specifications, rules, results), ``panel``, ``estimate``, ``decide``,
-``fit``.
+``fit``, ``stores``, ``zones``, ``store_prices``.
 """
 
 from shared.training.pricing.config import (
@@ -52,6 +57,7 @@ from shared.training.pricing.config import (
     PricingConfig,
     Rules,
     Spec,
+    StoreRules,
 )
 from shared.training.pricing.decide import _candidates, _draws, _mean_gain, decide, joint_t_draws
 from shared.training.pricing.estimate import (
@@ -91,6 +97,7 @@ __all__ = [
     "PricingConfig",
     "Rules",
     "Spec",
+    "StoreRules",
     "_candidates",
     "_design",
     "_draws",

@@ -8,9 +8,8 @@ store effects drawn once for every product, each store x product's own deviation
 2. stores with too little evidence (``StoreRules.min_weeks`` weeks of their own sales, or no
    slope of their own) keep the chain price: the chain decision's move applied to them;
 3. the others are grouped into at most ``max_zones`` zones, each at one price, every zone's
-   price within ``max_spread`` of the others: sorted by the price best for each alone, the
-   stores are cut into contiguous groups by dynamic programming (exact for that order), for
-   every window of prices the spread allows;
+   price within ``max_spread`` of the others: every allowed set of zone prices is tried, each
+   store in the zone whose price is best for it (exact);
 4. zones and prices are chosen on half the draws and scored on the other half (the winner's
    curse, as for the chain's price); the zones are kept only when they beat the chain price in
    expectation and their gain over today's prices has an interval above zero.
@@ -18,7 +17,7 @@ store effects drawn once for every product, each store x product's own deviation
 
 from __future__ import annotations
 
-import math
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,50 +32,35 @@ def zone_prices(
     gain: np.ndarray, grid: np.ndarray, max_zones: int, max_spread: float
 ) -> tuple[np.ndarray, np.ndarray, float] | None:
     """(zone of each store, each zone's price, total gain) maximising the summed ``gain``
-    (stores x grid, ``NO`` where not allowed), or None when no zones satisfy the rules."""
-    n_s = gain.shape[0]
+    (stores x grid, ``NO`` where not allowed), or None when no zones satisfy the rules.
+
+    Exact: every set of at most ``max_zones`` prices within the spread is tried, each store
+    taking the best of them it is allowed (a few thousand sets for a 30-price grid)."""
     allowed = gain > NO / 2
     if not allowed.any(axis=1).all():
         return None
-    best_alone = np.argmax(np.where(allowed, gain, -np.inf), axis=1)
-    order = np.argsort(grid[best_alone], kind="stable")
-    g, ok = gain[order], allowed[order]
-    totals = np.vstack([np.zeros(len(grid)), np.cumsum(np.where(ok, g, 0.0), axis=0)])
-    refused = np.vstack([np.zeros(len(grid)), np.cumsum(~ok, axis=0)])
-    found: tuple[float, np.ndarray, np.ndarray] | None = None
-    for a in range(len(grid)):
-        window = (grid >= grid[a] - 1e-9) & (grid <= grid[a] * (1 + max_spread) + 1e-9)
-        cols = np.flatnonzero(window)
-        # value[i, j]: stores i..j-1 (in order) at their best common price in the window.
-        span = totals[None, :, cols] - totals[:, None, cols]
-        blocked = (refused[None, :, cols] - refused[:, None, cols]) > 0
-        span = np.where(blocked, -np.inf, span)
-        value, pick = span.max(axis=2), cols[span.argmax(axis=2)]
-        best = np.full((max_zones + 1, n_s + 1), -np.inf)
-        back = np.zeros((max_zones + 1, n_s + 1), dtype=np.int64)
-        best[0, 0] = 0.0
-        for z in range(1, max_zones + 1):
-            candidate = best[z - 1][:, None] + value  # (from i, to j)
-            back[z] = np.argmax(candidate, axis=0)
-            best[z] = candidate[back[z], np.arange(n_s + 1)]
-        z_best = int(np.argmax(best[:, n_s]))
-        total = float(best[z_best, n_s])
-        if not math.isfinite(total) or (found is not None and total <= found[0]):
+    found: tuple[float, tuple[int, ...]] | None = None
+    for size in range(1, min(max_zones, len(grid)) + 1):
+        sets = np.array(list(itertools.combinations(range(len(grid)), size)), dtype=np.int64)
+        prices = grid[sets]
+        sets = sets[prices.max(axis=1) <= prices.min(axis=1) * (1 + max_spread) + 1e-9]
+        if not len(sets):
             continue
-        zone_of, chosen, j = np.zeros(n_s, dtype=np.int64), [], n_s
-        for z in range(z_best, 0, -1):
-            i = int(back[z, j])
-            chosen.append(float(grid[pick[i, j]]))
-            zone_of[i:j] = z - 1
-            j = i
-        assignment = np.empty(n_s, dtype=np.int64)
-        assignment[order] = zone_of
-        found = (total, assignment, np.array(chosen[::-1]))
+        values = gain[:, sets]  # (stores, sets, size)
+        best = values.max(axis=2)
+        feasible = (best > NO / 2).all(axis=0)
+        if not feasible.any():
+            continue
+        totals = np.where(feasible, np.where(best > NO / 2, best, 0.0).sum(axis=0), -np.inf)
+        k = int(np.argmax(totals))
+        if found is None or totals[k] > found[0] + 1e-12:
+            found = (float(totals[k]), tuple(int(i) for i in sets[k]))
     if found is None:
         return None
-    # Zones numbered by price, lowest first; zones that ended with the same price merged.
-    levels = np.unique(found[2])
-    return np.searchsorted(levels, found[2][found[1]]), levels, found[0]
+    total, chosen = found
+    picks = np.array(chosen)[np.argmax(gain[:, list(chosen)], axis=1)]
+    levels = np.unique(picks)  # the prices some store takes, lowest first
+    return np.searchsorted(levels, picks), grid[levels], total
 
 
 @dataclass(frozen=True)
