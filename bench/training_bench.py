@@ -10,7 +10,9 @@ error and coverage, profit at the decisions against the oracle's on held-out wee
 against realised gains); the decisions (moved / held and why, rule edges, changes); joint
 pricing of substitutes; the promotion model's holdout WAPE beside the naive uplift and a
 plain gradient-boosted model on both worlds; then the decisions on the real panel, with the
-default and the plain log-log elasticity per category side by side.
+default and the plain log-log elasticity per category side by side, and what the store-level
+model supports and decides there; last, ``bench.store_prices``' table (store prices on the
+hard world with the chain-only model beside, and their cost).
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         _real_panel(args.real_products)
     if args.tasks > 1:
         _simulate_tasks(table, args.tasks)
+    from bench.store_prices import run as store_prices_table
+
+    store_prices_table(args.rows, args.seed)
     if args.report:
         from shared.training.report import render
 
@@ -225,7 +230,8 @@ def _real_panel(top: int) -> None:
 
     table, category = complete_journey(top)
     config = PricingConfig(cost_ratio=0.7)
-    results = fit_in_pool(table, 2, Catalog({}, category), config)
+    found: list[dict] = []
+    results = fit_in_pool(table, 2, Catalog({}, category), config, found)
     ok = [r for r in results if r.status == "ok"]
     print(
         f"\nreal panel: The Complete Journey, {table.num_rows:,} store-day-price rows of the "
@@ -254,6 +260,7 @@ def _real_panel(top: int) -> None:
         + f"  ({sum(r.decision == 'move' for r in filled)} moves)"
     )
     _decisions("real panel", results)
+    _real_stores(results, found, config)
     from local.real_retail import promotion_events
     from shared.training.promotions import evaluate, promotion_rows
 
@@ -275,6 +282,28 @@ def _real_panel(top: int) -> None:
             d = np.median([r.elasticity for r in rows])
             plain = np.median([r.elasticity_plain for r in rows])
             print(f"  {name[:31]:<32}{len(rows):>4}{d:>+10.2f}{plain:>+15.2f}")
+
+
+def _real_stores(results, found, config) -> None:
+    """What the store-level model supports and decides on the real panel (no store
+    demographics in it: the store effects have no covariates)."""
+    from shared.training.pricing.store_prices import store_prices
+
+    priced = store_prices([r.row() for r in results], found, rules=config.rules_by_category(),
+                          chain=config.stores)  # fmt: skip
+    own = [r for r in priced.rows if r["evidence"] == "own"]
+    enough = [r for r in own if r["weeks"] >= config.stores.min_weeks]
+    s = priced.summary
+    print(f"\n  store level: {s['stores']} stores x {len(results)} products: {len(priced.rows):,} "
+          f"store x product cells sold, {len(own):,} with an own slope, {len(enough):,} of "
+          f"them with >= {config.stores.min_weeks} weeks (evidence for a store price)")  # fmt: skip
+    if "tau_store" in s:
+        print(f"  store effects spread {s['tau_store']:.2f}; products priced by zone "
+              f"{s['products_with_zones']} of {s['products_priced']} estimated")  # fmt: skip
+    codes = Counter(r["reason_code"] for r in priced.rows)
+    print(f"  store x product decisions: {dict(codes.most_common())}")
+    mean, low, high = s["store_vs_chain"]
+    print(f"  store prices over one chain price: {mean:+,.2f} a week [{low:+,.2f}, {high:+,.2f}]")
 
 
 def _one_task(parts_dir: str, index: str, count: str) -> int:

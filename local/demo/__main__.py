@@ -123,6 +123,29 @@ def main(argv: list[str] | None = None) -> int:
                 f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}], {p['decision']} "
                 f"{p['regular_price']:.2f} -> {p['recommended_price']:.2f}: {p['reason']}"
             )
+        if asked["store"] is not None:
+            listed = asked["store_prices"]
+            moves = [p for p in listed if p["decision"] == "move"]
+            print(
+                f"  GET /v1/prices?store={asked['store']}: {asked['store_total']} prices, "
+                f"{len(moves)} change, valid from {listed[0]['valid_from']}; largest gains:"
+            )
+            for p in listed[:3]:
+                print(
+                    f"    product {p['product_id']:>4} zone {p['zone']}: {p['current_price']:.2f}"
+                    f" -> {p['recommended_price']:.2f}, store elasticity {p['elasticity']:+.2f} "
+                    f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}], {p['expected_gain']:+,.2f} a week"
+                )
+            z = asked["zones"]
+            print(f"  GET /v1/prices/{z['product_id']}/zones:")
+            for zone in z["zones"]:
+                print(
+                    f"    zone {zone['zone']}: {zone['price']:.2f} in {len(zone['stores'])} "
+                    f"stores, {zone['expected_gain']:+,.2f} a week"
+                )
+            print(f"    chain price {z['chain_price']:.2f} in {len(z['chain_stores'])} stores")
+        else:
+            print("  store prices: no product priced by zone in this run")
         pred, plan = asked["prediction"], asked["plan"]
         print(
             f"  POST /v1/promotions:predict product {plan['product_id']}, 20% off for a week, "

@@ -10,6 +10,7 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -275,12 +276,37 @@ def ask_api(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 60)
         timeout=30,
     )
     return {
+        **store_lists(api),
         "prices": estimated[:3],
         "products_priced": prices["total"],
         "plan": plan,
         "prediction": answer.json(),
         "past_promotions": analytics.json().get("items", []),
     }
+
+
+def store_lists(api: str) -> dict:
+    """A store manager's price list (the store with the most zone prices) and the zones of
+    the product whose zones gain the most."""
+    import requests
+
+    zoned = requests.get(f"{api}/v1/prices", params={"zone": 1, "limit": 500}, timeout=10)
+    zoned.raise_for_status()
+    items = zoned.json()["items"]
+    if not items:
+        return {"store": None, "store_prices": [], "zones": None}
+    stores = Counter(p["store_id"] for p in items)
+    store = stores.most_common(1)[0][0]
+    listed = requests.get(
+        f"{api}/v1/prices", params={"store": store, "order": "rank", "limit": 500}, timeout=10
+    ).json()
+    gains: Counter[int] = Counter()
+    for p in items:
+        gains[p["product_id"]] += p["expected_gain"] or 0.0
+    product = gains.most_common(1)[0][0]
+    zones = requests.get(f"{api}/v1/prices/{product}/zones", timeout=10).json()
+    return {"store": store, "store_prices": listed["items"], "store_total": listed["total"],
+            "zones": zones}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- 6. RBAC
