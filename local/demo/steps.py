@@ -247,7 +247,10 @@ def ask_api(cfg: StackConfig, settings: Any, run_id: str, timeout_s: float = 60)
 
     if not wait_for(serving, timeout_s=timeout_s, every_s=0.5):
         raise StepFailed(f"the API did not pick up the models of {run_id} in {timeout_s:.0f} s")
-    prices = requests.get(f"{api}/v1/prices", params={"limit": 500}, timeout=10).json()
+    answered = requests.get(f"{api}/v1/prices", params={"limit": 500}, timeout=10)
+    if answered.status_code != 200:
+        raise StepFailed(f"GET /v1/prices answered {answered.status_code}: {answered.text[:300]}")
+    prices = answered.json()
     estimated = [p for p in prices["items"] if p["status"] == "ok"]
     estimated.sort(key=lambda p: (p.get("rank") is None, p.get("rank") or 0))
     bq = clients.bigquery_client(settings)
@@ -291,7 +294,8 @@ def store_lists(api: str) -> dict:
     import requests
 
     zoned = requests.get(f"{api}/v1/prices", params={"zone": 1, "limit": 500}, timeout=10)
-    zoned.raise_for_status()
+    if zoned.status_code != 200:
+        raise StepFailed(f"GET /v1/prices?zone=1 answered {zoned.status_code}: {zoned.text[:300]}")
     items = zoned.json()["items"]
     if not items:
         return {"store": None, "store_prices": [], "zones": None}
