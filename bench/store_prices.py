@@ -134,6 +134,8 @@ def _percent(value: float) -> str:
 
 
 def _measure(world, volume, products, priced, config) -> dict[str, dict[str, float]]:
+    from shared.training.pricing.zones import chain_prices
+
     truth = world.store_truth.to_pandas().set_index(["store_id", "product_id"])["true_elasticity"]
     chain_truth = dict(zip(world.truth["product_id"].to_pylist(),
                            world.truth["true_elasticity"].to_pylist(), strict=True))  # fmt: skip
@@ -155,6 +157,7 @@ def _measure(world, volume, products, priced, config) -> dict[str, dict[str, flo
     for r in priced.rows:
         by_product.setdefault(r["product_id"], []).append(r)
     totals = {"store": 0.0, "chain": 0.0, "oracle": 0.0}
+    per_product: list[tuple[float, float]] = []
     rules = config.rules_by_category()
     for pid, members in by_product.items():
         p, stores = pid - 1, np.array([m["store_id"] - 1 for m in members])
@@ -165,9 +168,26 @@ def _measure(world, volume, products, priced, config) -> dict[str, dict[str, flo
         )
         rule = rules.get(product.get("category") or "*", rules["*"])
         prices = np.array([m["recommended_price"] for m in members])
-        totals["store"] += held_out_profit(world, volume, p, stores, prices)
-        totals["chain"] += held_out_profit(world, volume, p, stores, regular * ratio)
+        store_profit = held_out_profit(world, volume, p, stores, prices)
+        # One chain price: the chain decision's move at every store, at its nearest allowed price.
+        snapped = chain_prices(regular, ratio, rule, float(world.unit_cost[p]))
+        chain_profit = held_out_profit(world, volume, p, stores, snapped)
+        totals["store"] += store_profit
+        totals["chain"] += chain_profit
+        per_product.append((store_profit, chain_profit))
         totals["oracle"] += oracle(world, volume, p, stores, regular, rule, config.stores)
+    pairs = np.array(per_product)
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(pairs), (2000, len(pairs)))
+    boot = pairs[picks].sum(axis=1)
+    ratio_low, ratio_high = np.quantile(boot[:, 0] / boot[:, 1], [0.05, 0.95])
+    gained = boot[:, 0] - boot[:, 1]
+    print(
+          f"\nheld out (true demand): store prices' weekly profit over one chain price's "
+          f"{totals['store'] - totals['chain']:+,.0f} (90% bootstrap over products "
+          f"[{np.quantile(gained, 0.05):+,.0f}, {np.quantile(gained, 0.95):+,.0f}]), ratio "
+          f"{totals['store'] / totals['chain']:.2%} [{ratio_low:.2%}, {ratio_high:.2%}]"
+    )  # fmt: skip
     return {
         "store elasticity: median |error|": {
             "chain": float(np.median(np.abs(chain_est - true))),

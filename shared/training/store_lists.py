@@ -33,7 +33,8 @@ log = get_logger("shared.training.store_lists")
 SLOPE_SCHEMA = pa.schema(
     [("product_id", pa.int64()), ("store_id", pa.int64()), ("slope", pa.float64()),
      ("variance", pa.float64()), ("weeks", pa.int64()), ("cells", pa.int64()),
-     ("regular_price", pa.float64()), ("weekly_units", pa.float64())]
+     ("regular_price", pa.float64()), ("weekly_units", pa.float64()),
+     ("curvature", pa.float64()), ("curvature_variance", pa.float64())]
 )  # fmt: skip
 COVARIATES_FILE = "store_covariates.json"
 CSV_COLUMNS = (

@@ -115,11 +115,11 @@ def test_a_store_with_little_evidence_keeps_the_chain_price_and_alike_stores_kee
     assert found.price[0] < 3.0 < found.price[2] and found.zone[0] != found.zone[2]
     # Alike stores: store prices cannot beat the chain's own optimum.
     same = np.full((4, 400), -3.0) + 0.05 * rng.standard_normal((4, 400))
-    best_chain = 3.0 / (1 - 1 / 3.0) * 0.5  # 1.5 cost, e = -3: the optimum is 2.25
-    ratio = best_chain / 3.0
+    # Cost 1.5, e = -3: the optimum 2.25 lies below the rules' floor, 2.40, the chain's price.
+    ratio = 2.25 / 3.0
     alike = choose(regular, volume, same, np.full(4, True), 1.5, ratio, rules, chain)
     assert alike.code in ("chain_price", "chain_price_uncertain")
-    assert np.allclose(alike.price, 2.25)
+    assert np.allclose(alike.price, 2.40)  # the chain's move, at the nearest allowed price
 
 
 def test_store_covariates_take_numbers_and_a_few_categories():

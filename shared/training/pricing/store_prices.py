@@ -18,7 +18,7 @@ import numpy as np
 from shared.training.pricing.config import DEFAULT_RULES, Rules, StoreRules
 from shared.training.pricing.decide import _draws
 from shared.training.pricing.stores import Pooled, pool
-from shared.training.pricing.zones import choose
+from shared.training.pricing.zones import chain_prices, choose
 
 DRAWS = 1000
 EVIDENCE = ("own", "pooled")  # the store's own slope entered; only its store effect did
@@ -89,6 +89,10 @@ def store_prices(
             covariates or {},
             names,
             relative=relative,
+            curvature=np.array([s.get("curvature", 0.0) for s in estimated], dtype=np.float64),
+            curvature_variance=np.array(
+                [s.get("curvature_variance", np.inf) for s in estimated], dtype=np.float64
+            ),
         )
     shared = np.random.default_rng(0).standard_normal((draws, len(pooled.stores) if pooled else 0))
     groups: dict[int, list[int]] = {}
@@ -195,8 +199,8 @@ def _price_product(
     ]  # fmt: skip
     if not chain.enabled or (rule.objective == "profit" and cost is None):
         why = "store prices are off" if not chain.enabled else "no unit cost"
-        chained = [_row(b, ratio * float(regular[k]), 0, "chain_price", why)
-                   for k, b in enumerate(base)]  # fmt: skip
+        shelf = chain_prices(regular, ratio, rule, float(cost or 0.0))
+        chained = [_row(b, float(shelf[k]), 0, "chain_price", why) for k, b in enumerate(base)]
         return chained, [], None
     choice = choose(regular, volume, e_draws, evidence, float(cost or 0.0), ratio, rule, chain)
     tail = (1 - rule.confidence) / 2

@@ -37,7 +37,7 @@ from shared.training.pricing.estimate import Fit
 from shared.training.pricing.panel import _modal
 
 SLOPE_FIELDS = ("product_id", "store_id", "slope", "variance", "weeks", "cells",
-                "regular_price", "weekly_units")  # fmt: skip
+                "regular_price", "weekly_units", "curvature", "curvature_variance")  # fmt: skip
 
 
 def store_slopes(cells: dict[str, np.ndarray], fit: Fit | None, product_id: int) -> list[dict]:
@@ -50,11 +50,12 @@ def store_slopes(cells: dict[str, np.ndarray], fit: Fit | None, product_id: int)
     s_all = s_all.ravel()
     n_s = len(ids)
     slope, variance = np.full(n_s, math.nan), np.full(n_s, math.inf)
+    curvature, curvature_variance = 0.0, math.inf
     if fit is not None and fit.offset is not None and fit.price_column is not None:
-        slope, variance = _slopes(
-            s_all[regular], week_all[regular], cells["units"][regular],
-            fit.price_column[regular], fit.offset[regular], fit.elasticity, n_s,
-        )  # fmt: skip
+        args = (s_all[regular], cells["units"][regular], fit.price_column[regular],
+                fit.offset[regular])  # fmt: skip
+        slope, variance = _slopes(args[0], week_all[regular], *args[1:], fit.elasticity, n_s)
+        curvature, curvature_variance = _curvature_fit(*args, fit.elasticity, n_s)
     baseline = (fit.store_baseline if fit is not None else None) or {}
     weeks_recent = max(len(np.unique(week_all[recent])), 1)
     rows = []
@@ -73,6 +74,8 @@ def store_slopes(cells: dict[str, np.ndarray], fit: Fit | None, product_id: int)
                 "cells": int(mine.sum()),
                 "regular_price": _modal(cells["regular"][chosen], cells["units"][chosen] + 1e-9),
                 "weekly_units": float(baseline.get(int(store), units.sum() / weeks_recent)),
+                "curvature": curvature,
+                "curvature_variance": curvature_variance,
             }
         )
     return rows
@@ -112,6 +115,42 @@ def _slopes(
     variance = np.where(identified, np.maximum(jackknife, dispersion * h00 / det), np.inf)
     finite = identified & np.isfinite(variance)
     return np.where(finite, b, math.nan), np.where(finite, variance, math.inf)
+
+
+def _curvature_fit(
+    s: np.ndarray, y: np.ndarray, x: np.ndarray, offset: np.ndarray, start: float, n_s: int
+) -> tuple[float, float]:
+    """(c, its variance) of ``c * (log price - its mean)^2`` beside one slope and the stores'
+    intercepts, on the chain fit's offset: how the elasticity changes along the demand curve
+    (2c per unit of log price), from all the product's price variation, over time and across
+    stores. Infinite variance where the data cannot tell."""
+    centre = float(np.average(x, weights=y + 1e-9))
+    q = (x - centre) ** 2
+    b, c = start, 0.0
+    sold = np.bincount(s, y, n_s)
+    info = np.zeros((2, 2))
+    mu = np.exp(np.clip(offset, -30, 30))
+    for _ in range(30):
+        eta = np.clip(offset + b * x + c * q, -30, 30)
+        level = np.bincount(s, np.exp(eta), n_s)
+        a = np.where(sold > 0, np.log(np.maximum(sold, 1e-12) / np.maximum(level, 1e-300)), -30)
+        mu = np.exp(np.clip(eta + a[s], -30, 30))
+        total = np.maximum(np.bincount(s, mu, n_s), 1e-12)
+        xc = x - (np.bincount(s, mu * x, n_s) / total)[s]
+        qc = q - (np.bincount(s, mu * q, n_s) / total)[s]
+        score = np.array([np.sum((y - mu) * xc), np.sum((y - mu) * qc)])
+        info = np.array([[np.sum(mu * xc * xc), np.sum(mu * xc * qc)],
+                         [np.sum(mu * xc * qc), np.sum(mu * qc * qc)]])  # fmt: skip
+        if np.linalg.det(info) <= 1e-12 * max(info[0, 0] * info[1, 1], 1e-300):
+            return 0.0, math.inf
+        step = np.linalg.solve(info, score)
+        b, c = b + float(np.clip(step[0], -1, 1)), c + float(np.clip(step[1], -20, 20))
+        if abs(step[1]) < 1e-6:
+            break
+    dispersion = max(
+        float(np.sum((y - mu) ** 2 / np.maximum(mu, 1e-9))) / max(len(y) - n_s - 2, 1), 1.0
+    )
+    return c, dispersion * float(np.linalg.inv(info)[1, 1])
 
 
 def _jackknife_variance(
@@ -198,13 +237,16 @@ def pool(
     names: Sequence[str] = (),
     *,
     relative: np.ndarray | None = None,
+    curvature: np.ndarray | None = None,
+    curvature_variance: np.ndarray | None = None,
     rounds: int = 6,
 ) -> Pooled:
     """Stage 2 (see the module): ``product``, ``store``, ``slope``, ``variance`` per store x
     product (an infinite variance: no slope of its own); ``covariates`` per store id;
-    ``relative``: log of the store's regular price over the product's average, whose slope
-    (``kappa``, per product, pooled across products) is how the elasticity changes along a
-    demand curve that is not constant-elasticity (demand is more elastic where it is dearer)."""
+    ``relative``: log of the store's regular price over the product's average; ``curvature``
+    and its variance: the product's (``_curvature_fit``, the same on each of its rows), pooled
+    across products: the store's elasticity moves by 2 x curvature x relative along a demand
+    curve that is not constant-elasticity (demand is more elastic where it is dearer)."""
     store_ids = np.unique(np.concatenate([store, np.array(sorted(covariates), dtype=store.dtype)]))
     n_s = len(store_ids)
     si = np.searchsorted(store_ids, store)
@@ -219,23 +261,22 @@ def pool(
     v = np.where(own, variance, np.inf)
     x = np.zeros(len(r)) if relative is None else np.asarray(relative, dtype=np.float64)
     z = _design(store_ids, covariates, len(names))
-    kappa, kappa_var, tau_pair = np.zeros(n_p), np.zeros(n_p), 0.0
-    for _ in range(3):  # store effects given the curvature, then the curvature given them
-        target = r - kappa[pi] * x
-        for _ in range(rounds):
-            w = np.where(own, 1.0 / (v + tau_pair), 0.0)
-            total = np.bincount(si, w, n_s)
-            hat = np.bincount(si, w * target, n_s) / np.maximum(total, 1e-12)
-            hat_var = np.where(total > 0, 1.0 / np.maximum(total, 1e-12), np.inf)
-            residual = np.where(own, target - hat[si], 0.0)
-            dof = max(int(own.sum()) - int((total > 0).sum()), 1)
-            tau_pair = _moment_tau2(residual[own], v[own], dof)
-        has = np.isfinite(hat_var)
-        tau_store, gamma, gamma_cov = paule_mandel(hat[has], hat_var[has], z[has])
-        predicted = z @ gamma
-        weight = np.where(has, tau_store / (tau_store + np.where(has, hat_var, 1.0)), 0.0)
-        effect = predicted + weight * np.where(has, hat - predicted, 0.0)
-        kappa, kappa_var, tau_kappa = _curvature(r - effect[si], x, v + tau_pair, own, pi, n_p)
+    kappa, kappa_var, tau_kappa = _curvature(curvature, curvature_variance, pi, n_p)
+    target = r - kappa[pi] * x
+    tau_pair = 0.0
+    for _ in range(rounds):
+        w = np.where(own, 1.0 / (v + tau_pair), 0.0)
+        total = np.bincount(si, w, n_s)
+        hat = np.bincount(si, w * target, n_s) / np.maximum(total, 1e-12)
+        hat_var = np.where(total > 0, 1.0 / np.maximum(total, 1e-12), np.inf)
+        residual = np.where(own, target - hat[si], 0.0)
+        dof = max(int(own.sum()) - int((total > 0).sum()), 1)
+        tau_pair = _moment_tau2(residual[own], v[own], dof)
+    has = np.isfinite(hat_var)
+    tau_store, gamma, gamma_cov = paule_mandel(hat[has], hat_var[has], z[has])
+    predicted = z @ gamma
+    weight = np.where(has, tau_store / (tau_store + np.where(has, hat_var, 1.0)), 0.0)
+    effect = predicted + weight * np.where(has, hat - predicted, 0.0)
     leverage = np.einsum("ij,jk,ik->i", z, gamma_cov, z)
     effect_var = weight * np.where(has, hat_var, 0.0) + (1 - weight) ** 2 * leverage
     effect_var += np.where(has, 0.0, tau_store)
@@ -264,23 +305,45 @@ def pool(
 
 
 def _curvature(
-    residual: np.ndarray, x: np.ndarray, v: np.ndarray, own: np.ndarray, pi: np.ndarray, n_p: int
+    curvature: np.ndarray | None, variance: np.ndarray | None, pi: np.ndarray, n_p: int
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """(kappa, its variance, tau_kappa^2) per product: each product's slope of its stores'
-    deviations on their relative price, shrunk toward the products' mean (Fay-Herriot)."""
-    w = np.where(own, 1.0 / v, 0.0)
-    sxx = np.bincount(pi, w * x * x, n_p)
-    sxr = np.bincount(pi, w * x * np.where(own, residual, 0.0), n_p)
-    has = sxx > 1e-3
+    """(kappa = 2 x curvature, its variance, tau_kappa^2) per product: each product's own
+    estimate pooled across products by a two-part prior, fitted by EM: demand of constant
+    elasticity (kappa = 0) or curved (kappa ~ N(m, tau^2)). A product whose own estimate
+    cannot say which keeps both in its mean and its variance; one normal prior over both kinds
+    would pull the constant products away from 0 and the curved ones toward them."""
+    if curvature is None or variance is None:
+        return np.zeros(n_p), np.zeros(n_p), 0.0
+    raw, raw_var = np.zeros(n_p), np.full(n_p, np.inf)
+    raw[pi], raw_var[pi] = 2 * np.asarray(curvature), 4 * np.asarray(variance)
+    has = np.isfinite(raw_var) & (raw_var > 0)
     if has.sum() < 3:
         return np.zeros(n_p), np.zeros(n_p), 0.0
-    raw, raw_var = sxr[has] / sxx[has], 1.0 / sxx[has]
-    tau, mean, mean_cov = paule_mandel(raw, raw_var, np.ones((len(raw), 1)))
-    kappa, kappa_var = np.full(n_p, float(mean[0])), np.full(n_p, tau + float(mean_cov[0, 0]))
-    share = tau / (tau + raw_var)
-    kappa[has] = mean[0] + share * (raw - mean[0])
-    kappa_var[has] = share * raw_var + (1 - share) ** 2 * float(mean_cov[0, 0])
+    y, v = raw[has], raw_var[has]
+    share, m, tau = 0.5, float(np.median(y)), float(np.var(y))
+    curved = np.full(len(y), 0.5)
+    for _ in range(100):
+        flat = (1 - share) * _normal(y, 0.0, v)
+        bent = share * _normal(y, m, v + tau)
+        curved = bent / np.maximum(flat + bent, 1e-300)
+        share = float(np.clip(curved.mean(), 1e-3, 1 - 1e-3))
+        w = curved / (v + tau)
+        m = float(np.sum(w * y) / max(np.sum(w), 1e-300))
+        tau = max(float(np.sum(curved * ((y - m) ** 2 - v)) / max(np.sum(curved), 1e-12)), 0.0)
+    shrink = tau / (tau + v)
+    m_var = 1.0 / max(float(np.sum(curved / (v + tau))), 1e-12)  # the curved kind's mean's
+    bent_mean = m + shrink * (y - m)
+    bent_var = shrink * v + (1 - shrink) ** 2 * m_var
+    kappa = np.zeros(n_p)
+    kappa_var = np.full(n_p, share * (1 - share) * m * m + share * (tau + m_var))
+    kappa[has] = curved * bent_mean
+    kappa_var[has] = curved * bent_var + curved * (1 - curved) * bent_mean**2
+    kappa[~has] = share * m
     return kappa, kappa_var, tau
+
+
+def _normal(y: np.ndarray, mean: float, var: np.ndarray) -> np.ndarray:
+    return np.exp(-0.5 * (y - mean) ** 2 / var) / np.sqrt(2 * math.pi * var)
 
 
 def _moment_tau2(residual: np.ndarray, v: np.ndarray, dof: int) -> float:

@@ -63,6 +63,20 @@ def zone_prices(
     return np.searchsorted(levels, picks), grid[levels], total
 
 
+def chain_prices(regular: np.ndarray, ratio: float, rules: Rules, cost: float) -> np.ndarray:
+    """The chain decision at each store: its regular price times the chain's ratio, at the
+    nearest price its rules allow (endings, corridor, margin); today's where the chain holds."""
+    if abs(ratio - 1) < 1e-9:
+        return regular.astype(np.float64).copy()
+    found = []
+    for r in regular.tolist():
+        _, low, _, high = rules.bounds(r, cost or None)
+        grid = _candidates(low, high, rules.endings)
+        target = r * ratio
+        found.append(float(grid[np.argmin(np.abs(grid - target))]) if len(grid) else r)
+    return np.array(found)
+
+
 @dataclass(frozen=True)
 class StoreChoice:
     """One product's store prices."""
@@ -98,7 +112,7 @@ def choose(
         return v[..., None] * ((price - cost)[..., None] * units - (r - cost)[..., None])
 
     everyone = np.arange(len(regular))
-    chain_price = regular * chain_ratio
+    chain_price = chain_prices(regular, chain_ratio, rules, cost)
     chain_gains = value(chain_price, everyone, draws)[:, 1::2]
 
     def keep_chain(code: str, reason: str) -> StoreChoice:
