@@ -298,8 +298,9 @@ def _real_stores(results, found, config) -> None:
           f"store x product cells sold, {len(own):,} with an own slope, {len(enough):,} of "
           f"them with >= {config.stores.min_weeks} weeks (evidence for a store price)")  # fmt: skip
     if "tau_store" in s:
+        zoned, open_ = s["products_with_zones"], s["products_priced"]
         print(f"  store effects spread {s['tau_store']:.2f}; products priced by zone "
-              f"{s['products_with_zones']} of {s['products_priced']} estimated")  # fmt: skip
+              f"{zoned} of the {open_} the chain does not hold")  # fmt: skip
     codes = Counter(r["reason_code"] for r in priced.rows)
     print(f"  store x product decisions: {dict(codes.most_common())}")
     mean, low, high = s["store_vs_chain"]

@@ -72,6 +72,24 @@ def test_store_elasticities_agree_with_the_chain_and_small_stores_beat_the_chain
     assert priced.summary["method"].startswith("two-level Fay-Herriot")
 
 
+def test_the_chain_models_holds_stand_at_every_store():
+    """A product the chain model holds as inelastic is not moved to a corridor's top store by
+    store: every store keeps today's price, and says why."""
+    rows, covariates, _, product_e = simulated_slopes(n_products=4)
+    products = [{"product_id": p + 1, "status": "ok", "elasticity": float(e), "std_error": 0.05,
+                 "weeks": 52, "regular_price": 2.99, "recommended_price": 2.99, "unit_cost": 1.5,
+                 "category": None, "reason_code": "inelastic" if p == 0 else "gain_uncertain",
+                 "reason": "demand is inelastic"} for p, e in enumerate(product_e)]  # fmt: skip
+    products[1]["elasticity"] = -0.5  # every store's own elasticity above -1 too
+    priced = store_prices(products, rows, covariates, ["income"], draws=200)
+    for pid in (1, 2):
+        mine = [r for r in priced.rows if r["product_id"] == pid]
+        assert all(r["recommended_price"] == r["current_price"] == 2.99 for r in mine)
+        assert all(r["zone"] == 0 for r in mine)
+    assert {r["reason_code"] for r in priced.rows if r["product_id"] == 1} == {"chain_hold"}
+    assert "inelastic" in priced.rows[0]["reason"]
+
+
 def brute_force(gain, grid, zones, spread):
     best = -np.inf
     n = gain.shape[0]

@@ -21,6 +21,12 @@ from shared.training.pricing.stores import Pooled, pool
 from shared.training.pricing.zones import chain_prices, choose
 
 DRAWS = 1000
+# The chain's holds that store prices must not overrule: the product's elasticity itself is in
+# doubt (inelastic, the specifications disagree) or no price is possible.
+CHAIN_HOLDS = frozenset(
+    {"inelastic", "inelastic_possible", "specification_sensitive", "no_feasible_price",
+     "no_cost"}
+)  # fmt: skip
 EVIDENCE = ("own", "pooled")  # the store's own slope entered; only its store effect did
 
 
@@ -197,11 +203,20 @@ def _price_product(
          "weeks": int(m["weeks"]), "weekly_units": float(volume[k])}
         for k, m in enumerate(members)
     ]  # fmt: skip
-    if not chain.enabled or (rule.objective == "profit" and cost is None):
-        why = "store prices are off" if not chain.enabled else "no unit cost"
+    code = product.get("reason_code")
+    blocked = code in CHAIN_HOLDS or (rule.objective == "profit" and cost is None)
+    if not chain.enabled or blocked:
+        why = (
+            "store prices are off"
+            if not chain.enabled
+            else f"the chain model holds the product ({code}): {product.get('reason')}"
+        )
         shelf = chain_prices(regular, ratio, rule, float(cost or 0.0))
-        chained = [_row(b, float(shelf[k]), 0, "chain_price", why) for k, b in enumerate(base)]
+        chained = [_row(b, float(shelf[k]), 0, "chain_hold", why) for k, b in enumerate(base)]
         return chained, [], None
+    # A store whose own elasticity is above -1 has no best price inside any corridor (the
+    # chain holds such products for review): it keeps the chain price.
+    evidence &= np.median(e_draws, axis=1) < -1
     choice = choose(regular, volume, e_draws, evidence, float(cost or 0.0), ratio, rule, chain)
     tail = (1 - rule.confidence) / 2
     rows = []
