@@ -12,7 +12,6 @@ import io
 import json
 import multiprocessing
 import os
-import re
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -24,15 +23,14 @@ import yaml
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery, storage
 
-from shared.bq_schema import bq_schema
-from shared.errors import TransientError
 from shared.identifiers import GcsUri, TableRef
 from shared.log import get_logger
 from shared.training.artifacts import ArtifactLayout, Keyring, publish
 from shared.training.dataset import BadInput, Shard, load_manifest, read_shard
 from shared.training.pricing import Catalog, PriceResult, PricingConfig, fit_products
 from shared.training.report import render
-from shared.training.store_lists import price_lists, write_covariates, write_slopes
+from shared.training.results import publish_rows
+from shared.training.store_lists import STORE_SCHEMA, price_lists, write_covariates, write_slopes
 from shared.training.substitutes import fit_substitutes, top_by_category
 
 log = get_logger("shared.training.pricing_job")
@@ -236,46 +234,6 @@ def _read_substitutes(gcs: storage.Client, output: str) -> list[dict]:
     return json.loads(blob.download_as_bytes()) if blob is not None else []
 
 
-def _replace_run_rows(
-    bq: bigquery.Client,
-    ref: TableRef,
-    run_id: str,
-    source_uri: str,
-    source_generation: int,
-    schema: list[bigquery.SchemaField],
-    expected: int,
-) -> None:
-    """Replace the run's rows with the merged file's, then check the count.
-
-    One merge per set of shard versions runs (claimed in :func:`merge_when_complete`), and the
-    load job's id derives from the merged file's generation, so a client retry of the load
-    finds the job it already submitted instead of appending the rows twice. The count is
-    checked afterwards and a mismatch fails the task loudly: nothing here hides a duplicate.
-    """
-    params = bigquery.QueryJobConfig(
-        query_parameters=[bigquery.ScalarQueryParameter("run", "STRING", run_id)]
-    )
-    bq.query(f"DELETE FROM {ref.sql} WHERE run_id = @run", job_config=params).result()
-    safe_run = re.sub(r"[^A-Za-z0-9_-]", "_", run_id)
-    bq.load_table_from_uri(
-        source_uri,
-        str(ref),
-        job_id=f"pricing_load_{safe_run}_{source_generation}",
-        job_config=bigquery.LoadJobConfig(
-            source_format=bigquery.SourceFormat.PARQUET,
-            schema=schema,
-            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-        ),
-    ).result()
-    count = f"SELECT COUNT(*) AS n FROM {ref.sql} WHERE run_id = @run"
-    found = next(iter(bq.query(count, job_config=params).result()))["n"]
-    if found != expected:
-        raise TransientError(
-            f"pricing run {run_id}: {found} rows in {ref.sql} after the replace, "
-            f"{expected} expected"
-        )
-
-
 def ranked(results: pa.Table) -> pa.Table:
     """``rank``: 1 for the recommended move with the largest expected gain, and so on;
     empty for products held."""
@@ -314,29 +272,16 @@ def merge(
         tables.append(pq.read_table(io.BytesIO(blob.download_as_bytes())))
     results = ranked(pa.concat_tables(tables).sort_by("product_id"))
     run_date = dt.datetime.now(dt.UTC).date()
-    merged = results.append_column("run_date", pa.array([run_date] * results.num_rows))
-    merged_uri = dest.child("_merged.parquet")
-    buffer = io.BytesIO()
-    pq.write_table(merged, buffer)
-    merged_blob = gcs.bucket(merged_uri.bucket).blob(merged_uri.path)
-    merged_blob.upload_from_string(buffer.getvalue())
-    ref = TableRef.parse(results_table)
-    schema = bq_schema(merged.schema)
-    table = bigquery.Table(str(ref), schema=schema)
-    table.time_partitioning = bigquery.TimePartitioning(field="run_date")
-    bq.create_table(table, exists_ok=True)
-    _replace_run_rows(
-        bq,
-        ref,
-        run_id,
-        str(merged_uri),
-        int(merged_blob.generation or 0),
-        schema,
-        expected=results.num_rows,
-    )
+    publish_rows(gcs, bq, results, dest.child("_merged.parquet"), results_table, run_id, run_date)
     products = results.to_pylist()
     substitutes = _read_substitutes(gcs, output)
     stores = price_lists(gcs, output, task_count, products, config or PricingConfig(), run_date)
+    if stores is not None:
+        # Every store's prices beside the products': ``<results table>_stores``.
+        rows = [{"run_id": run_id, **row} for row in stores.rows]
+        table = pa.Table.from_pylist(rows, schema=STORE_SCHEMA)
+        uri = dest.child("_merged_stores.parquet")
+        publish_rows(gcs, bq, table, uri, f"{results_table}_stores", run_id, run_date)
     artifact = {
         "kind": "pricing",
         "run_id": run_id,

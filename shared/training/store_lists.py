@@ -36,6 +36,16 @@ SLOPE_SCHEMA = pa.schema(
      ("regular_price", pa.float64()), ("weekly_units", pa.float64()),
      ("curvature", pa.float64()), ("curvature_variance", pa.float64())]
 )  # fmt: skip
+# A store's price as the results table ``<results>_stores`` and the artifact hold it.
+STORE_SCHEMA = pa.schema(
+    [("run_id", pa.string()), ("store_id", pa.int64()), ("product_id", pa.int64()),
+     ("category", pa.string()), ("zone", pa.int64()), ("current_price", pa.float64()),
+     ("recommended_price", pa.float64()), ("decision", pa.string()),
+     ("reason_code", pa.string()), ("reason", pa.string()), ("expected_gain", pa.float64()),
+     ("gain_low", pa.float64()), ("gain_high", pa.float64()), ("elasticity", pa.float64()),
+     ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("evidence", pa.string()),
+     ("weeks", pa.int64()), ("weekly_units", pa.float64()), ("valid_from", pa.date32())]
+)  # fmt: skip
 COVARIATES_FILE = "store_covariates.json"
 CSV_COLUMNS = (
     "product_id", "category", "current_price", "recommended_price", "decision", "reason",

@@ -125,6 +125,9 @@ def test_two_tasks_and_a_merge_give_one_row_per_product_and_reruns_do_not_duplic
         mean = sum(w * r["elasticity"] for w, r in zip(weights, members, strict=True))
         assert mean / sum(weights) == pytest.approx(product["elasticity"], abs=0.05)
     assert "<h2>Store prices</h2>" in page
+    # ... and in BigQuery beside the products' (twice merged, once there)
+    in_bq = f"SELECT COUNT(*) AS n FROM `{table}_stores` WHERE run_id = '{run_id}'"
+    assert next(iter(bq.query(in_bq).result()))["n"] == len(stores)
 
 
 def rows_ok(model):

@@ -14,7 +14,7 @@ resource "google_bigquery_dataset" "results" {
   #checkov:skip=CKV_GCP_81:Google-managed encryption; a CMEK key ring is an organisation decision outside this module.
   dataset_id  = "${replace(local.prefix, "-", "_")}${local.platform.datasets.results}"
   location    = var.region
-  description = "Model outputs: pricing (partitioned by run_date) and promotion_performance."
+  description = "Model outputs: pricing and pricing_stores (partitioned by run_date) and promotion_performance."
   labels      = var.labels
 }
 
