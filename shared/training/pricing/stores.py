@@ -5,15 +5,21 @@ Stage 1 (in each task, per product, ``store_slopes``): with the product's chain 
 regular price and its own intercept, by Poisson PML on the store's regular-price cells; its
 variance by the delete-one-week jackknife within the store (the larger of that and the
 model's, scaled by the overdispersion). A store whose slope rests on one week, or that never
-changed its regular price, has no slope of its own.
+changed its regular price, has no slope of its own. And the product's curvature: a quadratic
+in log price beside one slope and the stores' intercepts, from all its price variation
+(``_curvature_fit``).
 
 Stage 2 (in the merge, every product at once, ``pool``): the stores' deviations from their
 product's slope are pooled as a two-level Fay-Herriot model (Fay & Herriot 1979), the
 hierarchical set-up Montgomery (1997, "Creating micro-marketing pricing strategies using
 supermarket scanner data", Marketing Science 16(4)) used for store-level prices::
 
-    deviation[s, p] = eta[s] + u[s, p] + noise (its variance known from stage 1)
+    deviation[s, p] = eta[s] + kappa[p] * relative[s, p] + u[s, p] + noise (known variance)
     eta[s] = covariates[s] . gamma + v[s],   v ~ N(0, tau_store^2),   u ~ N(0, tau_pair^2)
+
+``relative`` is the log of the store's regular price over the product's: along a demand curve
+that is not constant-elasticity the elasticity moves with the price (``kappa`` = 2 x the
+curvature, pooled across products by a two-part prior, ``_curvature``).
 
 The variances are found by moments (Paule-Mandel), the store effect ``eta`` is shrunk toward
 what the store's demographics, format and size predict by how much its own data (over all its
