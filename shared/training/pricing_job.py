@@ -278,7 +278,8 @@ def merge(
     stores = price_lists(gcs, output, task_count, products, config or PricingConfig(), run_date)
     if stores is not None:
         # Every store's prices beside the products': ``<results table>_stores``.
-        rows = [{"run_id": run_id, **row} for row in stores.rows]
+        rows = [{"run_id": run_id, **row, "valid_from": dt.date.fromisoformat(row["valid_from"])}
+                for row in stores.rows]  # fmt: skip
         table = pa.Table.from_pylist(rows, schema=STORE_SCHEMA)
         uri = dest.child("_merged_stores.parquet")
         publish_rows(gcs, bq, table, uri, f"{results_table}_stores", run_id, run_date)
