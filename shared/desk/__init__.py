@@ -1,0 +1,1 @@
+"""The desk: the web application category managers, store managers and analysts work in."""

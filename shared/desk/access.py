@@ -1,0 +1,143 @@
+"""Who may do what on the desk: each person's grant from Google Groups, and who the request is
+from, by the signed header Identity-Aware Proxy puts on it.
+
+The mapping is declared (``DeskAccess``, beside the RBAC config) and resolved with the same
+group reader that reconciles Airflow (nested groups, a group that cannot be read reported,
+never guessed)::
+
+    category_managers: {pricing-dairy@retail.example: [dairy, bakery],
+                        pricing-leads@retail.example: ["*"]}       # every category
+    store_managers: {store-12@retail.example: [12], franchise-north@retail.example: [1, 4, 7]}
+    analysts: [promo-team@retail.example]
+    readers: [finance@retail.example]                              # see, never decide
+
+A person in no declared group has no grant: the desk answers 403. A group that cannot be read
+grants nothing to anyone through it (the others still do).
+
+Identity: behind IAP every request carries ``x-goog-iap-jwt-assertion``, an ES256 JWT signed by
+Google, whose audience is the backend service; it is verified on every request against
+Google's published keys (``IAP_CERTS``; locally a stand-in serving keys in the same JWK
+format), its issuer, audience and expiry checked, and the email taken from it. The unsigned
+``x-goog-authenticated-user-email`` header is never read: anyone who reaches the service
+around the proxy could set it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IAP_HEADER = "x-goog-iap-jwt-assertion"
+IAP_ISSUER = "https://cloud.google.com/iap"
+IAP_CERTS = "https://www.gstatic.com/iap/verify/public_key-jwk"
+ALL = "*"
+
+
+class DeskAccess(BaseModel):
+    """Groups -> what their members may do on the desk."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    category_managers: dict[str, list[str]] = Field(default_factory=dict)
+    store_managers: dict[str, list[int]] = Field(default_factory=dict)
+    analysts: list[str] = Field(default_factory=list)
+    readers: list[str] = Field(default_factory=list)
+
+    def groups(self) -> list[str]:
+        """Every group the mapping names (lower-cased, once each)."""
+        named = [*self.category_managers, *self.store_managers, *self.analysts, *self.readers]
+        return sorted({g.lower() for g in named})
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one person may do."""
+
+    email: str
+    categories: frozenset[str] = frozenset()  # decides prices in these (ALL: every one)
+    stores: frozenset[int] = frozenset()  # sees these stores' price lists
+    analyst: bool = False  # plans promotions, reads their analytics
+    reader: bool = False  # sees everything, decides nothing
+
+    def decides(self, category: str | None) -> bool:
+        return ALL in self.categories or (category is not None and category in self.categories)
+
+    def sees_category(self, category: str | None) -> bool:
+        return self.reader or self.decides(category)
+
+    def sees_store(self, store: int) -> bool:
+        return self.reader or store in self.stores
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.categories or self.stores or self.analyst or self.reader)
+
+
+def grants(access: DeskAccess, members: Mapping[str, Iterable[str]]) -> dict[str, Grant]:
+    """Every person's grant from ``members`` (group -> its resolved members, lower-cased; a
+    group missing from it, unread, grants nothing)."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def person(email: str) -> dict[str, Any]:
+        return found.setdefault(email.lower(), {"categories": set(), "stores": set(),
+                                                "analyst": False, "reader": False})  # fmt: skip
+
+    def of(group: str) -> Iterable[str]:
+        return members.get(group.lower(), ())
+
+    for group, categories in access.category_managers.items():
+        for email in of(group):
+            person(email)["categories"].update(categories)
+    for group, stores in access.store_managers.items():
+        for email in of(group):
+            person(email)["stores"].update(stores)
+    for group in access.analysts:
+        for email in of(group):
+            person(email)["analyst"] = True
+    for group in access.readers:
+        for email in of(group):
+            person(email)["reader"] = True
+    return {
+        email: Grant(email, frozenset(g["categories"]), frozenset(g["stores"]), g["analyst"],
+                     g["reader"])
+        for email, g in found.items()
+    }  # fmt: skip
+
+
+class IdentityError(Exception):
+    """The request's identity could not be established (answered 401)."""
+
+
+def verify_iap(
+    token: str | None,
+    audience: str,
+    *,
+    certs_url: str = IAP_CERTS,
+    request: Any = None,
+) -> str:
+    """The email in a signed IAP header, after checking its signature (ES256, Google's keys at
+    ``certs_url``), issuer, audience (``/projects/<number>/global/backendServices/<id>``, or
+    ``/projects/<number>/apps/<project>``) and expiry; ``IdentityError`` otherwise."""
+    import google.auth.transport.requests
+    import jwt
+    from google.auth import exceptions as auth_errors
+    from google.oauth2 import id_token
+
+    if not token:
+        raise IdentityError(f"no {IAP_HEADER} header: the desk is reached through IAP only")
+    transport = request or google.auth.transport.requests.Request()
+    try:
+        claims = id_token.verify_token(token, transport, audience=audience, certs_url=certs_url)
+    except (ValueError, auth_errors.GoogleAuthError, jwt.PyJWTError) as exc:
+        raise IdentityError(f"the IAP assertion is not valid: {exc}") from None
+    if not isinstance(claims.get("exp"), int | float):
+        raise IdentityError("the IAP assertion has no expiry")
+    if claims.get("iss") != IAP_ISSUER:
+        raise IdentityError(f"the IAP assertion's issuer is {claims.get('iss')!r}")
+    email = claims.get("email")
+    if not isinstance(email, str) or "@" not in email:
+        raise IdentityError("the IAP assertion names no email")
+    return email.lower()
