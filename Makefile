@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test lint unit bench bench-api up down status clean
+.PHONY: install browser demo test lint unit bench bench-api up down status clean
 
 install: $(VENV)/.installed
 
@@ -19,7 +19,11 @@ $(VENV)/.installed: pyproject.toml
 demo: install  ## start the stack, load the data, run the pipeline round trip, stop the stack
 	$(BIN)/python -m local.demo
 
-test: install lint  ## the whole suite: unit, function and integration tests on the local stack
+browser:  ## Debian's Chromium and its chromedriver, for the desk's browser tests
+	@command -v chromedriver >/dev/null && command -v chromium >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+
+test: install browser lint  ## the whole suite: unit, function, integration and browser tests
 	$(BIN)/pytest
 
 lint: install  ## style and types

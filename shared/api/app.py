@@ -21,6 +21,8 @@ from shared.api.http import ApiError, failed
 from shared.api.models import ModelStore
 from shared.api.openapi import Operation, Routes, document, operation
 from shared.api.schemas import MAX_BODY_BYTES, Health, Ready
+from shared.desk.web import Desk
+from shared.desk.web import blueprint as desk_pages
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 TITLE, VERSION = "Retail prediction API", "1.0.0"
@@ -63,9 +65,21 @@ def create_app(
     *,
     analytics: PromotionAnalytics | None = None,
     api_key: str | None = None,
+    desk: Desk | None = None,
+    secret_key: str | None = None,
 ) -> Flask:
+    """The API; with ``desk``, the desk's pages under ``/desk`` too (their own identity, IAP's
+    header or the development sign-in, instead of the API key; ``secret_key`` signs their
+    session cookie)."""
     app = Flask("retail_api")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    if desk is not None:
+        if not secret_key:
+            raise RuntimeError("the desk needs a secret key for its session cookie")
+        app.secret_key = secret_key
+        app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                          SESSION_COOKIE_SECURE=not desk.identity.development)  # fmt: skip
+        app.register_blueprint(desk_pages(desk))
     served = [_service(store), prices.routes(store), promotions.routes(store, analytics)]
     operations: list[Operation] = []
     for routes in served:
@@ -93,7 +107,7 @@ def create_app(
 
     @app.before_request
     def _auth() -> None:
-        if api_key is None or request.path in public:
+        if api_key is None or request.path in public or request.path.startswith("/desk"):
             return
         given = request.headers.get("X-API-Key", "")
         if not hmac.compare_digest(given.encode(), api_key.encode()):

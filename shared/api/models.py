@@ -43,6 +43,7 @@ class PricingModel:
     stores: dict[int, list[dict]] = field(default_factory=dict)
     store_rows: dict[int, list[dict]] = field(default_factory=dict)
     zones: dict[int, list[dict]] = field(default_factory=dict)
+    rules: dict[str, dict] = field(default_factory=dict)  # each category's Rules, "*" default
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class ModelStore:
             stores=stores,
             store_rows=store_rows,
             zones=zones,
+            rules=data.get("rules", {}),
         )
         self.pricing = pricing  # one assignment: requests see the old or the new model
         log.info("serving pricing model %s", pricing.run_id, extra={"run_id": pricing.run_id})

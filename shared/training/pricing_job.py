@@ -291,6 +291,9 @@ def merge(
         "stores": stores.rows if stores else [],
         "zones": stores.zones if stores else [],
         "store_summary": stores.summary if stores else {},
+        "rules": {
+            k: v.model_dump() for k, v in (config or PricingConfig()).rules_by_category().items()
+        },
     }
     # The serving API polls the pointer and swaps to the new model when it changes.
     publish(gcs, artifact_uri, json.dumps(artifact).encode(), keyring)

@@ -1,0 +1,282 @@
+"""The desk's pages: price review for category managers, price lists for store managers.
+
+Server-rendered (Flask's Jinja templates in ``templates/``, one stylesheet in ``static/``, no
+script needed to decide). Every request names its person (``Identity``: IAP's signed header,
+or locally a development sign-in the production configuration refuses) and is checked against
+their grant (``access.Grant``): nobody sees or decides outside it. Every form carries a CSRF
+token bound to the session; a decision carries its own request id, so a double click or a
+second tab is one decision (``decisions.DecisionLedger``).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hmac
+import io
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from pydantic import ValidationError
+
+from shared.api.models import ModelStore, PricingModel
+from shared.desk.access import IAP_CERTS, IAP_HEADER, Grant, IdentityError, verify_iap
+from shared.desk.decisions import Decision, DecisionLedger
+from shared.training.pricing import Rules, _candidates
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a request is from: IAP's signed header (``audience``) or, on the local stack only,
+    the development sign-in."""
+
+    audience: str | None = None
+    development: bool = False
+    certs_url: str = IAP_CERTS
+
+    @classmethod
+    def for_deployment(cls, *, local: bool, audience: str | None, development: bool) -> Identity:
+        """The identity a deployment uses; development sign-in is refused off the local stack,
+        and a deployment without it must name IAP's audience."""
+        if development and not local:
+            raise RuntimeError("the desk's development sign-in is refused outside the local stack")
+        if not development and not audience:
+            raise RuntimeError("the desk needs IAP's audience (RETAIL_DESK_IAP_AUDIENCE)")
+        return cls(audience=audience, development=development)
+
+    def who(self) -> str:
+        if self.development:
+            email = session.get("dev_email")
+            if not email:
+                raise IdentityError("not signed in")
+            return str(email)
+        assert self.audience is not None
+        return verify_iap(request.headers.get(IAP_HEADER), self.audience, certs_url=self.certs_url)
+
+
+@dataclass
+class Desk:
+    """What the desk serves from: the models, the decisions and who may do what."""
+
+    store: ModelStore
+    ledger: DecisionLedger
+    identity: Identity
+    grants: Callable[[], dict[str, Grant]]
+
+
+def blueprint(desk: Desk) -> Blueprint:
+    pages = Blueprint("desk", __name__, url_prefix="/desk", template_folder="templates",
+                      static_folder="static")  # fmt: skip
+
+    @pages.before_request
+    def _identify() -> ResponseReturnValue | None:
+        if request.endpoint in ("desk.sign_in", "desk.static"):
+            return None
+        try:
+            email = desk.identity.who()
+        except IdentityError as exc:
+            if desk.identity.development:
+                return redirect(url_for("desk.sign_in", next=request.path))
+            abort(401, str(exc))
+        grant = desk.grants().get(email.lower())
+        if grant is None or not grant.anything:
+            abort(403, f"{email} has no grant on the desk: ask to be added to a desk group")
+        g.grant = grant
+        if request.method == "POST":
+            _check_csrf()
+        return None
+
+    @pages.errorhandler(401)
+    @pages.errorhandler(403)
+    @pages.errorhandler(404)
+    @pages.errorhandler(409)
+    @pages.errorhandler(400)
+    @pages.errorhandler(503)
+    def _refused(exc: Any) -> ResponseReturnValue:
+        return render_template("refused.html", status=exc.code, reason=exc.description), exc.code
+
+    @pages.route("/sign-in", methods=["GET", "POST"])
+    def sign_in() -> ResponseReturnValue:
+        if not desk.identity.development:
+            abort(404)
+        if request.method == "POST":
+            _check_csrf()
+            session["dev_email"] = request.form.get("email", "").strip().lower()
+            target = request.form.get("next") or ""
+            return redirect(target if target.startswith("/desk") else url_for("desk.home"))
+        return render_template("sign_in.html", next=request.args.get("next", ""))
+
+    @pages.get("/")
+    def home() -> ResponseReturnValue:
+        grant: Grant = g.grant
+        if grant.categories or grant.reader:
+            return redirect(url_for("desk.review"))
+        if grant.stores:
+            return redirect(url_for("desk.price_list", store_id=min(grant.stores)))
+        abort(403, "nothing on the desk is open to you yet")
+
+    @pages.get("/prices")
+    def review() -> ResponseReturnValue:
+        grant: Grant = g.grant
+        if not (grant.categories or grant.reader):
+            abort(403, "price review is for category managers (and readers)")
+        model = _model(desk.store)
+        decided = desk.ledger.of_run(model.run_id)
+        wanted = {k: request.args.get(k) or None for k in ("category", "decision", "reason")}
+        rows = [p for p in model.products.values() if grant.sees_category(p.get("category"))
+                and p.get("status") == "ok"]  # fmt: skip
+        categories = sorted({p.get("category") or "-" for p in rows})
+        reasons = sorted({p.get("reason_code") or "-" for p in rows})
+        for key, field in (("category", "category"), ("decision", "decision"),
+                           ("reason", "reason_code")):  # fmt: skip
+            if wanted[key]:
+                rows = [p for p in rows if p.get(field) == wanted[key]]
+        rows.sort(key=lambda p: (-(p.get("expected_gain") or 0), p["product_id"]))
+        view = [_review_row(p, decided.get(str(p["product_id"])), grant, desk.store) for p in rows]
+        return render_template("review.html", run_id=model.run_id, rows=view, wanted=wanted,
+                               categories=categories, reasons=reasons, grant=grant,
+                               request_id=secrets.token_hex(12))  # fmt: skip
+
+    @pages.post("/prices/<int:product_id>/decision")
+    def decide(product_id: int) -> ResponseReturnValue:
+        grant: Grant = g.grant
+        model = _model(desk.store)
+        product = model.products.get(product_id)
+        if product is None:
+            abort(404, f"no product {product_id} in run {model.run_id}")
+        if not grant.decides(product.get("category")):
+            abort(403, f"you do not decide prices in {product.get('category')}")
+        action = request.form.get("action", "")
+        price: float | None = None
+        if action == "approve":
+            price = float(product["recommended_price"])
+        elif action == "override":
+            price = _allowed_price(product, request.form.get("price", ""), desk.store)
+        try:
+            decision = Decision(
+                run_id=model.run_id, product_id=product_id, action=action,  # type: ignore[arg-type]
+                price=price, note=request.form.get("note", "")[:500], decided_by=grant.email,
+                decided_at=dt.datetime.now(dt.UTC), request_id=request.form.get("request_id", ""),
+            )  # fmt: skip
+        except ValidationError as exc:
+            abort(
+                400, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            )
+        found = desk.ledger.decide(decision)
+        if not found.won:
+            abort(409, f"{found.decision.decided_by} decided product {product_id} first: "
+                       f"{found.decision.action} at {found.decision.price}")  # fmt: skip
+        back = request.form.get("back", "")
+        return redirect(back if back.startswith("/desk/prices") else url_for("desk.review"))
+
+    @pages.get("/stores/<int:store_id>")
+    def price_list(store_id: int) -> ResponseReturnValue:
+        rows, model = _price_list(desk, store_id)
+        return render_template("store.html", store_id=store_id, rows=rows, run_id=model.run_id)
+
+    @pages.get("/stores/<int:store_id>.csv")
+    def price_list_csv(store_id: int) -> ResponseReturnValue:
+        rows, _ = _price_list(desk, store_id)
+        out = io.StringIO()
+        columns = ("product_id", "category", "current_price", "new_price", "valid_from", "reason")
+        writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        attachment = f"attachment; filename=store-{store_id}-prices.csv"
+        return Response(out.getvalue(), mimetype="text/csv",
+                        headers={"Content-Disposition": attachment})  # fmt: skip
+
+    @pages.app_context_processor
+    def _csrf_token() -> dict[str, Any]:
+        return {"csrf_token": _token()}
+
+    return pages
+
+
+def _token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return str(session["csrf"])
+
+
+def _check_csrf() -> None:
+    given = request.form.get("csrf_token", "")
+    if not given or not hmac.compare_digest(given, session.get("csrf", "")):
+        abort(400, "the form's CSRF token is missing or stale: reload the page")
+
+
+def _model(store: ModelStore) -> PricingModel:
+    if store.pricing is None:
+        store.catch_up()
+    if store.pricing is None:
+        abort(503, "no pricing run yet")
+    return store.pricing
+
+
+def _rules(product: dict, store: ModelStore) -> Rules:
+    model = _model(store)
+    found = model.rules.get(product.get("category") or "*") or model.rules.get("*") or {}
+    return Rules(**found)
+
+
+def _allowed(product: dict, store: ModelStore) -> list[float]:
+    """The prices the category's rules allow for ``product`` (what an override may choose)."""
+    rules = _rules(product, store)
+    cost = product.get("unit_cost") if rules.objective == "profit" else None
+    _, low, _, high = rules.bounds(float(product["regular_price"]), cost)
+    return [float(p) for p in _candidates(low, high, rules.endings)]
+
+
+def _allowed_price(product: dict, given: str, store: ModelStore) -> float:
+    try:
+        price = round(float(given), 2)
+    except ValueError:
+        abort(400, f"price: {given!r} is not a price")
+    allowed = _allowed(product, store)
+    if not any(abs(price - p) < 0.005 for p in allowed):
+        abort(400, f"price: {price:.2f} is not allowed by the category's rules "
+                   f"({', '.join(f'{p:.2f}' for p in allowed)})")  # fmt: skip
+    return price
+
+
+def _review_row(product: dict, decided: Decision | None, grant: Grant, store: ModelStore) -> dict:
+    allowed = _allowed(product, store) if product.get("regular_price") else []
+    return {**product, "decided": decided, "may_decide": grant.decides(product.get("category")),
+            "allowed": allowed}  # fmt: skip
+
+
+def _price_list(desk: Desk, store_id: int) -> tuple[list[dict], PricingModel]:
+    """The store's approved new prices: a product approved (its store price) or overridden
+    (the override), where it differs from today's."""
+    grant: Grant = g.grant
+    if not grant.sees_store(store_id):
+        abort(403, f"store {store_id}'s price list is not yours to see")
+    model = _model(desk.store)
+    decided = desk.ledger.of_run(model.run_id)
+    rows = []
+    for row in model.stores.get(store_id, []):
+        decision = decided.get(str(row["product_id"]))
+        if decision is None or decision.action == "reject":
+            continue
+        new = row["recommended_price"] if decision.action == "approve" else decision.price
+        if new is None or abs(new - row["current_price"]) < 0.005:
+            continue
+        reason = row["reason"] if decision.action == "approve" else (
+            f"override by {decision.decided_by}: {decision.note or 'no note'}")  # fmt: skip
+        rows.append({**row, "new_price": new, "reason": reason})
+    rows.sort(key=lambda r: r["product_id"])
+    return rows, model

@@ -1,0 +1,85 @@
+"""A served desk over a small pricing run: dairy and bakery products, two stores, a category
+manager per category, a store manager, a reader; decisions on the GCS emulator."""
+
+import threading
+import uuid
+
+import pytest
+from werkzeug.serving import make_server
+
+from shared import clients
+from shared.api.app import create_app
+from shared.api.models import ModelStore, PricingModel
+from shared.desk.access import DeskAccess, grants
+from shared.desk.decisions import DecisionLedger
+from shared.desk.web import Desk, Identity
+from shared.training.artifacts import Keyring
+from shared.training.pricing import Rules
+
+ACCESS = DeskAccess(
+    category_managers={"pricing-dairy@retail.example": ["dairy"],
+                       "pricing-bakery@retail.example": ["bakery"]},
+    store_managers={"store-1@retail.example": [1]},
+    readers=["finance@retail.example"],
+)  # fmt: skip
+MEMBERS = {
+    "pricing-dairy@retail.example": {"paul@retail.example"},
+    "pricing-bakery@retail.example": {"bea@retail.example"},
+    "store-1@retail.example": {"sam@retail.example"},
+    "finance@retail.example": {"fin@retail.example"},
+}
+
+
+def product(pid, category, regular, recommended, gain):
+    return {"product_id": pid, "status": "ok", "category": category, "regular_price": regular,
+            "recommended_price": recommended, "unit_cost": round(regular * 0.6, 2),
+            "objective": "profit", "decision": "move" if recommended != regular else "hold",
+            "reason_code": "move" if recommended != regular else "gain_uncertain",
+            "reason": f"profit {gain:+.2f} a week expected", "expected_gain": gain,
+            "gain_low": gain / 2, "gain_high": gain * 1.5, "elasticity": -2.4, "ci_low": -3.0,
+            "ci_high": -1.8, "binding_rule": None}  # fmt: skip
+
+
+def run_model(run_id="run-desk-1"):
+    products = [
+        product(1, "dairy", 2.49, 2.29, 40.0),
+        product(2, "dairy", 3.49, 3.79, 25.0),
+        product(3, "dairy", 1.99, 1.99, 0.0),
+        product(4, "bakery", 2.99, 2.79, 30.0),
+    ]
+    stores = []
+    for store in (1, 2):
+        for p in products:
+            stores.append({"store_id": store, "product_id": p["product_id"],
+                           "category": p["category"], "zone": 1,
+                           "current_price": p["regular_price"],
+                           "recommended_price": p["recommended_price"],
+                           "reason": p["reason"], "valid_from": "2026-12-07",
+                           "expected_gain": p["expected_gain"] / 2})  # fmt: skip
+    by_store: dict[int, list[dict]] = {}
+    for row in stores:
+        by_store.setdefault(row["store_id"], []).append(row)
+    return PricingModel(run_id, f"gs://x/{run_id}.model",
+                        {p["product_id"]: p for p in products}, by_store,
+                        rules={"*": Rules().model_dump()})  # fmt: skip
+
+
+@pytest.fixture
+def desk(stack, settings):
+    gcs = clients.storage_client(settings)
+    store = ModelStore(gcs, Keyring.parse(f"k1:{Keyring.new_key()}"),
+                       f"gs://{settings.data_bucket}/artifacts-desk")  # fmt: skip
+    store.pricing = run_model()
+    ledger = DecisionLedger(gcs, settings.data_bucket, f"desk-{uuid.uuid4().hex[:6]}/decisions")
+    served = Desk(store, ledger, Identity(development=True), lambda: grants(ACCESS, MEMBERS))
+    return create_app(store, desk=served, secret_key=uuid.uuid4().hex, api_key="api-key")
+
+
+@pytest.fixture
+def served_desk(desk):
+    """The desk on a real HTTP port, for the browser."""
+    server = make_server("127.0.0.1", 0, desk, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()

@@ -1,0 +1,161 @@
+"""Nobody sees or decides outside their grant: each test tries to cross one."""
+
+import re
+
+import pytest
+
+from shared.desk.web import Identity
+
+pytestmark = pytest.mark.stack
+
+
+def signed_in(app, email):
+    client = app.test_client()
+    page = client.get("/desk/sign-in").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    client.post("/desk/sign-in", data={"email": email, "csrf_token": token})
+    return client, token
+
+
+def decide(client, token, pid, action, request_id, **fields):
+    data = {"action": action, "csrf_token": token, "request_id": request_id, **fields}
+    return client.post(f"/desk/prices/{pid}/decision", data=data)
+
+
+def test_a_category_manager_sees_and_decides_only_their_categories(desk):
+    client, token = signed_in(desk, "paul@retail.example")
+    page = client.get("/desk/prices").get_data(as_text=True)
+    assert 'id="product-1"' in page and 'id="product-4"' not in page  # bakery is not his
+    assert decide(client, token, 4, "approve", "try-bakery-0001").status_code == 403
+    assert decide(client, token, 1, "approve", "dairy-approve-01").status_code == 302
+    page = client.get("/desk/prices").get_data(as_text=True)
+    assert "approve at 2.29" in page and "by paul@retail.example" in page
+
+
+def test_a_store_manager_cannot_decide_and_sees_only_their_store(desk):
+    client, token = signed_in(desk, "sam@retail.example")
+    assert client.get("/desk/prices").status_code == 403
+    assert decide(client, token, 1, "approve", "store-try-0001").status_code == 403
+    assert client.get("/desk/stores/1").status_code == 200
+    assert client.get("/desk/stores/2").status_code == 403
+    assert client.get("/desk/stores/2.csv").status_code == 403
+
+
+def test_a_reader_sees_everything_and_decides_nothing(desk):
+    client, token = signed_in(desk, "fin@retail.example")
+    page = client.get("/desk/prices").get_data(as_text=True)
+    assert 'id="product-4"' in page and "read only" in page and "Approve" not in page
+    assert decide(client, token, 1, "approve", "reader-try-0001").status_code == 403
+    assert client.get("/desk/stores/2").status_code == 200
+
+
+def test_someone_in_no_desk_group_and_someone_signed_out_get_nothing(desk):
+    client, token = signed_in(desk, "stranger@retail.example")
+    assert client.get("/desk/prices").status_code == 403
+    assert decide(client, token, 1, "approve", "stranger-try-01").status_code == 403
+    anonymous = desk.test_client()
+    assert anonymous.get("/desk/prices").status_code == 302  # to the sign-in
+    assert anonymous.post("/desk/prices/1/decision", data={"action": "approve"}).status_code == 302
+
+
+def test_forms_without_their_csrf_token_or_with_a_price_the_rules_refuse_are_refused(desk):
+    client, token = signed_in(desk, "paul@retail.example")
+    refused = decide(client, "forged", 1, "approve", "csrf-try-000001")
+    assert refused.status_code == 400 and "CSRF" in refused.get_data(as_text=True)
+    wrong = decide(client, token, 1, "override", "override-bad-01", price="9.99")
+    assert wrong.status_code == 400 and "not allowed" in wrong.get_data(as_text=True)
+    assert decide(client, token, 1, "override", "override-ok-001", price="2.49").status_code == 302
+
+
+def test_the_second_manager_sees_the_decision_that_won(desk):
+    first, first_token = signed_in(desk, "paul@retail.example")
+    second, second_token = signed_in(desk, "paul@retail.example")  # another tab, a new session
+    assert decide(first, first_token, 2, "approve", "tab-one-000001").status_code == 302
+    lost = decide(second, second_token, 2, "reject", "tab-two-000001")
+    assert lost.status_code == 409 and "approve at 3.79" in lost.get_data(as_text=True)
+    again = decide(first, first_token, 2, "approve", "tab-one-000001")  # a double click
+    assert again.status_code == 302
+
+
+def test_development_sign_in_is_refused_off_the_local_stack_and_iap_needs_its_audience():
+    with pytest.raises(RuntimeError, match="outside the local stack"):
+        Identity.for_deployment(local=False, audience=None, development=True)
+    with pytest.raises(RuntimeError, match="audience"):
+        Identity.for_deployment(local=False, audience=None, development=False)
+    found = Identity.for_deployment(local=False, audience="/projects/1/apps/p", development=False)
+    assert not found.development
+
+
+def test_behind_iap_only_a_signed_assertion_gets_in(stack, settings):
+    """The desk behind IAP: no header or a forged one is 401; Google's (here: keys served in
+    IAP's JWK format from a local address) lets its person in, by their grant."""
+    import json
+    import threading
+    import time
+    import uuid
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from shared import clients
+    from shared.api.app import create_app
+    from shared.desk.access import IAP_HEADER, IAP_ISSUER, grants
+    from shared.desk.decisions import DecisionLedger
+    from shared.desk.web import Desk
+
+    from .conftest import ACCESS, MEMBERS, run_model
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())), "kid": "k1",
+           "alg": "ES256"}  # fmt: skip
+    body = json.dumps({"keys": [jwk]}).encode()
+
+    class Keys(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Keys)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    audience = "/projects/123/global/backendServices/456"
+    gcs = clients.storage_client(settings)
+    from shared.api.models import ModelStore
+    from shared.training.artifacts import Keyring
+
+    artifacts = f"gs://{settings.data_bucket}/artifacts-desk"
+    store = ModelStore(gcs, Keyring.parse(f"k1:{Keyring.new_key()}"), artifacts)
+    store.pricing = run_model()
+    identity = Identity(audience=audience, certs_url=f"http://127.0.0.1:{server.server_port}/")
+    ledger = DecisionLedger(gcs, settings.data_bucket, f"desk-{uuid.uuid4().hex[:6]}/d")
+    app = create_app(store, desk=Desk(store, ledger, identity, lambda: grants(ACCESS, MEMBERS)),
+                     secret_key="s" * 32)  # fmt: skip
+    client = app.test_client()
+    now = int(time.time())
+
+    def assertion(email, signer=key):
+        claims = {"iss": IAP_ISSUER, "aud": audience, "email": email, "iat": now,
+                  "exp": now + 300}  # fmt: skip
+        return jwt.encode(claims, signer, algorithm="ES256", headers={"kid": "k1"})
+
+    try:
+        assert client.get("/desk/prices").status_code == 401
+        forged = assertion("paul@retail.example", ec.generate_private_key(ec.SECP256R1()))
+        assert client.get("/desk/prices", headers={IAP_HEADER: forged}).status_code == 401
+        unsigned_email = {
+            "x-goog-authenticated-user-email": "accounts.google.com:paul@retail.example"
+        }
+        assert client.get("/desk/prices", headers=unsigned_email).status_code == 401
+        paul = {IAP_HEADER: assertion("paul@retail.example")}
+        page = client.get("/desk/prices", headers=paul)
+        assert page.status_code == 200 and 'id="product-1"' in page.get_data(as_text=True)
+        sam = {IAP_HEADER: assertion("sam@retail.example")}
+        assert client.get("/desk/prices", headers=sam).status_code == 403
+        assert client.get("/desk/sign-in").status_code == 404  # no development sign-in here
+    finally:
+        server.shutdown()
