@@ -46,6 +46,7 @@ def run_model(run_id="run-desk-1"):
         product(2, "dairy", 3.49, 3.79, 25.0),
         product(3, "dairy", 1.99, 1.99, 0.0),
         product(4, "bakery", 2.99, 2.79, 30.0),
+        product(5, "dairy", 4.49, 4.29, 10.0),
     ]
     stores = []
     for store in (1, 2):

@@ -1,0 +1,102 @@
+"""The desk in a real browser (Debian's Chromium, headless, through its chromedriver): a
+category manager approves two moves and overrides one, the store manager finds them in the
+store's CSV and cannot approve; screenshots of each page in .local/screenshots/."""
+
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / ".local" / "screenshots"
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    driver_path, chromium = shutil.which("chromedriver"), shutil.which("chromium")
+    assert driver_path and chromium, "Debian's chromium and chromium-driver: run `make browser`"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)  # fmt: skip
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def submit(driver, element_id):
+    """Click a submitting button and wait for the page it leads to."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.ID, element_id).click()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+
+
+def sign_in(driver, base, email):
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(f"{base}/desk/")
+    assert "/desk/sign-in" in driver.current_url
+    driver.find_element(By.ID, "email").send_keys(email)
+    submit(driver, "sign-in")
+
+
+def test_approve_two_override_one_and_the_store_manager_gets_them(browser, served_desk):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    sign_in(browser, served_desk, "paul@retail.example")
+    assert browser.current_url.endswith("/desk/prices")
+    rows = browser.find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert [r.get_attribute("id") for r in rows] == [f"product-{i}" for i in (1, 2, 5, 3)]
+    browser.save_screenshot(str(SHOTS / "desk-review.png"))
+    browser.find_element(By.ID, "note-1").send_keys("agreed with the buyer")
+    submit(browser, "approve-1")
+    submit(browser, "approve-2")
+    Select(browser.find_element(By.ID, "price-5")).select_by_visible_text("4.79")
+    submit(browser, "override-5")
+    decided = browser.find_element(By.ID, "product-5").text
+    assert "override at 4.79" in decided and "by paul@retail.example" in decided
+    assert "approve at 2.29" in browser.find_element(By.ID, "product-1").text
+    browser.save_screenshot(str(SHOTS / "desk-review-decided.png"))
+
+    sign_in(browser, served_desk, "sam@retail.example")
+    assert browser.current_url.endswith("/desk/stores/1")
+    listed = {r.get_attribute("id") for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    assert listed == {"store-product-1", "store-product-2", "store-product-5"}
+    browser.save_screenshot(str(SHOTS / "desk-store-1.png"))
+    assert browser.find_elements(By.CSS_SELECTOR, "button[value=approve]") == []
+    cookie = "; ".join(f"{c['name']}={c['value']}" for c in browser.get_cookies())
+    href = browser.find_element(By.ID, "download").get_attribute("href")
+    request = urllib.request.Request(href, headers={"Cookie": cookie})
+    text = urllib.request.urlopen(request, timeout=10).read().decode()
+    lines = text.strip().splitlines()
+    assert lines[0] == "product_id,category,current_price,new_price,valid_from,reason"
+    prices = {line.split(",")[0]: line.split(",")[3] for line in lines[1:]}
+    assert prices == {"1": "2.29", "2": "3.79", "5": "4.79"}
+    # The store manager cannot reach the review page nor decide.
+    browser.get(f"{served_desk}/desk/prices")
+    assert "403" in browser.find_element(By.TAG_NAME, "h1").text
+    browser.save_screenshot(str(SHOTS / "desk-refused.png"))
+    for name in ("desk-review.png", "desk-review-decided.png", "desk-store-1.png"):
+        assert (SHOTS / name).stat().st_size > 10_000
