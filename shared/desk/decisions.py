@@ -111,6 +111,8 @@ class DecisionLedger:
         self.bucket = gcs.bucket(bucket)
         self.prefix = prefix.strip("/")
         self.bq, self.table = bq, table
+        # A decision never changes once made: each is downloaded once per process.
+        self._known: dict[str, Decision] = {}
 
     def _blob(self, run_id: str, key: str) -> storage.Blob:
         return self.bucket.blob(f"{self.prefix}/{run_id}/{key}.json")
@@ -160,9 +162,14 @@ class DecisionLedger:
             )
 
     def of_run(self, run_id: str) -> dict[str, Decision]:
-        """Every decision standing for ``run_id``, by key."""
+        """Every decision standing for ``run_id``, by key: one listing, and a download only for
+        the decisions this process has not read yet (a review page of 2,000 products with
+        500 decisions otherwise downloads 500 objects every time it is shown)."""
         found = {}
         for blob in self.bucket.client.list_blobs(self.bucket, prefix=f"{self.prefix}/{run_id}/"):
-            decision = Decision.model_validate(json.loads(blob.download_as_bytes())["decision"])
+            decision = self._known.get(blob.name)
+            if decision is None:
+                body = json.loads(blob.download_as_bytes())
+                decision = self._known[blob.name] = Decision.model_validate(body["decision"])
             found[decision.key] = decision
         return found
