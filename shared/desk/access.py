@@ -24,11 +24,20 @@ around the proxy could set it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.log import get_logger
+
+if TYPE_CHECKING:
+    from shared.rbac.groups import GroupsReader
+
+log = get_logger("shared.desk.access")
 
 IAP_HEADER = "x-goog-iap-jwt-assertion"
 IAP_ISSUER = "https://cloud.google.com/iap"
@@ -105,6 +114,38 @@ def grants(access: DeskAccess, members: Mapping[str, Iterable[str]]) -> dict[str
                      g["reader"])
         for email, g in found.items()
     }  # fmt: skip
+
+
+class GroupGrants:
+    """Everyone's grant, read from Google Groups (a fresh ``GroupsReader`` from ``reader``
+    each time, nested groups resolved) and kept ``ttl_s`` seconds: a person added to or
+    removed from a group gains or loses the desk within that time. A group that cannot be read
+    grants nothing through it until it can (logged), the others still do."""
+
+    def __init__(
+        self,
+        access: DeskAccess,
+        reader: Callable[[], GroupsReader],
+        ttl_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.access, self.reader, self.ttl_s, self.clock = access, reader, ttl_s, clock
+        self._grants: dict[str, Grant] = {}
+        self._read_at: float | None = None
+        self._lock = threading.Lock()
+        self.reads = 0
+
+    def __call__(self) -> dict[str, Grant]:
+        with self._lock:
+            now = self.clock()
+            if self._read_at is None or now - self._read_at >= self.ttl_s:
+                found = self.reader().read(self.access.groups())
+                self.reads += 1
+                for group, why in found.failed.items():
+                    log.warning("desk: group %s could not be read, it grants nothing: %s",
+                                group, why)  # fmt: skip
+                self._grants, self._read_at = grants(self.access, found.members), now
+            return self._grants
 
 
 class IdentityError(Exception):
