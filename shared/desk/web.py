@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from shared.api.models import ModelStore, PricingModel
 from shared.desk.access import IAP_CERTS, IAP_HEADER, Grant, IdentityError, verify_iap
 from shared.desk.decisions import Decision, DecisionLedger
+from shared.desk.planner import add_routes as add_planner
 from shared.training.pricing import Rules, _candidates
 
 
@@ -127,6 +128,8 @@ def blueprint(desk: Desk) -> Blueprint:
             return redirect(url_for("desk.review"))
         if grant.stores:
             return redirect(url_for("desk.price_list", store_id=min(grant.stores)))
+        if grant.analyst:
+            return redirect(url_for("desk.planner"))
         abort(403, "nothing on the desk is open to you yet")
 
     @pages.get("/prices")
@@ -199,6 +202,8 @@ def blueprint(desk: Desk) -> Blueprint:
         attachment = f"attachment; filename=store-{store_id}-prices.csv"
         return Response(out.getvalue(), mimetype="text/csv",
                         headers={"Content-Disposition": attachment})  # fmt: skip
+
+    add_planner(pages, desk.store)
 
     @pages.app_context_processor
     def _csrf_token() -> dict[str, Any]:

@@ -334,7 +334,12 @@ def evaluate(rows: dict[str, np.ndarray]) -> dict[str, float]:
     predicted = model.predict_revenue(test_rows)
     naive = naive_revenue(train_rows, test_rows)
     actual = test_rows["revenue"]
+    # The holdout's spread of actual over predicted: a plan's 90% interval is its prediction
+    # times these (an empirical, split-conformal interval on the time-based holdout).
+    low, high = np.exp(np.quantile(np.log(actual / np.maximum(predicted, 1e-9)), [0.05, 0.95]))
     return {
+        "interval_low": float(low),
+        "interval_high": float(high),
         "train_promotions": float(len(train_rows["revenue"])),
         "holdout_promotions": float(len(actual)),
         "model_wape": wape(actual, predicted),

@@ -20,6 +20,7 @@ ACCESS = DeskAccess(
     category_managers={"pricing-dairy@retail.example": ["dairy"],
                        "pricing-bakery@retail.example": ["bakery"]},
     store_managers={"store-1@retail.example": [1]},
+    analysts=["promo-team@retail.example"],
     readers=["finance@retail.example"],
 )  # fmt: skip
 MEMBERS = {
@@ -27,7 +28,29 @@ MEMBERS = {
     "pricing-bakery@retail.example": {"bea@retail.example"},
     "store-1@retail.example": {"sam@retail.example"},
     "finance@retail.example": {"fin@retail.example"},
+    "promo-team@retail.example": {"maria@retail.example"},
 }
+
+
+@pytest.fixture(scope="session")
+def promotion_model():
+    """A promotion model trained on a small synthetic retailer, with its holdout scores."""
+    import pyarrow as pa
+
+    from shared.api.models import LoadedPromotionModel
+    from shared.synthetic.generate import Shape, build_world, transactions
+    from shared.training.promotions import evaluate, product_baselines, promotion_rows, train
+
+    world = build_world(Shape(n_stores=8, n_products=40, n_days=364), seed=5)
+    table = pa.Table.from_batches(list(transactions(world)))
+    rows = promotion_rows(table, world.promotions)
+    model = train(rows)
+    model.baselines, model.run_id, model.scores = (
+        product_baselines(table),
+        "promo-1",
+        evaluate(rows),
+    )
+    return LoadedPromotionModel("promo-1", "gs://x/promo-1.model", model)
 
 
 def product(pid, category, regular, recommended, gain):
@@ -66,11 +89,12 @@ def run_model(run_id="run-desk-1"):
 
 
 @pytest.fixture
-def desk(stack, settings):
+def desk(stack, settings, promotion_model):
     gcs = clients.storage_client(settings)
     store = ModelStore(gcs, Keyring.parse(f"k1:{Keyring.new_key()}"),
                        f"gs://{settings.data_bucket}/artifacts-desk")  # fmt: skip
     store.pricing = run_model()
+    store.promotions = promotion_model
     ledger = DecisionLedger(gcs, settings.data_bucket, f"desk-{uuid.uuid4().hex[:6]}/decisions")
     served = Desk(store, ledger, Identity(development=True), lambda: grants(ACCESS, MEMBERS))
     return create_app(store, desk=served, secret_key=uuid.uuid4().hex, api_key="api-key")

@@ -100,3 +100,34 @@ def test_approve_two_override_one_and_the_store_manager_gets_them(browser, serve
     browser.save_screenshot(str(SHOTS / "desk-refused.png"))
     for name in ("desk-review.png", "desk-review-decided.png", "desk-store-1.png"):
         assert (SHOTS / name).stat().st_size > 10_000
+
+
+def test_an_analyst_plans_two_promotions_and_compares_them(browser, served_desk):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    sign_in(browser, served_desk, "maria@retail.example")
+    assert browser.current_url.endswith("/desk/promotions")
+    for product, mechanic, depth, feature in ((1, "tpr", "20", True), (1, "bogo", "50", False)):
+        field = browser.find_element(By.ID, "plan-product")
+        field.clear()
+        field.send_keys(str(product))
+        Select(browser.find_element(By.ID, "plan-mechanic")).select_by_visible_text(mechanic)
+        depth_field = browser.find_element(By.ID, "plan-discount")
+        depth_field.clear()
+        depth_field.send_keys(depth)
+        if feature:
+            browser.find_element(By.ID, "plan-feature").click()
+        submit(browser, "add-plan")
+    table = browser.find_element(By.ID, "plans")
+    headers = [h.text for h in table.find_elements(By.CSS_SELECTOR, "thead th")]
+    assert headers[1:] == ["Plan 1", "Plan 2"]
+    revenue = [c.text for c in table.find_elements(By.CSS_SELECTOR, "td.revenue")]
+    assert len(revenue) == 2 and all("[" in r and "]" in r for r in revenue)  # an interval each
+    uplift = [float(c.text.lstrip("x")) for c in table.find_elements(By.CSS_SELECTOR, "td.uplift")]
+    assert all(u > 1 for u in uplift) and uplift[0] != uplift[1]
+    browser.save_screenshot(str(SHOTS / "desk-planner.png"))
+    # A store manager may not plan.
+    sign_in(browser, served_desk, "sam@retail.example")
+    browser.get(f"{served_desk}/desk/promotions")
+    assert "403" in browser.find_element(By.TAG_NAME, "h1").text

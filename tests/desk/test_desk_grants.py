@@ -159,3 +159,33 @@ def test_behind_iap_only_a_signed_assertion_gets_in(stack, settings):
         assert client.get("/desk/sign-in").status_code == 404  # no development sign-in here
     finally:
         server.shutdown()
+
+
+def test_an_analyst_plans_but_neither_decides_prices_nor_sees_store_lists(desk):
+    client, token = signed_in(desk, "maria@retail.example")
+    assert client.get("/desk/promotions").status_code == 200
+    assert client.get("/desk/prices").status_code == 403
+    assert decide(client, token, 1, "approve", "analyst-try-01").status_code == 403
+    assert client.get("/desk/stores/1").status_code == 403
+    bad = client.post(
+        "/desk/promotions",
+        data={
+            "csrf_token": token,
+            "product_id": "1",
+            "mechanic": "raffle",
+            "discount": "20",
+            "start_date": "2026-12-07",
+            "duration_days": "7",
+        },
+    )
+    assert bad.status_code == 400 and "mechanic" in bad.get_data(as_text=True)
+    paul, paul_token = signed_in(desk, "paul@retail.example")
+    plan = {
+        "csrf_token": paul_token,
+        "product_id": "1",
+        "mechanic": "tpr",
+        "discount": "20",
+        "start_date": "2026-12-07",
+        "duration_days": "7",
+    }
+    assert paul.post("/desk/promotions", data=plan).status_code == 403
