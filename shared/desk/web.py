@@ -31,10 +31,12 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
 from pydantic import ValidationError
 
 from shared.api.models import ModelStore, PricingModel
 from shared.desk.access import IAP_CERTS, IAP_HEADER, Grant, IdentityError, verify_iap
+from shared.desk.charts import profit_curve, profit_svg
 from shared.desk.decisions import Decision, DecisionLedger
 from shared.desk.planner import add_routes as add_planner
 from shared.training.pricing import Rules, _candidates
@@ -154,6 +156,26 @@ def blueprint(desk: Desk) -> Blueprint:
                                categories=categories, reasons=reasons, grant=grant,
                                request_id=secrets.token_hex(12))  # fmt: skip
 
+    @pages.get("/prices/<int:product_id>")
+    def product_page(product_id: int) -> ResponseReturnValue:
+        grant: Grant = g.grant
+        model = _model(desk.store)
+        product = model.products.get(product_id)
+        if product is None or product.get("status") != "ok":
+            abort(404, f"no estimated product {product_id} in run {model.run_id}")
+        if not grant.sees_category(product.get("category")):
+            abort(403, f"product {product_id} is in {product.get('category')}, not yours")
+        allowed = _allowed(product, desk.store)
+        curve = profit_curve(product, allowed)
+        label = (f"weekly {product.get('objective') or 'profit'} change against today's price, "
+                 "with its 90% band")  # fmt: skip
+        chart = profit_svg(curve, float(product["regular_price"]),
+                           float(product["recommended_price"]), label)  # fmt: skip
+        decided = desk.ledger.of_run(model.run_id).get(str(product_id))
+        row = _review_row(product, decided, grant, desk.store)
+        return render_template("product.html", p=row, chart=Markup(chart), run_id=model.run_id,
+                               request_id=secrets.token_hex(12))  # fmt: skip
+
     @pages.post("/prices/<int:product_id>/decision")
     def decide(product_id: int) -> ResponseReturnValue:
         grant: Grant = g.grant
@@ -184,7 +206,7 @@ def blueprint(desk: Desk) -> Blueprint:
             abort(409, f"{found.decision.decided_by} decided product {product_id} first: "
                        f"{found.decision.action} at {found.decision.price}")  # fmt: skip
         back = request.form.get("back", "")
-        return redirect(back if back.startswith("/desk/prices") else url_for("desk.review"))
+        return redirect(back if back.startswith("/desk/") else url_for("desk.review"))
 
     @pages.get("/stores/<int:store_id>")
     def price_list(store_id: int) -> ResponseReturnValue:

@@ -60,7 +60,8 @@ def product(pid, category, regular, recommended, gain):
             "reason_code": "move" if recommended != regular else "gain_uncertain",
             "reason": f"profit {gain:+.2f} a week expected", "expected_gain": gain,
             "gain_low": gain / 2, "gain_high": gain * 1.5, "elasticity": -2.4, "ci_low": -3.0,
-            "ci_high": -1.8, "binding_rule": None}  # fmt: skip
+            "ci_high": -1.8, "binding_rule": None, "weekly_units": 120.0,
+            "std_error": 0.3}  # fmt: skip
 
 
 def run_model(run_id="run-desk-1"):

@@ -70,6 +70,12 @@ def test_approve_two_override_one_and_the_store_manager_gets_them(browser, serve
     rows = browser.find_elements(By.CSS_SELECTOR, "tbody tr")
     assert [r.get_attribute("id") for r in rows] == [f"product-{i}" for i in (1, 2, 5, 3)]
     browser.save_screenshot(str(SHOTS / "desk-review.png"))
+    browser.find_element(By.LINK_TEXT, "2").click()
+    curve = browser.find_element(By.CSS_SELECTOR, "#profit-curve svg")
+    assert "90% band" in curve.get_attribute("aria-label")
+    assert len(curve.find_elements(By.TAG_NAME, "circle")) == 3  # 3.29, 3.49, 3.79 allowed
+    browser.save_screenshot(str(SHOTS / "desk-product.png"))
+    browser.back()
     browser.find_element(By.ID, "note-1").send_keys("agreed with the buyer")
     submit(browser, "approve-1")
     submit(browser, "approve-2")

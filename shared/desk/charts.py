@@ -1,0 +1,80 @@
+"""Charts for the desk, drawn on the server as inline SVG (no script, nothing from a CDN): the
+expected weekly profit change over the prices a category's rules allow, with its 90% band."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import numpy as np
+
+W, H, PAD = 640, 280, 48
+
+
+def profit_curve(product: dict, prices: Sequence[float], draws: int = 2000) -> dict:
+    """(prices, mean, low, high) of the weekly profit change against today's price, over
+    joint draws of the elasticity (its estimate and standard error)."""
+    regular, units = float(product["regular_price"]), float(product.get("weekly_units") or 0)
+    cost = float(product.get("unit_cost") or 0) if product.get("objective") == "profit" else 0.0
+    e, se = float(product["elasticity"]), float(product.get("std_error") or 0.0)
+    rng = np.random.default_rng(int(product["product_id"]))
+    elasticity = e + se * rng.standard_normal(draws)
+    grid = np.asarray(prices, dtype=np.float64)
+    value = (grid[:, None] - cost) * units * (grid[:, None] / regular) ** elasticity[None, :]
+    change = value - (regular - cost) * units
+    low, high = np.quantile(change, [0.05, 0.95], axis=1)
+    return {"prices": grid, "mean": change.mean(axis=1), "low": low, "high": high}
+
+
+def profit_svg(curve: dict, regular: float, recommended: float, label: str) -> str:
+    """The curve as an accessible SVG: the mean line, the 90% band, today's and the
+    recommended price marked."""
+    prices, mean, low, high = curve["prices"], curve["mean"], curve["low"], curve["high"]
+    if not len(prices):
+        return "<p>No price is allowed by the rules.</p>"
+    x_lo, x_hi = float(min(prices.min(), regular)), float(max(prices.max(), regular))
+    y_lo, y_hi = float(min(low.min(), 0.0)), float(max(high.max(), 0.0))
+
+    def x(v: float) -> float:
+        return PAD + (v - x_lo) / ((x_hi - x_lo) or 1.0) * (W - 2 * PAD)
+
+    def y(v: float) -> float:
+        return H - PAD - (v - y_lo) / ((y_hi - y_lo) or 1.0) * (H - 2 * PAD)
+
+    band = " ".join(f"{x(p):.1f},{y(v):.1f}" for p, v in zip(prices, high, strict=True))
+    band += " " + " ".join(
+        f"{x(p):.1f},{y(v):.1f}" for p, v in zip(prices[::-1], low[::-1], strict=True)
+    )
+    line = " ".join(f"{x(p):.1f},{y(v):.1f}" for p, v in zip(prices, mean, strict=True))
+    points = "".join(
+        f'<circle cx="{x(p):.1f}" cy="{y(v):.1f}" r="3" fill="#0b3d5c">'
+        f"<title>{p:.2f}: {v:+,.2f} a week [{lo:+,.2f}, {hi:+,.2f}]</title></circle>"
+        for p, v, lo, hi in zip(prices, mean, low, high, strict=True)
+    )
+
+    def mark(v: float, colour: str, name: str, row: int) -> str:
+        line = (
+            f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{PAD}" y2="{H - PAD}" '
+            f'stroke="{colour}" stroke-dasharray="4 3"/>'
+        )
+        anchor = "end" if x(v) > W - 2 * PAD else "start" if x(v) < 2 * PAD else "middle"
+        text = (
+            f'<text x="{x(v):.1f}" y="{PAD - 22 + 14 * row}" font-size="12" text-anchor="{anchor}">'
+        )
+        return f"{line}{text}{name} {v:.2f}</text>"
+
+    ticks = "".join(
+        f'<text x="{x(p):.1f}" y="{H - PAD + 16}" font-size="11" text-anchor="middle">'
+        f"{p:.2f}</text>"
+        for p in prices
+    )
+    zero = f'<line x1="{PAD}" x2="{W - PAD}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#555"/>'
+    return (
+        f'<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="{html.escape(label)}">'
+        f"<title>{html.escape(label)}</title>"
+        f'<polygon points="{band}" fill="#9ec3e6" opacity="0.6"/>{zero}'
+        f'<polyline points="{line}" fill="none" stroke="#0b3d5c" stroke-width="2"/>{points}'
+        f"{mark(regular, '#555', 'today', 0)}"
+        f"{mark(recommended, '#0a5c1f', 'recommended', 1)}{ticks}"
+        f'<text x="{PAD}" y="{H - 6}" font-size="12">{html.escape(label)}</text></svg>'
+    )
