@@ -23,6 +23,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    flash,
     g,
     redirect,
     render_template,
@@ -178,35 +179,47 @@ def blueprint(desk: Desk) -> Blueprint:
 
     @pages.post("/prices/<int:product_id>/decision")
     def decide(product_id: int) -> ResponseReturnValue:
-        grant: Grant = g.grant
         model = _model(desk.store)
-        product = model.products.get(product_id)
-        if product is None:
-            abort(404, f"no product {product_id} in run {model.run_id}")
-        if not grant.decides(product.get("category")):
-            abort(403, f"you do not decide prices in {product.get('category')}")
-        action = request.form.get("action", "")
-        price: float | None = None
-        if action == "approve":
-            price = float(product["recommended_price"])
-        elif action == "override":
-            price = _allowed_price(product, request.form.get("price", ""), desk.store)
-        try:
-            decision = Decision(
-                run_id=model.run_id, product_id=product_id, action=action,  # type: ignore[arg-type]
-                price=price, note=request.form.get("note", "")[:500], decided_by=grant.email,
-                decided_at=dt.datetime.now(dt.UTC), request_id=request.form.get("request_id", ""),
-            )  # fmt: skip
-        except ValidationError as exc:
-            abort(
-                400, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            )
+        form = request.form
+        asked = (form.get("action", ""), form.get("price", ""), form.get("note", ""))
+        decision = _decision(model, product_id, *asked, form.get("request_id", ""), desk.store)
         found = desk.ledger.decide(decision)
         if not found.won:
             abort(409, f"{found.decision.decided_by} decided product {product_id} first: "
                        f"{found.decision.action} at {found.decision.price}")  # fmt: skip
-        back = request.form.get("back", "")
-        return redirect(back if back.startswith("/desk/") else url_for("desk.review"))
+        return _back()
+
+    @pages.post("/prices/decisions")
+    def decide_selection() -> ResponseReturnValue:
+        """Approve or reject a selection: every product checked first (grant, input), then
+        each decided; products someone else decided first are named, not overwritten."""
+        model = _model(desk.store)
+        form = request.form
+        action = form.get("action", "")
+        if action not in ("approve", "reject"):
+            abort(400, "action: a selection is approved or rejected (override one by one)")
+        try:
+            chosen = sorted({int(v) for v in form.getlist("product_id")})
+        except ValueError:
+            abort(400, "product_id: not a product")
+        if not chosen:
+            abort(400, "product_id: select at least one product")
+        request_id = form.get("request_id", "")
+        note = form.get("note", "")
+        decisions = [
+            _decision(model, pid, action, "", note, f"{request_id}-{pid}"[:64], desk.store)
+            for pid in chosen
+        ]
+        lost = []
+        for decision in decisions:
+            found = desk.ledger.decide(decision)
+            if not found.won:
+                lost.append(f"{decision.product_id} ({found.decision.decided_by}: "
+                            f"{found.decision.action})")  # fmt: skip
+        if lost:
+            flash(f"decided first by someone else: {', '.join(lost)}")
+        flash(f"{len(decisions) - len(lost)} of {len(decisions)} products {action}d")
+        return _back()
 
     @pages.get("/stores/<int:store_id>")
     def price_list(store_id: int) -> ResponseReturnValue:
@@ -232,6 +245,43 @@ def blueprint(desk: Desk) -> Blueprint:
         return {"csrf_token": _token()}
 
     return pages
+
+
+def _back() -> ResponseReturnValue:
+    back = request.form.get("back", "")
+    return redirect(back if back.startswith("/desk/") else url_for("desk.review"))
+
+
+def _decision(
+    model: PricingModel,
+    product_id: int,
+    action: str,
+    price_text: str,
+    note: str,
+    request_id: str,
+    store: ModelStore,
+) -> Decision:
+    """The decision a form asks for, checked against the person's grant and the rules."""
+    grant: Grant = g.grant
+    product = model.products.get(product_id)
+    if product is None or product.get("status") != "ok":
+        abort(404, f"no estimated product {product_id} in run {model.run_id}")
+    if not grant.decides(product.get("category")):
+        abort(403, f"you do not decide prices in {product.get('category')} "
+                   f"(product {product_id})")  # fmt: skip
+    price: float | None = None
+    if action == "approve":
+        price = float(product["recommended_price"])
+    elif action == "override":
+        price = _allowed_price(product, price_text, store)
+    try:
+        return Decision(
+            run_id=model.run_id, product_id=product_id, action=action,  # type: ignore[arg-type]
+            price=price, note=note[:500], decided_by=grant.email,
+            decided_at=dt.datetime.now(dt.UTC), request_id=request_id,
+        )  # fmt: skip
+    except ValidationError as exc:
+        abort(400, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
 
 def _token() -> str:

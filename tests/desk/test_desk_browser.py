@@ -76,9 +76,11 @@ def test_approve_two_override_one_and_the_store_manager_gets_them(browser, serve
     assert len(curve.find_elements(By.TAG_NAME, "circle")) == 3  # 3.29, 3.49, 3.79 allowed
     browser.save_screenshot(str(SHOTS / "desk-product.png"))
     browser.back()
-    browser.find_element(By.ID, "note-1").send_keys("agreed with the buyer")
-    submit(browser, "approve-1")
-    submit(browser, "approve-2")
+    browser.find_element(By.ID, "select-1").click()
+    browser.find_element(By.ID, "select-2").click()
+    browser.find_element(By.ID, "bulk-note").send_keys("agreed with the buyer")
+    submit(browser, "approve-selected")
+    assert "2 of 2 products approved" in browser.find_element(By.CSS_SELECTOR, ".messages").text
     Select(browser.find_element(By.ID, "price-5")).select_by_visible_text("4.79")
     submit(browser, "override-5")
     decided = browser.find_element(By.ID, "product-5").text

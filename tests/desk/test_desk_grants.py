@@ -189,3 +189,23 @@ def test_an_analyst_plans_but_neither_decides_prices_nor_sees_store_lists(desk):
         "duration_days": "7",
     }
     assert paul.post("/desk/promotions", data=plan).status_code == 403
+
+
+def test_a_selection_is_checked_whole_before_anything_is_decided(desk):
+    paul, token = signed_in(desk, "paul@retail.example")
+    data = {"csrf_token": token, "request_id": "bulk-00000001", "action": "approve"}
+    # Product 4 is bakery's: the whole selection is refused and nothing is decided.
+    refused = paul.post("/desk/prices/decisions", data={**data, "product_id": ["1", "4"]})
+    assert refused.status_code == 403 and "product 4" in refused.get_data(as_text=True)
+    page = paul.get("/desk/prices").get_data(as_text=True)
+    assert "approve at" not in page
+    # Another manager decided product 2 first: the selection decides the rest, names it.
+    bea_like, other_token = signed_in(desk, "paul@retail.example")
+    assert decide(bea_like, other_token, 2, "reject", "first-000000001").status_code == 302
+    done = paul.post("/desk/prices/decisions", data={**data, "product_id": ["1", "2", "5"]},
+                     follow_redirects=True).get_data(as_text=True)  # fmt: skip
+    assert "2 of 3 products approved" in done and "decided first by someone else: 2" in done
+    assert "approve at 2.29" in done and "approve at 4.29" in done
+    override = paul.post("/desk/prices/decisions", data={**data, "action": "override",
+                                                        "product_id": ["3"]})  # fmt: skip
+    assert override.status_code == 400
