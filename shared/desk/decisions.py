@@ -161,6 +161,28 @@ class DecisionLedger:
                 marked, content_type="application/json", if_generation_match=generation
             )
 
+    def runs(self) -> list[str]:
+        """The runs that have decisions."""
+        listing = self.bucket.client.list_blobs(
+            self.bucket, prefix=f"{self.prefix}/", delimiter="/"
+        )
+        for _ in listing:  # the prefixes are known once the listing is read
+            pass
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in listing.prefixes)
+
+    def previous(self, run_id: str) -> tuple[str, dict[str, Decision]] | None:
+        """The run before ``run_id`` with decisions (the one decided on most recently) and
+        its decisions, for showing what changed."""
+        found = None
+        for other in self.runs():
+            if other == run_id:
+                continue
+            decisions = self.of_run(other)
+            latest = max((d.decided_at for d in decisions.values()), default=None)
+            if latest is not None and (found is None or latest > found[0]):
+                found = (latest, other, decisions)
+        return (found[1], found[2]) if found else None
+
     def of_run(self, run_id: str) -> dict[str, Decision]:
         """Every decision standing for ``run_id``, by key: one listing, and a download only for
         the decisions this process has not read yet (a review page of 2,000 products with

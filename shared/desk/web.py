@@ -153,7 +153,15 @@ def blueprint(desk: Desk) -> Blueprint:
                 rows = [p for p in rows if p.get(field) == wanted[key]]
         rows.sort(key=lambda p: (-(p.get("expected_gain") or 0), p["product_id"]))
         view = [_review_row(p, decided.get(str(p["product_id"])), grant, desk.store) for p in rows]
+        before = desk.ledger.previous(model.run_id)
+        for row in view:
+            earlier = before[1].get(str(row["product_id"])) if before else None
+            row["earlier"] = earlier
+            # What changed: the recommendation now differs from the price decided last time.
+            kept = earlier.price if earlier and earlier.price is not None else row["regular_price"]
+            row["changed"] = earlier is not None and abs(row["recommended_price"] - kept) >= 0.005
         return render_template("review.html", run_id=model.run_id, rows=view, wanted=wanted,
+                               earlier_run=before[0] if before else None,
                                categories=categories, reasons=reasons, grant=grant,
                                request_id=secrets.token_hex(12))  # fmt: skip
 

@@ -98,7 +98,9 @@ def desk(stack, settings, promotion_model):
     store.promotions = promotion_model
     ledger = DecisionLedger(gcs, settings.data_bucket, f"desk-{uuid.uuid4().hex[:6]}/decisions")
     served = Desk(store, ledger, Identity(development=True), lambda: grants(ACCESS, MEMBERS))
-    return create_app(store, desk=served, secret_key=uuid.uuid4().hex, api_key="api-key")
+    app = create_app(store, desk=served, secret_key=uuid.uuid4().hex, api_key="api-key")
+    app.config["TEST_LEDGER"] = ledger
+    return app
 
 
 @pytest.fixture

@@ -209,3 +209,26 @@ def test_a_selection_is_checked_whole_before_anything_is_decided(desk):
     override = paul.post("/desk/prices/decisions", data={**data, "action": "override",
                                                         "product_id": ["3"]})  # fmt: skip
     assert override.status_code == 400
+
+
+def test_an_older_runs_decisions_stay_and_the_page_shows_what_changed(desk):
+    import datetime as dt
+
+    from shared.desk.decisions import Decision
+
+    ledger = desk.config["TEST_LEDGER"]
+    for pid, price in ((1, 2.49), (2, 3.79)):  # last month: product 1 kept, product 2 raised
+        made = dt.datetime.now(dt.UTC)
+        ledger.decide(Decision(run_id="run-desk-0", product_id=pid, action="approve",
+                               price=price, decided_by="bea@retail.example", decided_at=made,
+                               request_id=f"old-run-{pid:06d}"))  # fmt: skip
+    client, token = signed_in(desk, "paul@retail.example")
+    page = client.get("/desk/prices").get_data(as_text=True)
+    assert "run-desk-0" in page
+    row_1 = page[page.index('id="product-1"') : page.index('id="product-2"')]
+    row_2 = page[page.index('id="product-2"') : page.index('id="product-5"')]
+    assert "last run: approve at 2.49" in row_1 and "the recommendation changed" in row_1
+    assert "last run: approve at 3.79" in row_2 and "changed" not in row_2
+    assert decide(client, token, 1, "approve", "new-run-000001").status_code == 302
+    assert ledger.of_run("run-desk-0")["1"].price == 2.49  # the older run's stays
+    assert ledger.of_run("run-desk-1")["1"].price == 2.29
