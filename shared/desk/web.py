@@ -40,6 +40,7 @@ from shared.desk.access import IAP_CERTS, IAP_HEADER, Grant, IdentityError, veri
 from shared.desk.charts import profit_curve, profit_svg
 from shared.desk.decisions import Decision, DecisionLedger
 from shared.desk.planner import add_routes as add_planner
+from shared.desk.runs import add_routes as add_runs
 from shared.training.pricing import Rules, _candidates
 
 
@@ -80,6 +81,7 @@ class Desk:
     ledger: DecisionLedger
     identity: Identity
     grants: Callable[[], dict[str, Grant]]
+    fetch_root: str | None = None  # where fetch runs write (the runs page); none: no page
 
 
 def blueprint(desk: Desk) -> Blueprint:
@@ -247,10 +249,14 @@ def blueprint(desk: Desk) -> Blueprint:
                         headers={"Content-Disposition": attachment})  # fmt: skip
 
     add_planner(pages, desk.store)
+    if desk.fetch_root:
+        add_runs(pages, desk.store, desk.ledger.bucket.client, desk.fetch_root)
 
     @pages.app_context_processor
     def _csrf_token() -> dict[str, Any]:
-        return {"csrf_token": _token()}
+        from flask import current_app
+
+        return {"csrf_token": _token(), "url_rules": set(current_app.view_functions)}
 
     return pages
 

@@ -97,9 +97,11 @@ def desk(stack, settings, promotion_model):
     store.pricing = run_model()
     store.promotions = promotion_model
     ledger = DecisionLedger(gcs, settings.data_bucket, f"desk-{uuid.uuid4().hex[:6]}/decisions")
-    served = Desk(store, ledger, Identity(development=True), lambda: grants(ACCESS, MEMBERS))
+    root = f"gs://{settings.data_bucket}/desk-runs-{uuid.uuid4().hex[:6]}"
+    served = Desk(store, ledger, Identity(development=True), lambda: grants(ACCESS, MEMBERS),
+                  fetch_root=root)  # fmt: skip
     app = create_app(store, desk=served, secret_key=uuid.uuid4().hex, api_key="api-key")
-    app.config["TEST_LEDGER"] = ledger
+    app.config["TEST_LEDGER"], app.config["TEST_FETCH_ROOT"] = ledger, root
     return app
 
 

@@ -40,15 +40,24 @@ def browser():
     driver.quit()
 
 
-def submit(driver, element_id):
-    """Click a submitting button and wait for the page it leads to."""
+def follow(driver, act):
+    """Do ``act`` (a click, back) and wait until the page it leads to has loaded."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.ID, element_id).click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+    act()
+    wait = WebDriverWait(driver, 10)
+    wait.until(expected_conditions.staleness_of(page))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def submit(driver, element_id):
+    """Click a submitting button and wait for the page it leads to."""
+    from selenium.webdriver.common.by import By
+
+    follow(driver, lambda: driver.find_element(By.ID, element_id).click())
 
 
 def sign_in(driver, base, email):
@@ -70,12 +79,12 @@ def test_approve_two_override_one_and_the_store_manager_gets_them(browser, serve
     rows = browser.find_elements(By.CSS_SELECTOR, "tbody tr")
     assert [r.get_attribute("id") for r in rows] == [f"product-{i}" for i in (1, 2, 5, 3)]
     browser.save_screenshot(str(SHOTS / "desk-review.png"))
-    browser.find_element(By.LINK_TEXT, "2").click()
+    follow(browser, lambda: browser.find_element(By.LINK_TEXT, "2").click())
     curve = browser.find_element(By.CSS_SELECTOR, "#profit-curve svg")
     assert "90% band" in curve.get_attribute("aria-label")
     assert len(curve.find_elements(By.TAG_NAME, "circle")) == 3  # 3.29, 3.49, 3.79 allowed
     browser.save_screenshot(str(SHOTS / "desk-product.png"))
-    browser.back()
+    follow(browser, browser.back)
     browser.find_element(By.ID, "select-1").click()
     browser.find_element(By.ID, "select-2").click()
     browser.find_element(By.ID, "bulk-note").send_keys("agreed with the buyer")
