@@ -103,6 +103,12 @@ class Settings:
     artifact_keys_secret: str = ""
     # Locally only: the API's key (the deployed API sits behind Cloud Run's IAM).
     api_key: str = field(default="", repr=False)
+    # The desk (shared/desk/): who may do what (a YAML file or gs:// object; none: no desk),
+    # IAP's audience, the local stack's development sign-in, the session cookie's key.
+    desk_access: str = ""
+    desk_iap_audience: str = ""
+    desk_dev_sign_in: bool = False
+    desk_session_secret: str = field(default="", repr=False)
     # The port a service listens on (Cloud Run sets PORT).
     port: int = 8080
     task: JobTask = field(default_factory=JobTask)
@@ -214,6 +220,10 @@ class Settings:
             artifact_keys_file=env.get("RETAIL_ARTIFACT_KEYS_FILE") or "",
             artifact_keys_secret=env.get("RETAIL_ARTIFACT_KEYS_SECRET") or "",
             api_key=env.get("RETAIL_API_KEY") or "",
+            desk_access=env.get("RETAIL_DESK_ACCESS") or "",
+            desk_iap_audience=env.get("RETAIL_DESK_IAP_AUDIENCE") or "",
+            desk_dev_sign_in=env.get("RETAIL_DESK_DEV_SIGN_IN") == "1",
+            desk_session_secret=env.get("RETAIL_DESK_SESSION_SECRET") or "",
             port=_int(env, "PORT", 8080),
             task=JobTask(
                 index=_int(env, "CLOUD_RUN_TASK_INDEX", 0, minimum=0),

@@ -146,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    chain price {z['chain_price']:.2f} in {len(z['chain_stores'])} stores")
         else:
             print("  store prices: no product priced by zone in this run")
+        print(
+            f"  the desk: {cfg.client_env()['RETAIL_API_URL']}/desk/ (development sign-in: "
+            "paul@retail.example decides prices, sam@retail.example has store 1's list, "
+            "maria@retail.example plans promotions)"
+        )
         pred, plan = asked["prediction"], asked["plan"]
         print(
             f"  POST /v1/promotions:predict product {plan['product_id']}, 20% off for a week, "

@@ -28,6 +28,11 @@ NOT_DEPLOYED = {
     "CLOUD_RUN_TASK_COUNT": "set by Cloud Run on every task",
     "RETAIL_CALL_TRACE_DIR": "local only: the stack's recorder of Google API calls",
     "SECRET_MANAGER_EMULATOR_HOST": "local Secret Manager endpoint",
+    # The desk runs on the local stack only until IAP fronts the deployed service (issue 27).
+    "RETAIL_DESK_ACCESS": "the desk: deployed once IAP is declared; local stack only",
+    "RETAIL_DESK_IAP_AUDIENCE": "the desk: deployed once IAP is declared; local stack only",
+    "RETAIL_DESK_DEV_SIGN_IN": "the desk's development sign-in: local stack only, by design",
+    "RETAIL_DESK_SESSION_SECRET": "the desk: deployed once IAP is declared; local stack only",
 }
 _READ = re.compile(r"""(?:(?:env|environ)(?:\.get\(|\[)|_int\(env,)\s*["']([A-Z][A-Z0-9_]+)["']""")
 # What a job or the API needs of Settings: where things are (the rest are fetch tuning).

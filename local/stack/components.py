@@ -4,6 +4,7 @@ and how to tell it is ready; missing prerequisites stop ``up`` with a line sayin
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import sys
 import urllib.error
@@ -145,9 +146,18 @@ EMULATORS: tuple[Component, ...] = (
         lambda cfg: [cfg.api_port],
         lambda cfg: _http_ok(f"http://{HOST}:{cfg.api_port}/healthz"),
         # Locally a new model is served within seconds of its training run.
-        env=lambda cfg: {**cfg.deployable_env("api"), "RETAIL_MODEL_POLL_S": "2"},
+        env=lambda cfg: {**cfg.deployable_env("api"), "RETAIL_MODEL_POLL_S": "2", **DESK_ENV},
     ),
 )
+
+
+# The desk on the local stack: people and groups of local/rbac/groups.yaml, the development
+# sign-in (refused anywhere but here), a session key of this process's making.
+DESK_ENV = {
+    "RETAIL_DESK_ACCESS": str(REPO / "local" / "rbac" / "desk.yaml"),
+    "RETAIL_DESK_DEV_SIGN_IN": "1",
+    "RETAIL_DESK_SESSION_SECRET": secrets.token_hex(32),
+}
 
 
 def _write_jobs(cfg: StackConfig) -> Path:

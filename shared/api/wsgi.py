@@ -2,8 +2,8 @@
 
 Its settings (``shared.settings``): the artifacts location (the pointers are ``pricing/LATEST``
 and ``promotions/LATEST`` under it) and keys, how often the pointers are polled, the results
-dataset (promotion analytics reads ``promotion_performance`` there), the stores table and,
-locally, the API key.
+dataset (promotion analytics reads ``promotion_performance`` there), the stores table,
+locally the API key, and the desk's (``shared.desk.serve``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from shared.api.analytics import PromotionAnalytics
 from shared.api.app import MAX_BODY_BYTES, create_app
 from shared.api.models import ModelStore
 from shared.api.server import BodyDeadline
+from shared.desk.serve import desk_from_settings
 from shared.settings import Settings
 from shared.training.artifacts import Keyring
 
@@ -31,6 +32,8 @@ analytics = PromotionAnalytics(
     _settings.results_table("promotion_performance"),
     _settings.stores_table,
 )
-app = create_app(store, analytics=analytics, api_key=_settings.api_key or None)
+desk = desk_from_settings(_settings, store)
+app = create_app(store, analytics=analytics, api_key=_settings.api_key or None, desk=desk,
+                 secret_key=_settings.desk_session_secret or None)  # fmt: skip
 # A slow client may not hold a server thread: its body must arrive within 10 s.
 app.wsgi_app = BodyDeadline(app.wsgi_app, max_bytes=MAX_BODY_BYTES)  # type: ignore[method-assign]

@@ -113,6 +113,7 @@ class DecisionLedger:
         self.bq, self.table = bq, table
         # A decision never changes once made: each is downloaded once per process.
         self._known: dict[str, Decision] = {}
+        self._table_ready = False
 
     def _blob(self, run_id: str, key: str) -> storage.Blob:
         return self.bucket.blob(f"{self.prefix}/{run_id}/{key}.json")
@@ -150,6 +151,9 @@ class DecisionLedger:
     def _log(self, decision: Decision, blob: storage.Blob, generation: int) -> None:
         if self.bq is None or self.table is None:
             return
+        if not self._table_ready:  # made on first use: the service may start before its dataset
+            self.ensure_table()
+            self._table_ready = True
         errors = self.bq.insert_rows_json(
             self.table, [decision.row()], row_ids=[decision.decision_id]
         )

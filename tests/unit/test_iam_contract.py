@@ -84,12 +84,13 @@ def test_query_jobs_need_data_on_what_they_read_and_write(tmp_path):
     }
     calls = trace(tmp_path, "create_chunk", ctas)
     assert iam_contract.check(calls, "dev", PROJECT).missing == []
-    # The API reading the source with a query is allowed; writing to it is not.
+    # The API reading the source with a query is allowed; writing to it is not (it writes
+    # only its desk's decisions, to results).
     calls = trace(tmp_path / "x", "dev-api", {**ctas, "sql": ctas["sql"].replace(
-        "dev_fetch_tmp", "dev_results")})  # fmt: skip
+        "dev_fetch_tmp.c_1", f"{NAMES.dataset('source')}.c_1")})  # fmt: skip
     missing = {(n.permission, n.target) for n in iam_contract.check(calls, "dev", PROJECT).missing}
-    assert missing == {("bigquery.tables.create", "results"),
-                       ("bigquery.tables.updateData", "results")}  # fmt: skip
+    assert missing == {("bigquery.tables.create", "source"),
+                       ("bigquery.tables.updateData", "source")}  # fmt: skip
 
 
 def test_storage_calls_map_to_object_methods(tmp_path):

@@ -1,0 +1,46 @@
+"""The desk as the API's process serves it, from its settings (``shared.settings``)."""
+
+from __future__ import annotations
+
+import yaml
+
+from shared import clients
+from shared.api.models import ModelStore
+from shared.desk.access import DeskAccess, GroupGrants
+from shared.desk.decisions import DecisionLedger
+from shared.desk.web import Desk, Identity
+from shared.identifiers import GcsUri
+from shared.rbac.groups import GroupsReader
+from shared.settings import Settings
+
+
+def desk_from_settings(settings: Settings, store: ModelStore) -> Desk | None:
+    """The desk, or None where no access mapping is configured (``RETAIL_DESK_ACCESS``).
+    Refuses to start with the development sign-in outside the local stack, or without IAP's
+    audience or a session key."""
+    if not settings.desk_access:
+        return None
+    if not settings.desk_session_secret:
+        raise RuntimeError("the desk needs RETAIL_DESK_SESSION_SECRET (its cookie's key)")
+    identity = Identity.for_deployment(local=settings.local,
+                                       audience=settings.desk_iap_audience or None,
+                                       development=settings.desk_dev_sign_in)  # fmt: skip
+    gcs = clients.storage_client(settings)
+    access = DeskAccess.model_validate(yaml.safe_load(_read(gcs, settings.desk_access)) or {})
+    bq = clients.bigquery_client(settings)
+    ledger = DecisionLedger(gcs, settings.data_bucket, bq=bq,
+                            table=settings.results_table("desk_decisions"))  # fmt: skip
+
+    def reader() -> GroupsReader:
+        return GroupsReader(clients.cloud_identity_service(settings))
+
+    return Desk(store, ledger, identity, GroupGrants(access, reader),
+                fetch_root=settings.fetch_destinations[0])  # fmt: skip
+
+
+def _read(gcs: object, location: str) -> str:
+    if location.startswith("gs://"):
+        uri = GcsUri.parse(location)
+        return gcs.bucket(uri.bucket).blob(uri.path).download_as_text()  # type: ignore[attr-defined]
+    with open(location, encoding="utf-8") as handle:
+        return handle.read()
