@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[local,dev,training,api]'
 	@touch $@
 
-demo: install  ## start the stack, load the data, run the pipeline round trip, stop the stack
+demo: install browser  ## start the stack, load the data, run the pipeline round trip, stop the stack
 	$(BIN)/python -m local.demo
 
 browser:  ## Debian's Chromium and its chromedriver, for the desk's browser tests

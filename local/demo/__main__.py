@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from local.demo.desk import visit as desk_visit
 from local.demo.steps import (
     MOVER,
     StepFailed,
@@ -146,10 +147,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    chain price {z['chain_price']:.2f} in {len(z['chain_stores'])} stores")
         else:
             print("  store prices: no product priced by zone in this run")
+        desk_url = cfg.client_env()["RETAIL_API_URL"]
         print(
-            f"  the desk: {cfg.client_env()['RETAIL_API_URL']}/desk/ (development sign-in: "
-            "paul@retail.example decides prices, sam@retail.example has store 1's list, "
-            "maria@retail.example plans promotions)"
+            f"  the desk: {desk_url}/desk/ (development sign-in: paul@retail.example decides "
+            "prices, sam@retail.example has store 1's list, maria@retail.example plans "
+            "promotions)"
+        )
+        toured = observed["desk"] = desk_visit(desk_url, cfg.state_dir / "reports")
+        print(
+            f"  paul approved product {toured['approved']}; store 1's price list has "
+            f"{toured['store_1_changes']} approved change(s); screenshots: "
+            + (", ".join(toured["screenshots"]) or "none (no chromium: make browser)")
         )
         pred, plan = asked["prediction"], asked["plan"]
         print(

@@ -1,0 +1,83 @@
+"""The demo's visit to the desk: a category manager approves the top move over HTTP (signed in
+through the local stack's development sign-in, groups read from the local Cloud Identity),
+the store manager of store 1 downloads the store's price list, and Debian's Chromium, where it
+is installed (``make browser``), takes screenshots of both pages."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import requests
+
+
+def _signed_in(base: str, email: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(f"{base}/desk/sign-in", timeout=10).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    if token is None:
+        raise RuntimeError("the desk's sign-in page has no CSRF token")
+    session.post(f"{base}/desk/sign-in", data={"email": email, "csrf_token": token.group(1)},
+                 timeout=10).raise_for_status()  # fmt: skip
+    return session
+
+
+def visit(base: str, out_dir: Path) -> dict:
+    """Approve the top recommended move as paul; read store 1's CSV as sam; screenshots."""
+    paul = _signed_in(base, "paul@retail.example")
+    page = paul.get(f"{base}/desk/prices", params={"decision": "move"}, timeout=30)
+    page.raise_for_status()
+    form = re.search(r'action="/desk/prices/(\d+)/decision".*?name="csrf_token" value="([^"]+)"'
+                     r'.*?name="request_id" value="([^"]+)"', page.text, re.S)  # fmt: skip
+    approved = None
+    if form is not None:
+        approved = int(form.group(1))
+        fields = {"action": "approve", "csrf_token": form.group(2),
+                  "request_id": form.group(3), "note": "the demo"}  # fmt: skip
+        paul.post(f"{base}/desk/prices/{approved}/decision", data=fields, timeout=30)
+    sam = _signed_in(base, "sam@retail.example")
+    listed = sam.get(f"{base}/desk/stores/1.csv", timeout=30)
+    listed.raise_for_status()
+    lines = listed.text.strip().splitlines()[1:]
+    shots = _screenshots(base, out_dir) if shutil.which("chromedriver") else []
+    return {"approved": approved, "store_1_changes": len(lines), "screenshots": shots}
+
+
+def _screenshots(base: str, out_dir: Path) -> list[str]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+    ):
+        options.add_argument(flag)  # fmt: skip
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved = []
+    try:
+        pages = (("paul@retail.example", "/desk/prices", "desk-review.png"),
+                 ("sam@retail.example", "/desk/stores/1", "desk-store-1.png"))  # fmt: skip
+        for email, path, name in pages:
+            driver.delete_all_cookies()
+            driver.get(f"{base}/desk/sign-in")
+            driver.find_element(By.ID, "email").send_keys(email)
+            driver.find_element(By.ID, "sign-in").click()
+            driver.get(f"{base}{path}")
+            driver.find_element(By.TAG_NAME, "h1")
+            driver.save_screenshot(str(out_dir / name))
+            saved.append(str(out_dir / name))
+    finally:
+        driver.quit()
+    return saved
