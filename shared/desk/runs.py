@@ -13,9 +13,7 @@ from google.cloud import storage
 
 from shared.api.models import ModelStore
 from shared.desk.access import Grant
-from shared.fetch.layout import RunLayout
-from shared.fetch.runs import rows_done, state
-from shared.identifiers import GcsUri
+from shared.fetch.runs import planned, rows_done, state
 
 # The BigQuery Storage Read API's on-demand price per TiB read (us and eu multi-regions,
 # cloud.google.com/bigquery/pricing); Parquet bytes stand in for the bytes read.
@@ -30,13 +28,7 @@ def add_routes(pages: Blueprint, store: ModelStore, gcs: storage.Client, root: s
         grant: Grant = g.grant
         if not (grant.categories or grant.analyst or grant.reader):
             abort(403, "the runs page is for category managers, analysts and readers")
-        where = GcsUri.parse(root)
-        prefix = f"{where.path}/" if where.path else ""
-        plans = [b for b in gcs.list_blobs(where.bucket, prefix=prefix)
-                 if RunLayout.is_plan(b.name)]  # fmt: skip
-        plans.sort(key=lambda b: b.time_created, reverse=True)
-        found = [_row(gcs, f"gs://{where.bucket}/{b.name.rsplit('/', 1)[0]}", b.time_created)
-                 for b in plans[:20]]  # fmt: skip
+        found = [_row(gcs, where, when) for where, when in planned(gcs, root, limit=20)]
         models = {"pricing": store.pricing.run_id if store.pricing else None,
                   "promotions": store.promotions.run_id if store.promotions else None}  # fmt: skip
         return render_template("runs.html", runs=found, models=models)

@@ -54,13 +54,19 @@ def state(gcs: storage.Client, destination: str) -> RunState:
     return RunState("unknown")
 
 
-def recent(gcs: storage.Client, root: str, limit: int = 10) -> list[RunState]:
-    """The newest runs whose destinations lie below ``root`` (``gs://bucket/prefix/``)."""
+def planned(gcs: storage.Client, root: str, limit: int = 10) -> list[tuple[str, dt.datetime]]:
+    """(destination, when it was planned) of the newest runs below ``root``
+    (``gs://bucket/prefix/``), newest first (a plan is written once, at the run's start)."""
     where = GcsUri.parse(root)
     prefix = f"{where.path}/" if where.path else ""
     plans = [b for b in gcs.list_blobs(where.bucket, prefix=prefix) if RunLayout.is_plan(b.name)]
     plans.sort(key=lambda b: b.updated, reverse=True)
-    return [state(gcs, f"gs://{where.bucket}/{b.name.rsplit('/', 1)[0]}") for b in plans[:limit]]
+    return [(f"gs://{where.bucket}/{b.name.rsplit('/', 1)[0]}", b.updated) for b in plans[:limit]]
+
+
+def recent(gcs: storage.Client, root: str, limit: int = 10) -> list[RunState]:
+    """The newest runs whose destinations lie below ``root`` (``gs://bucket/prefix/``)."""
+    return [state(gcs, destination) for destination, _ in planned(gcs, root, limit)]
 
 
 def rows_done(gcs: storage.Client, destination: str) -> int:
