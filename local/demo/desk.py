@@ -6,10 +6,11 @@ is installed (``make browser``), takes screenshots of both pages."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import requests
+
+from local.browser import installed
 
 
 def _signed_in(base: str, email: str) -> requests.Session:
@@ -40,30 +41,16 @@ def visit(base: str, out_dir: Path) -> dict:
     listed = sam.get(f"{base}/desk/stores/1.csv", timeout=30)
     listed.raise_for_status()
     lines = listed.text.strip().splitlines()[1:]
-    shots = _screenshots(base, out_dir) if shutil.which("chromedriver") else []
+    shots = _screenshots(base, out_dir) if installed() else []
     return {"approved": approved, "store_1_changes": len(lines), "screenshots": shots}
 
 
 def _screenshots(base: str, out_dir: Path) -> list[str]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,1000",
-    ):
-        options.add_argument(flag)  # fmt: skip
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    from local.browser import chromium
+
+    driver = chromium(1280, 1000)
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = []
     try:

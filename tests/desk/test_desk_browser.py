@@ -2,7 +2,6 @@
 category manager approves two moves and overrides one, the store manager finds them in the
 store's CSV and cannot approve; screenshots of each page in .local/screenshots/."""
 
-import shutil
 import urllib.request
 from pathlib import Path
 
@@ -15,26 +14,9 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from local.browser import chromium
 
-    driver_path, chromium = shutil.which("chromedriver"), shutil.which("chromium")
-    assert driver_path and chromium, "Debian's chromium and chromium-driver: run `make browser`"
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(flag)  # fmt: skip
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver = chromium()
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
