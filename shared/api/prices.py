@@ -42,6 +42,15 @@ def routes(store: ModelStore) -> Routes:
             raise ApiError(503, f"no pricing model: {store.not_ready_reason()}")
         return current
 
+    def product_of(product_id: str) -> tuple[PricingModel, dict]:
+        """The served model and its row of the path's product (400 or 404 otherwise)."""
+        pid = validated(ProductPath, {"product_id": product_id}).product_id
+        current = model()
+        row = current.products.get(pid)
+        if row is None:
+            raise ApiError(404, f"unknown product {pid}", "product_id")
+        return current, row
+
     @operation(
         served,
         "get",
@@ -51,11 +60,7 @@ def routes(store: ModelStore) -> Routes:
         path_params=ProductPath,
     )
     def price(product_id: str) -> ResponseReturnValue:
-        pid = validated(ProductPath, {"product_id": product_id}).product_id
-        current = model()
-        row = current.products.get(pid)
-        if row is None:
-            raise ApiError(404, f"unknown product {pid}", "product_id")
+        current, row = product_of(product_id)
         return jsonify(_price(row, current.run_id))
 
     @operation(
@@ -95,11 +100,8 @@ def routes(store: ModelStore) -> Routes:
         path_params=ProductPath,
     )
     def zones(product_id: str) -> ResponseReturnValue:
-        pid = validated(ProductPath, {"product_id": product_id}).product_id
-        current = model()
-        product = current.products.get(pid)
-        if product is None:
-            raise ApiError(404, f"unknown product {pid}", "product_id")
+        current, product = product_of(product_id)
+        pid = product["product_id"]
         rows = current.store_rows.get(pid, [])
         return jsonify(
             {
