@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             "elasticity": -2.4, "ci_low": -3.0, "ci_high": -1.8, "binding_rule": None}
         for p in range(1, args.products + 1)
     }  # fmt: skip
-    model = PricingModel("bench-desk", "gs://b/x", products, rules={"*": Rules().model_dump()})
+    model = PricingModel("bench-desk", "gs://b/x", products, rules={"*": Rules()})
     prefix = f"bench-desk-{uuid.uuid4().hex[:6]}/decisions"
     writer = DecisionLedger(gcs, settings.data_bucket, prefix)
     for p in range(1, args.decisions + 1):

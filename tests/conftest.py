@@ -84,3 +84,31 @@ def retail(stack, settings):
     from shared.cli import generate_data
 
     return generate_data(60_000, 7, stack.names.dataset("source"), settings, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def world():
+    """A small synthetic retailer (8 stores, 40 products, a year) and its transactions."""
+    import pyarrow as pa
+
+    from shared.synthetic.generate import Shape, build_world, transactions
+
+    world = build_world(Shape(n_stores=8, n_products=40, n_days=364), seed=5)
+    return world, pa.Table.from_batches(list(transactions(world)))
+
+
+@pytest.fixture(scope="session")
+def promotion_model(world):
+    """A promotion model trained on ``world``, with its holdout scores (the API's and the
+    desk's tests serve it)."""
+    from shared.training.promotions import evaluate, product_baselines, promotion_rows, train
+
+    w, table = world
+    rows = promotion_rows(table, w.promotions)
+    model = train(rows)
+    model.baselines, model.run_id, model.scores = (
+        product_baselines(table),
+        "promo-1",
+        evaluate(rows),
+    )
+    return model

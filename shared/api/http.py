@@ -40,6 +40,14 @@ def _field(loc: tuple) -> str | None:
     return out or None
 
 
+def describe(exc: ValidationError) -> str:
+    """Every problem of ``exc``, each with the field it is in (for a page that shows them all;
+    the API's answers name the first, ``validated``)."""
+    return "; ".join(
+        f"{_field(tuple(e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors(include_url=False)
+    )
+
+
 def validated(model: type[M], data: bytes | dict) -> M:
     """``data`` (a JSON body, or parameters) as ``model``; a 400 naming the field otherwise."""
     try:

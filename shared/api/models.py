@@ -29,6 +29,7 @@ from google.cloud import storage
 from shared.identifiers import GcsUri
 from shared.log import get_logger
 from shared.training.artifacts import ArtifactLayout, Keyring, decrypt
+from shared.training.pricing import Rules
 from shared.training.promotions import PromotionModel
 
 log = get_logger("shared.api.models")
@@ -43,7 +44,7 @@ class PricingModel:
     stores: dict[int, list[dict]] = field(default_factory=dict)
     store_rows: dict[int, list[dict]] = field(default_factory=dict)
     zones: dict[int, list[dict]] = field(default_factory=dict)
-    rules: dict[str, dict] = field(default_factory=dict)  # each category's Rules, "*" default
+    rules: dict[str, Rules] = field(default_factory=dict)  # each category's, "*" the default
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ class ModelStore:
             stores=stores,
             store_rows=store_rows,
             zones=zones,
-            rules=data.get("rules", {}),
+            rules={k: Rules(**v) for k, v in data.get("rules", {}).items()},
         )
         self.pricing = pricing  # one assignment: requests see the old or the new model
         log.info("serving pricing model %s", pricing.run_id, extra={"run_id": pricing.run_id})

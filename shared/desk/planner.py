@@ -16,6 +16,7 @@ from flask import Blueprint, abort, g, redirect, render_template, request, sessi
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 
+from shared.api.http import describe
 from shared.api.models import ModelStore
 from shared.api.schemas import MECHANICS, PromotionIn
 from shared.desk.access import Grant
@@ -53,8 +54,10 @@ def add_routes(pages: Blueprint, store: ModelStore) -> None:
                  "feature": form.get("feature") == "on", "display": form.get("display") == "on"},
                 strict=False,
             )  # fmt: skip
-        except (ValidationError, ValueError) as exc:
-            abort(400, f"the plan is not valid: {_why(exc)}")
+        except ValidationError as exc:
+            abort(400, f"the plan is not valid: {describe(exc)}")
+        except ValueError as exc:
+            abort(400, f"the plan is not valid: {exc}")
         loaded = store.promotions
         if loaded is None or plan.product_id not in loaded.model.baselines:
             abort(400, f"product {plan.product_id} has no recent sales to plan a promotion on")
@@ -68,12 +71,6 @@ def _analyst() -> Grant:
     if not (grant.analyst or grant.reader):
         abort(403, "the promotion planner is for promotion analysts")
     return grant
-
-
-def _why(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-    return str(exc)
 
 
 def _priced(store: ModelStore, plans: list[dict]) -> list[dict[str, Any]]:

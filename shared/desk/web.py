@@ -35,13 +35,14 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from pydantic import ValidationError
 
+from shared.api.http import describe
 from shared.api.models import ModelStore, PricingModel
 from shared.desk.access import IAP_CERTS, IAP_HEADER, Grant, IdentityError, verify_iap
 from shared.desk.charts import profit_curve, profit_svg
 from shared.desk.decisions import Decision, DecisionLedger
 from shared.desk.planner import add_routes as add_planner
 from shared.desk.runs import add_routes as add_runs
-from shared.training.pricing import Rules, _candidates
+from shared.training.pricing import DEFAULT_RULES, Rules, _candidates
 
 
 @dataclass(frozen=True)
@@ -253,10 +254,8 @@ def blueprint(desk: Desk) -> Blueprint:
         add_runs(pages, desk.store, desk.ledger.bucket.client, desk.fetch_root)
 
     @pages.app_context_processor
-    def _csrf_token() -> dict[str, Any]:
-        from flask import current_app
-
-        return {"csrf_token": _token(), "url_rules": set(current_app.view_functions)}
+    def _page_context() -> dict[str, Any]:
+        return {"csrf_token": _token(), "runs_page": bool(desk.fetch_root)}
 
     return pages
 
@@ -295,7 +294,7 @@ def _decision(
             decided_at=dt.datetime.now(dt.UTC), request_id=request_id,
         )  # fmt: skip
     except ValidationError as exc:
-        abort(400, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        abort(400, describe(exc))
 
 
 def _token() -> str:
@@ -320,8 +319,7 @@ def _model(store: ModelStore) -> PricingModel:
 
 def _rules(product: dict, store: ModelStore) -> Rules:
     model = _model(store)
-    found = model.rules.get(product.get("category") or "*") or model.rules.get("*") or {}
-    return Rules(**found)
+    return model.rules.get(product.get("category") or "*") or model.rules.get("*") or DEFAULT_RULES
 
 
 def _allowed(product: dict, store: ModelStore) -> list[float]:

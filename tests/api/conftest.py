@@ -5,38 +5,17 @@ import io
 import pickle
 import uuid
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from google.cloud import bigquery
 
 from shared import clients
 from shared.bq_schema import bq_schema
-from shared.synthetic.generate import Shape, build_world, transactions
 from shared.training.artifacts import Keyring, publish
-from shared.training.promotions import evaluate, product_baselines, promotion_rows, train
+from shared.training.promotions import promotion_rows
 from shared.training.promotions_job import performance_table
 
 KEYRING = Keyring.parse(f"k1:{Keyring.new_key()}")
-
-
-@pytest.fixture(scope="session")
-def world():
-    world = build_world(Shape(n_stores=8, n_products=40, n_days=364), seed=5)
-    return world, pa.Table.from_batches(list(transactions(world)))
-
-
-@pytest.fixture(scope="session")
-def promotion_model(world):
-    w, table = world
-    rows = promotion_rows(table, w.promotions)
-    model = train(rows)
-    model.baselines, model.run_id, model.scores = (
-        product_baselines(table),
-        "promo-1",
-        evaluate(rows),
-    )
-    return model
 
 
 def publish_promotions(settings, prefix, model, run_id=None):

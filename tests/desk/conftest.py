@@ -9,7 +9,7 @@ from werkzeug.serving import make_server
 
 from shared import clients
 from shared.api.app import create_app
-from shared.api.models import ModelStore, PricingModel
+from shared.api.models import LoadedPromotionModel, ModelStore, PricingModel
 from shared.desk.access import DeskAccess, grants
 from shared.desk.decisions import DecisionLedger
 from shared.desk.web import Desk, Identity
@@ -30,27 +30,6 @@ MEMBERS = {
     "finance@retail.example": {"fin@retail.example"},
     "promo-team@retail.example": {"maria@retail.example"},
 }
-
-
-@pytest.fixture(scope="session")
-def promotion_model():
-    """A promotion model trained on a small synthetic retailer, with its holdout scores."""
-    import pyarrow as pa
-
-    from shared.api.models import LoadedPromotionModel
-    from shared.synthetic.generate import Shape, build_world, transactions
-    from shared.training.promotions import evaluate, product_baselines, promotion_rows, train
-
-    world = build_world(Shape(n_stores=8, n_products=40, n_days=364), seed=5)
-    table = pa.Table.from_batches(list(transactions(world)))
-    rows = promotion_rows(table, world.promotions)
-    model = train(rows)
-    model.baselines, model.run_id, model.scores = (
-        product_baselines(table),
-        "promo-1",
-        evaluate(rows),
-    )
-    return LoadedPromotionModel("promo-1", "gs://x/promo-1.model", model)
 
 
 def product(pid, category, regular, recommended, gain):
@@ -86,7 +65,7 @@ def run_model(run_id="run-desk-1"):
         by_store.setdefault(row["store_id"], []).append(row)
     return PricingModel(run_id, f"gs://x/{run_id}.model",
                         {p["product_id"]: p for p in products}, by_store,
-                        rules={"*": Rules().model_dump()})  # fmt: skip
+                        rules={"*": Rules()})  # fmt: skip
 
 
 @pytest.fixture
@@ -95,7 +74,7 @@ def desk(stack, settings, promotion_model):
     store = ModelStore(gcs, Keyring.parse(f"k1:{Keyring.new_key()}"),
                        f"gs://{settings.data_bucket}/artifacts-desk")  # fmt: skip
     store.pricing = run_model()
-    store.promotions = promotion_model
+    store.promotions = LoadedPromotionModel("promo-1", "gs://x/promo-1.model", promotion_model)
     ledger = DecisionLedger(gcs, settings.data_bucket, f"desk-{uuid.uuid4().hex[:6]}/decisions")
     root = f"gs://{settings.data_bucket}/desk-runs-{uuid.uuid4().hex[:6]}"
     served = Desk(store, ledger, Identity(development=True), lambda: grants(ACCESS, MEMBERS),
