@@ -4,7 +4,7 @@ zones and the chain's total, for the artifact the API serves.
 
 Files under the run's output::
 
-    stores-shard-00000-of-00002.parquet   a task's store rows (``stores.SLOPE_FIELDS``)
+    stores-shard-00000-of-00002.parquet   a task's store rows (``SLOPE_SCHEMA``)
     store_covariates.json                 task 0: the stores table's covariate columns
     stores/store-00012.csv                the merge: store 12's price list
 """
@@ -30,6 +30,7 @@ from shared.training.pricing import PricingConfig
 from shared.training.pricing.store_prices import StorePrices, store_covariates, store_prices
 
 log = get_logger("shared.training.store_lists")
+# A row of ``pricing.stores.store_slopes`` as a task's store shard holds it.
 SLOPE_SCHEMA = pa.schema(
     [("product_id", pa.int64()), ("store_id", pa.int64()), ("slope", pa.float64()),
      ("variance", pa.float64()), ("weeks", pa.int64()), ("cells", pa.int64()),

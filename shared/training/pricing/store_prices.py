@@ -78,7 +78,7 @@ def store_prices(
     draws: int = DRAWS,
 ) -> StorePrices:
     """Store prices of every product (``products``: the chain results' rows; ``slopes``: the
-    tasks' store rows, ``stores.SLOPE_FIELDS``)."""
+    tasks' store rows, ``stores.store_slopes``, as ``store_lists.SLOPE_SCHEMA`` holds them)."""
     chain = chain or StoreRules()
     rules = rules or {}
     default = rules.get("*", DEFAULT_RULES)

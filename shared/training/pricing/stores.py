@@ -42,9 +42,6 @@ from shared.training.pricing.config import RECENT_WEEKS
 from shared.training.pricing.estimate import Fit
 from shared.training.pricing.panel import _modal
 
-SLOPE_FIELDS = ("product_id", "store_id", "slope", "variance", "weeks", "cells",
-                "regular_price", "weekly_units", "curvature", "curvature_variance")  # fmt: skip
-
 
 def store_slopes(cells: dict[str, np.ndarray], fit: Fit | None, product_id: int) -> list[dict]:
     """One row per store of the product (see the module's stage 1); without a chain ``fit``
