@@ -263,6 +263,7 @@ def merge(
 ) -> pa.Table:
     """Collect every shard (all must be there), replace the run's rows, price every store
     (``store_lists``), write the artifact and the report."""
+    config = config or PricingConfig()
     dest = GcsUri.parse(output)
     tables = []
     for i in range(task_count):
@@ -275,7 +276,7 @@ def merge(
     publish_rows(gcs, bq, results, dest.child("_merged.parquet"), results_table, run_id, run_date)
     products = results.to_pylist()
     substitutes = _read_substitutes(gcs, output)
-    stores = price_lists(gcs, output, task_count, products, config or PricingConfig(), run_date)
+    stores = price_lists(gcs, output, task_count, products, config, run_date)
     if stores is not None:
         # Every store's prices beside the products': ``<results table>_stores``.
         rows = [{"run_id": run_id, **row, "valid_from": dt.date.fromisoformat(row["valid_from"])}
@@ -291,9 +292,7 @@ def merge(
         "stores": stores.rows if stores else [],
         "zones": stores.zones if stores else [],
         "store_summary": stores.summary if stores else {},
-        "rules": {
-            k: v.model_dump() for k, v in (config or PricingConfig()).rules_by_category().items()
-        },
+        "rules": {k: v.model_dump() for k, v in config.rules_by_category().items()},
     }
     # The serving API polls the pointer and swaps to the new model when it changes.
     publish(gcs, artifact_uri, json.dumps(artifact).encode(), keyring)
