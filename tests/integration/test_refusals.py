@@ -17,7 +17,7 @@ from shared.fetch import runs
 from shared.fetch.layout import RunLayout
 
 from ..conftest import FUNCTION_ENV, REPO, TEST_STACK_ENV
-from .helpers import function_logs, relay_counts, wait_for
+from .helpers import function_logs, relay_counts, wait_answered, wait_for
 from .test_fetch_pipeline import fetched_checksum, publish_request, source_checksum, wait_manifest
 
 pytestmark = pytest.mark.stack
@@ -155,7 +155,8 @@ def test_a_9_mb_request_is_refused_by_the_function_and_shown_by_status_and_redri
     ).result()
     [line] = wait_for(lambda: function_logs(stack, "plan_fetch", message_id=message_id), 60)
     assert line["outcome"] == "acknowledged" and "larger than 2000000 bytes" in line["message"]
-    assert relay_counts(stack, "plan-fetch")["acked"] > before["acked"]
+    # The function logs before its answer reaches the relay: read the counts once it has.
+    assert wait_answered(stack, "plan-fetch", before, 1)["acked"] > before["acked"]
 
     # The same message as the dead-letter topic would hold it: status counts it, redrive
     # sends it back to its topic (where it is refused again, with its log line).
