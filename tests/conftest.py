@@ -112,3 +112,43 @@ def promotion_model(world):
         evaluate(rows),
     )
     return model
+
+
+@pytest.fixture(scope="session")
+def analytics_tables(stack, settings, world):
+    """(performance table, stores table, the performance rows) in a dataset of their own, each
+    promotion with the revenue predicted before it ran (``backtest``): what promotion
+    analytics (the API's and the desk's) read."""
+    import io
+    import uuid
+
+    import pyarrow.parquet as pq
+    from google.cloud import bigquery
+
+    from shared import clients
+    from shared.bq_schema import bq_schema
+    from shared.training.promotions import backtest, promotion_rows
+    from shared.training.promotions_job import performance_table
+
+    w, table = world
+    rows = promotion_rows(table, w.promotions)
+    perf = performance_table(rows, w.promotions, w.products, backtest(rows))
+    bq = clients.bigquery_client(settings)
+    dataset = f"{settings.project}.api_{uuid.uuid4().hex[:6]}"
+    bq.create_dataset(dataset)
+    gcs = clients.storage_client(settings).bucket(settings.data_bucket)
+    names = {}
+    for name, data in (("promotion_performance", perf), ("stores", w.stores)):
+        buffer = io.BytesIO()
+        pq.write_table(data, buffer)
+        path = f"api-tables/{dataset}/{name}.parquet"
+        gcs.blob(path).upload_from_string(buffer.getvalue())
+        bq.load_table_from_uri(
+            f"gs://{settings.data_bucket}/{path}",
+            f"{dataset}.{name}",
+            job_config=bigquery.LoadJobConfig(
+                source_format=bigquery.SourceFormat.PARQUET, schema=bq_schema(data.schema)
+            ),
+        ).result()
+        names[name] = f"{dataset}.{name}"
+    return names["promotion_performance"], names["stores"], perf

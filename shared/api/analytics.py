@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from google.cloud import bigquery
 
@@ -25,6 +26,7 @@ COLUMNS = (
     "revenue",
     "baseline_revenue",
     "uplift",
+    "predicted_revenue",
 )
 
 
@@ -44,8 +46,8 @@ class PromotionAnalytics:
         self.performance = TableRef.parse(performance_table)
         self.stores = TableRef.parse(stores_table)
 
-    def page(self, filters: Filters, limit: int, offset: int) -> tuple[list[dict], bool]:
-        """One page of promotions, newest first; and whether another page follows."""
+    def _where(self, filters: Filters) -> tuple[str, list[bigquery.ScalarQueryParameter]]:
+        """The filters as a WHERE clause ("" for none) and its parameters."""
         where, params = [], []
 
         def equal(column: str, kind: str, value: str | int | None) -> None:
@@ -69,14 +71,67 @@ class PromotionAnalytics:
                 f"(SELECT region FROM {self.stores.sql} WHERE store_id = @store_id))"
             )
             params.append(bigquery.ScalarQueryParameter("store_id", "INT64", filters.store_id))
-        sql = (
-            f"SELECT {', '.join(COLUMNS)} FROM {self.performance.sql}"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
-            + f" ORDER BY start_date DESC, promo_id LIMIT {int(limit) + 1} OFFSET {int(offset)}"
-        )
+        return (f" WHERE {' AND '.join(where)}" if where else ""), params
+
+    def _rows(self, sql: str, params: list[bigquery.ScalarQueryParameter]) -> list[dict]:
         job = self.bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
-        rows = [dict(row.items()) for row in job.result()]
+        return [dict(row.items()) for row in job.result()]
+
+    def page(self, filters: Filters, limit: int, offset: int) -> tuple[list[dict], bool]:
+        """One page of promotions, newest first; and whether another page follows."""
+        where, params = self._where(filters)
+        rows = self._rows(
+            f"SELECT {', '.join(COLUMNS)} FROM {self.performance.sql}{where}"
+            f" ORDER BY start_date DESC, promo_id LIMIT {int(limit) + 1} OFFSET {int(offset)}",
+            params,
+        )
         for row in rows:
             for key in ("start_date", "end_date"):
                 row[key] = row[key].isoformat()
         return rows[:limit], len(rows) > limit
+
+    def summary(self, filters: Filters, points: int = 400) -> dict[str, Any]:
+        """The filtered promotions summed up: their uplift (revenue over baseline revenue,
+        summed, so a large promotion counts for more) by mechanic, category and month of
+        start; and the newest ``points`` with a prediction made before they ran, beside what
+        they realised, with the error of all such predictions (WAPE)."""
+        where, params = self._where(filters)
+        total = (
+            "COUNT(*) AS promotions, SUM(revenue) AS revenue, "
+            "SUM(baseline_revenue) AS baseline_revenue"
+        )
+        groups = {
+            "mechanic": "mechanic",
+            "category": "COALESCE(category, '-')",
+            "month": "EXTRACT(YEAR FROM start_date) * 100 + EXTRACT(MONTH FROM start_date)",
+        }
+        out: dict[str, Any] = {}
+        for name, expression in groups.items():
+            rows = self._rows(
+                f"SELECT {expression} AS key, {total} FROM {self.performance.sql}{where} "
+                "GROUP BY key ORDER BY key",
+                params,
+            )
+            for row in rows:
+                row["uplift"] = (
+                    row["revenue"] / row["baseline_revenue"] if row["baseline_revenue"] else None
+                )
+                if name == "month":
+                    row["key"] = f"{int(row['key']) // 100}-{int(row['key']) % 100:02d}"
+            out[f"by_{name}"] = rows
+        predicted = f"{where} {'AND' if where else 'WHERE'} predicted_revenue IS NOT NULL"
+        out["points"] = self._rows(
+            "SELECT promo_id, product_id, mechanic, start_date, revenue, predicted_revenue "
+            f"FROM {self.performance.sql}{predicted} "
+            f"ORDER BY start_date DESC, promo_id LIMIT {int(points)}",
+            params,
+        )
+        error = self._rows(
+            "SELECT COUNT(*) AS n, SUM(ABS(revenue - predicted_revenue)) AS miss, "
+            f"SUM(revenue) AS revenue FROM {self.performance.sql}{predicted}",
+            params,
+        )[0]
+        out["predicted"] = error["n"]
+        out["wape"] = error["miss"] / error["revenue"] if error["n"] and error["revenue"] else None
+        out["promotions"] = sum(row["promotions"] for row in out["by_mechanic"])
+        return out

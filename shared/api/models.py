@@ -45,6 +45,19 @@ class PricingModel:
     store_rows: dict[int, list[dict]] = field(default_factory=dict)
     zones: dict[int, list[dict]] = field(default_factory=dict)
     rules: dict[str, Rules] = field(default_factory=dict)  # each category's, "*" the default
+    # Each product's weekly units, price paid and promotion share (shared.training.pricing.history).
+    history: dict = field(default_factory=dict)
+
+    def history_of(self, product_id: int) -> list[dict]:
+        """The product's weeks, oldest first: ``week``, ``units``, ``price``, ``promo_share``
+        (None for a week it sold nothing)."""
+        found = self.history.get("products", {}).get(str(product_id))
+        if not found:
+            return []
+        return [
+            {"week": week, **{key: values[i] for key, values in found.items()}}
+            for i, week in enumerate(self.history.get("weeks", []))
+        ]
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,7 @@ class ModelStore:
             store_rows=store_rows,
             zones=zones,
             rules={k: Rules(**v) for k, v in data.get("rules", {}).items()},
+            history=data.get("history") or {},
         )
         self.pricing = pricing  # one assignment: requests see the old or the new model
         log.info("serving pricing model %s", pricing.run_id, extra={"run_id": pricing.run_id})

@@ -232,6 +232,9 @@ class PromotionPerformance(BaseModel):
     revenue: float
     baseline_revenue: float | None = None
     uplift: float | None = None
+    # The revenue predicted by a model trained only on the promotions before this one; null
+    # for the earliest, which had too little history before them.
+    predicted_revenue: float | None = None
 
 
 class AnalyticsPage(BaseModel):

@@ -78,3 +78,63 @@ def profit_svg(curve: dict, regular: float, recommended: float, label: str) -> s
         f"{mark(recommended, '#0a5c1f', 'recommended', 1)}{ticks}"
         f'<text x="{PAD}" y="{H - 6}" font-size="12">{html.escape(label)}</text></svg>'
     )
+
+
+def history_svg(weeks: Sequence[dict], label: str) -> str:
+    """A product's weeks as an accessible SVG: units sold as bars (promotion weeks darker)
+    and the average price paid as a line on its own scale; a week without sales is a gap."""
+    sold = [w for w in weeks if w.get("units") is not None]
+    if not sold:
+        return "<p>No sales in the weeks the run read.</p>"
+    n = len(weeks)
+    units_hi = max(float(w["units"]) for w in sold) or 1.0
+    prices = [float(w["price"]) for w in sold if w.get("price") is not None]
+    p_lo, p_hi = min(prices), max(prices)
+    p_lo, p_hi = (p_lo * 0.95, p_hi * 1.05) if p_hi > p_lo else (p_lo * 0.9, p_hi * 1.1)
+    step = (W - 2 * PAD) / n
+
+    def y_units(v: float) -> float:
+        return H - PAD - v / units_hi * (H - 2 * PAD)
+
+    def y_price(v: float) -> float:
+        return H - PAD - (v - p_lo) / (p_hi - p_lo) * (H - 2 * PAD)
+
+    bars, segments, current = [], [], []
+    for i, w in enumerate(weeks):
+        if w.get("units") is None:
+            if current:
+                segments.append(current)
+            current = []
+            continue
+        on_deal = (w.get("promo_share") or 0) >= 0.5
+        top = y_units(float(w["units"]))
+        price = "-" if w.get("price") is None else f"{w['price']:.2f}"
+        bars.append(
+            f'<rect x="{PAD + i * step:.1f}" y="{top:.1f}" width="{max(step - 1, 1):.1f}" '
+            f'height="{H - PAD - top:.1f}" fill="{"#c2410c" if on_deal else "#9ec3e6"}">'
+            f"<title>week of {w['week']}: {w['units']:,.0f} units at {price}"
+            f"{' (mostly on promotion)' if on_deal else ''}</title></rect>"
+        )
+        if w.get("price") is not None:
+            current.append(f"{PAD + (i + 0.5) * step:.1f},{y_price(float(w['price'])):.1f}")
+    if current:
+        segments.append(current)
+    lines = "".join(
+        f'<polyline points="{" ".join(s)}" fill="none" stroke="#0b3d5c" stroke-width="2"/>'
+        for s in segments
+    )
+    axis = (
+        f'<text x="{PAD - 6}" y="{PAD}" font-size="11" text-anchor="end">{units_hi:,.0f}</text>'
+        f'<text x="{PAD - 6}" y="{H - PAD}" font-size="11" text-anchor="end">0</text>'
+        f'<text x="{W - PAD + 6}" y="{PAD}" font-size="11">{p_hi:.2f}</text>'
+        f'<text x="{W - PAD + 6}" y="{H - PAD}" font-size="11">{p_lo:.2f}</text>'
+        f'<text x="{PAD}" y="{H - PAD + 16}" font-size="11">{weeks[0]["week"]}</text>'
+        f'<text x="{W - PAD}" y="{H - PAD + 16}" font-size="11" text-anchor="end">'
+        f"{weeks[-1]['week']}</text>"
+    )
+    return (
+        f'<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="{html.escape(label)}">'
+        f"<title>{html.escape(label)}</title>{''.join(bars)}{lines}{axis}"
+        f'<text x="{PAD}" y="{H - 6}" font-size="12">units a week (bars, left; darker: mostly '
+        f"on promotion), price paid (line, right)</text></svg>"
+    )

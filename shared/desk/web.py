@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from shared.api.http import describe
 from shared.api.models import ModelStore, PricingModel
 from shared.desk.access import IAP_CERTS, IAP_HEADER, Grant, IdentityError, verify_iap
-from shared.desk.charts import profit_curve, profit_svg
+from shared.desk.charts import history_svg, profit_curve, profit_svg
 from shared.desk.decisions import Decision, DecisionLedger
 from shared.desk.planner import add_routes as add_planner
 from shared.desk.runs import add_routes as add_runs
@@ -183,9 +183,13 @@ def blueprint(desk: Desk) -> Blueprint:
                  "with its 90% band")  # fmt: skip
         chart = profit_svg(curve, float(product["regular_price"]),
                            float(product["recommended_price"]), label)  # fmt: skip
+        weeks = model.history_of(product_id)
+        past = history_svg(weeks, f"product {product_id}: units and price paid, week by week")
         decided = desk.ledger.of_run(model.run_id).get(str(product_id))
         row = _review_row(product, decided, grant, desk.store)
         return render_template("product.html", p=row, chart=Markup(chart), run_id=model.run_id,
+                               history=Markup(past), weeks=weeks[-13:],
+                               zones=model.zones.get(product_id, []),
                                request_id=secrets.token_hex(12))  # fmt: skip
 
     @pages.post("/prices/<int:product_id>/decision")

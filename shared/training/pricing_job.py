@@ -27,7 +27,7 @@ from shared.identifiers import GcsUri, TableRef
 from shared.log import get_logger
 from shared.training.artifacts import ArtifactLayout, Keyring, publish
 from shared.training.dataset import BadInput, Shard, load_manifest, read_shard
-from shared.training.pricing import Catalog, PriceResult, PricingConfig, fit_products
+from shared.training.pricing import Catalog, PriceResult, PricingConfig, fit_products, history
 from shared.training.report import render
 from shared.training.results import publish_rows
 from shared.training.store_lists import STORE_SCHEMA, price_lists, write_covariates, write_slopes
@@ -182,6 +182,7 @@ def run_task(
         _write_substitutes(manifest, filesystem, gcs, output, catalog or Catalog(), config)
     if store_rows is not None:
         write_slopes(gcs, output, shard, store_rows)
+    history.write(gcs, output, shard.index, shard.count, table)
     rows = [{"run_id": run_id, **r.row(), "rank": None} for r in results]
     out = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
     buffer = io.BytesIO()
@@ -293,6 +294,7 @@ def merge(
         "zones": stores.zones if stores else [],
         "store_summary": stores.summary if stores else {},
         "rules": {k: v.model_dump() for k, v in config.rules_by_category().items()},
+        "history": history.collect(gcs, output, task_count),
     }
     # The serving API polls the pointer and swaps to the new model when it changes.
     publish(gcs, artifact_uri, json.dumps(artifact).encode(), keyring)

@@ -11,6 +11,7 @@ would make: the product's average past uplift.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -287,7 +288,11 @@ def _shrunk_means(keys: np.ndarray, values: np.ndarray, weight: float = 3) -> tu
     return {k: (t + weight * overall) / (n + weight) for k, (t, n) in sums.items()}, overall
 
 
-def split_by_time(rows: dict[str, np.ndarray], holdout: float = 0.2) -> tuple[dict, dict]:
+HOLDOUT = 0.2  # the newest fifth of the promotions scores the model
+BACKTEST_CUTS = (0.4, 0.6, 1 - HOLDOUT)
+
+
+def split_by_time(rows: dict[str, np.ndarray], holdout: float = HOLDOUT) -> tuple[dict, dict]:
     cut = np.quantile(rows["start"], 1 - holdout)
     train = rows["start"] < cut
     return ({k: v[train] for k, v in rows.items()}, {k: v[~train] for k, v in rows.items()})
@@ -327,11 +332,33 @@ def naive_revenue(train_rows: dict, test_rows: dict) -> np.ndarray:
     )
 
 
-def evaluate(rows: dict[str, np.ndarray]) -> dict[str, float]:
-    """Time-based holdout: WAPE and MAPE of the model and of the naive forecast."""
+def backtest(rows: dict[str, np.ndarray], cuts: tuple[float, ...] = BACKTEST_CUTS) -> np.ndarray:
+    """Each promotion's revenue as a model trained only on the promotions that started
+    before it would have predicted it (expanding windows: the promotions between the ``cuts``
+    quantiles of the start day, each predicted by a model of all those before); NaN for the
+    promotions before the first cut (too little history to learn from). The last window is
+    the time-based holdout ``evaluate`` scores."""
+    predicted = np.full(len(rows["revenue"]), np.nan)
+    edges = [*np.quantile(rows["start"], cuts), np.inf]
+    for lo, hi in itertools.pairwise(edges):
+        train_rows = {k: v[rows["start"] < lo] for k, v in rows.items()}
+        window = (rows["start"] >= lo) & (rows["start"] < hi)
+        if not window.any() or len(train_rows["revenue"]) < 2:
+            continue
+        predicted[window] = train(train_rows).predict_revenue(
+            {k: v[window] for k, v in rows.items()}
+        )
+    return predicted
+
+
+def evaluate(rows: dict[str, np.ndarray], predicted: np.ndarray | None = None) -> dict[str, float]:
+    """Time-based holdout: WAPE and MAPE of the model and of the naive forecast;
+    ``predicted``: ``backtest``'s, whose last window is this holdout (not fitted twice)."""
     train_rows, test_rows = split_by_time(rows)
-    model = train(train_rows)
-    predicted = model.predict_revenue(test_rows)
+    if predicted is None:
+        predicted = train(train_rows).predict_revenue(test_rows)
+    else:
+        predicted = predicted[rows["start"] >= np.quantile(rows["start"], 1 - HOLDOUT)]
     naive = naive_revenue(train_rows, test_rows)
     actual = test_rows["revenue"]
     # The holdout's spread of actual over predicted: a plan's 90% interval is its prediction

@@ -28,6 +28,7 @@ from shared.training.dataset import BadInput
 from shared.training.promotions import (
     MECHANIC_CODES,
     PromotionModel,
+    backtest,
     evaluate,
     product_baselines,
     promotion_rows,
@@ -41,9 +42,13 @@ _MECHANICS = {code: name for name, code in MECHANIC_CODES.items()}
 
 
 def performance_table(
-    rows: dict[str, np.ndarray], promotions: pa.Table, products: pa.Table | None
+    rows: dict[str, np.ndarray],
+    promotions: pa.Table,
+    products: pa.Table | None,
+    predicted: np.ndarray | None = None,
 ) -> pa.Table:
-    """Realised performance per promotion, with the dimensions analytics filters on."""
+    """Realised performance per promotion, with the dimensions analytics filters on, and
+    ``predicted``: the revenue a model of the earlier promotions predicted (``backtest``)."""
     info = {pid: i for i, pid in enumerate(promotions["promo_id"].to_pylist())}
     at = [info[int(p)] for p in rows["promo_id"]]
     category: dict[int, str] = {}
@@ -68,6 +73,11 @@ def performance_table(
             "revenue": pa.array(np.round(rows["revenue"], 2)),
             "baseline_revenue": pa.array(np.round(rows["baseline"], 2)),
             "uplift": pa.array(rows["revenue"] / rows["baseline"]),
+            "predicted_revenue": pa.array(
+                np.round(predicted, 2) if predicted is not None else [None] * len(product_ids),
+                pa.float64(),
+                from_pandas=True,  # NaN: no earlier promotions to learn from
+            ),
         }
     ).sort_by([("start_date", "ascending"), ("promo_id", "ascending")])
 
@@ -91,14 +101,15 @@ def run(
             f"promotion run {run_id}: only {len(rows['revenue'])} promotions with a baseline "
             f"(at least {MIN_PROMOTIONS} needed)"
         )
-    scores = evaluate(rows)
+    predicted = backtest(rows)  # each promotion as the model knew it before it ran
+    scores = evaluate(rows, predicted)
     model = train(rows)  # the holdout scored it; the served model learns from everything
     model.baselines = product_baselines(transactions)
     model.run_id, model.scores = run_id, scores
 
     layout = ArtifactLayout.of(artifacts)
     bucket = gcs.bucket(layout.root.bucket)
-    perf = performance_table(rows, promotions, products)
+    perf = performance_table(rows, promotions, products, predicted)
     staged = layout.performance(run_id)
     buffer = io.BytesIO()
     pq.write_table(perf, buffer)

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from shared import clients
-from shared.api.analytics import PromotionAnalytics
+from shared.api.analytics import Filters, PromotionAnalytics
 from shared.api.app import create_app
 from shared.api.models import ModelStore
 from shared.api.schemas import MAX_BATCH
@@ -165,6 +165,35 @@ def test_analytics_filters_and_pages_past_promotions(served, analytics_tables, w
     ]:
         response = client.get(f"/v1/promotions/analytics?{query}", headers=HEADERS)
         assert (response.status_code, response.json["error"]["field"]) == (400, field), query
+
+
+def test_the_summary_of_past_promotions_adds_up_to_their_rows(settings, analytics_tables):
+    perf_table, stores_table, perf = analytics_tables
+    analytics = PromotionAnalytics(clients.bigquery_client(settings), perf_table, stores_table)
+    rows = perf.to_pylist()
+    category = rows[0]["category"]
+    for filters, keep in [
+        (Filters(), lambda r: True),
+        (Filters(category=category), lambda r: r["category"] == category),
+    ]:
+        chosen = [r for r in rows if keep(r)]
+        found = analytics.summary(filters, points=50)
+        assert found["promotions"] == len(chosen)
+        for mechanic in {r["mechanic"] for r in chosen}:
+            mine = [r for r in chosen if r["mechanic"] == mechanic]
+            row = next(x for x in found["by_mechanic"] if x["key"] == mechanic)
+            uplift = sum(r["revenue"] for r in mine) / sum(r["baseline_revenue"] for r in mine)
+            assert (row["promotions"], row["uplift"]) == (len(mine), pytest.approx(uplift))
+        months = {f"{r['start_date']:%Y-%m}" for r in chosen}
+        assert [x["key"] for x in found["by_month"]] == sorted(months)
+        assert sum(x["promotions"] for x in found["by_category"]) == len(chosen)
+        # predicted before they ran: the earliest have none; the error is over those that do
+        predicted = [r for r in chosen if r["predicted_revenue"] is not None]
+        assert 0 < found["predicted"] == len(predicted) < len(chosen)
+        miss = sum(abs(r["revenue"] - r["predicted_revenue"]) for r in predicted)
+        assert found["wape"] == pytest.approx(miss / sum(r["revenue"] for r in predicted))
+        newest = sorted(predicted, key=lambda r: (-r["start_date"].toordinal(), r["promo_id"]))
+        assert [p["promo_id"] for p in found["points"]] == [r["promo_id"] for r in newest[:50]]
 
 
 def test_no_request_breaks_the_contract(settings, served, promotion_model):

@@ -129,6 +129,19 @@ def test_two_tasks_and_a_merge_give_one_row_per_product_and_reruns_do_not_duplic
     in_bq = f"SELECT COUNT(*) AS n FROM `{table}_stores` WHERE run_id = '{run_id}'"
     assert next(iter(bq.query(in_bq).result()))["n"] == len(stores)
 
+    # Each product's weekly history: Monday weeks, one after another, whose units add up to
+    # what the source sold (the synthetic year fits in the two years the history keeps).
+    weeks = [dt.date.fromisoformat(w) for w in model["history"]["weeks"]]
+    assert weeks and all(w.weekday() == 0 for w in weeks)
+    assert all((b - a).days == 7 for a, b in itertools.pairwise(weeks))
+    source = f"{settings.source_dataset}.transactions"
+    sold_sql = f"SELECT product_id, SUM(units) AS units FROM `{source}` GROUP BY product_id"
+    totals = {r["product_id"]: r["units"] for r in bq.query(sold_sql).result()}
+    kept = model["history"]["products"]
+    assert {int(p) for p in kept} == set(totals)
+    for pid, units in totals.items():
+        assert sum(u for u in kept[str(pid)]["units"] if u) == pytest.approx(units)
+
 
 def rows_ok(model):
     return [p for p in model["products"] if p["status"] == "ok"]

@@ -50,3 +50,22 @@ def test_a_model_pickled_before_the_product_rate_still_predicts():
     old.fast = None
     predicted = old.predict_revenue(rows)
     assert predicted.shape == rows["revenue"].shape and np.all(predicted > 0)
+
+
+def test_each_promotion_is_predicted_by_a_model_of_the_promotions_before_it():
+    from shared.training.promotions import BACKTEST_CUTS, backtest
+
+    world = build_world(Shape(n_stores=10, n_products=60, n_days=364), 11)
+    rows = promotion_rows(pa.Table.from_batches(list(transactions(world))), world.promotions)
+    predicted = backtest(rows)
+    first = rows["start"] < np.quantile(rows["start"], BACKTEST_CUTS[0])
+    assert np.isnan(predicted[first]).all() and np.isfinite(predicted[~first]).all()
+    assert (predicted[~first] > 0).all()
+    # No look-ahead: the newest promotions' outcomes change nothing predicted before them.
+    last = rows["start"] >= np.quantile(rows["start"], BACKTEST_CUTS[-1])
+    changed = {k: v.copy() for k, v in rows.items()}
+    changed["revenue"][last] *= 10
+    changed["log_uplift"][last] += np.log(10)
+    np.testing.assert_array_equal(backtest(changed), predicted)
+    # The last window is the holdout evaluate scores: the same model, fitted once.
+    assert evaluate(rows, predicted) == evaluate(rows)
