@@ -32,7 +32,7 @@ analytics = PromotionAnalytics(
     _settings.results_table("promotion_performance"),
     _settings.stores_table,
 )
-desk = desk_from_settings(_settings, store)
+desk = desk_from_settings(_settings, store, analytics)
 app = create_app(store, analytics=analytics, api_key=_settings.api_key or None, desk=desk,
                  secret_key=_settings.desk_session_secret or None)  # fmt: skip
 # A slow client may not hold a server thread: its body must arrive within 10 s.

@@ -99,7 +99,9 @@ def history_svg(weeks: Sequence[dict], label: str) -> str:
     def y_price(v: float) -> float:
         return H - PAD - (v - p_lo) / (p_hi - p_lo) * (H - 2 * PAD)
 
-    bars, segments, current = [], [], []
+    bars: list[str] = []
+    segments: list[list[str]] = []
+    current: list[str] = []
     for i, w in enumerate(weeks):
         if w.get("units") is None:
             if current:
@@ -137,4 +139,80 @@ def history_svg(weeks: Sequence[dict], label: str) -> str:
         f"<title>{html.escape(label)}</title>{''.join(bars)}{lines}{axis}"
         f'<text x="{PAD}" y="{H - 6}" font-size="12">units a week (bars, left; darker: mostly '
         f"on promotion), price paid (line, right)</text></svg>"
+    )
+
+
+def bars_svg(rows: Sequence[dict], label: str) -> str:
+    """Uplift (revenue over baseline revenue) per group as horizontal bars, the baseline (1x)
+    marked; each bar says its value and how many promotions it sums."""
+    rows = [r for r in rows if r.get("uplift") is not None]
+    if not rows:
+        return "<p>No promotions match.</p>"
+    row_h, left = 22, 120
+    height = PAD + row_h * len(rows)
+    top = max(max(float(r["uplift"]) for r in rows), 1.0) * 1.1
+
+    def x(v: float) -> float:
+        return left + v / top * (W - left - PAD)
+
+    bars = "".join(
+        f'<text x="{left - 6}" y="{24 + i * row_h + 14}" font-size="12" text-anchor="end">'
+        f"{html.escape(str(r['key']))}</text>"
+        f'<rect x="{left}" y="{24 + i * row_h + 3}" width="{x(float(r["uplift"])) - left:.1f}" '
+        f'height="{row_h - 6}" fill="#3b7dbf"><title>{html.escape(str(r["key"]))}: '
+        f"{float(r['uplift']):.2f}x over {r['promotions']} promotions</title></rect>"
+        f'<text x="{x(float(r["uplift"])) + 4:.1f}" y="{24 + i * row_h + 14}" font-size="11">'
+        f"{float(r['uplift']):.2f}x ({r['promotions']})</text>"
+        for i, r in enumerate(rows)
+    )
+    base = (
+        f'<line x1="{x(1.0):.1f}" x2="{x(1.0):.1f}" y1="18" y2="{height - 20}" stroke="#555" '
+        f'stroke-dasharray="4 3"/><text x="{x(1.0):.1f}" y="14" font-size="11" '
+        f'text-anchor="middle">baseline 1x</text>'
+    )
+    return (
+        f'<svg viewBox="0 0 {W} {height}" width="100%" role="img" '
+        f'aria-label="{html.escape(label)}"><title>{html.escape(label)}</title>{base}{bars}</svg>'
+    )
+
+
+def scatter_svg(points: Sequence[dict], label: str) -> str:
+    """Realised against predicted revenue, one dot a promotion, on log scales with the line
+    where the two are equal (above it: the promotion did better than predicted)."""
+    pairs = [
+        (float(p["predicted_revenue"]), float(p["revenue"]), p)
+        for p in points
+        if (p.get("predicted_revenue") or 0) > 0 and (p.get("revenue") or 0) > 0
+    ]
+    if not pairs:
+        return "<p>No promotion had a prediction made before it ran.</p>"
+    values = np.log10([v for a, b, _ in pairs for v in (a, b)])
+    lo, hi = float(values.min()) - 0.05, float(values.max()) + 0.05
+
+    def at(v: float, horizontal: bool) -> float:
+        share = (np.log10(v) - lo) / (hi - lo)
+        return PAD + share * (W - 2 * PAD) if horizontal else H - PAD - share * (H - 2 * PAD)
+
+    dots = "".join(
+        f'<circle cx="{at(a, True):.1f}" cy="{at(b, False):.1f}" r="3" fill="#0b3d5c" '
+        f'opacity="0.7"><title>promotion {p["promo_id"]} ({html.escape(str(p["mechanic"]))}, '
+        f"{p['start_date']}): predicted {a:,.0f}, realised {b:,.0f}</title></circle>"
+        for a, b, p in pairs
+    )
+    ends = (10**lo, 10**hi)
+    diagonal = (
+        f'<line x1="{at(ends[0], True):.1f}" y1="{at(ends[0], False):.1f}" '
+        f'x2="{at(ends[1], True):.1f}" y2="{at(ends[1], False):.1f}" stroke="#c2410c" '
+        f'stroke-dasharray="5 4"/>'
+    )
+    axis = (
+        f'<text x="{PAD}" y="{H - PAD + 16}" font-size="11">{ends[0]:,.0f}</text>'
+        f'<text x="{W - PAD}" y="{H - PAD + 16}" font-size="11" text-anchor="end">'
+        f"{ends[1]:,.0f}</text>"
+        f'<text x="{W / 2:.0f}" y="{H - 6}" font-size="12" text-anchor="middle">predicted '
+        f"revenue (log scale); up: realised; dashed: as predicted</text>"
+    )
+    return (
+        f'<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="{html.escape(label)}">'
+        f"<title>{html.escape(label)}</title>{diagonal}{dots}{axis}</svg>"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import yaml
 
 from shared import clients
+from shared.api.analytics import PromotionAnalytics
 from shared.api.models import ModelStore
 from shared.desk.access import DeskAccess, GroupGrants
 from shared.desk.decisions import DecisionLedger
@@ -14,7 +15,9 @@ from shared.rbac.groups import GroupsReader
 from shared.settings import Settings
 
 
-def desk_from_settings(settings: Settings, store: ModelStore) -> Desk | None:
+def desk_from_settings(
+    settings: Settings, store: ModelStore, analytics: PromotionAnalytics | None = None
+) -> Desk | None:
     """The desk, or None where no access mapping is configured (``RETAIL_DESK_ACCESS``).
     Refuses to start with the development sign-in outside the local stack, or without IAP's
     audience or a session key."""
@@ -35,7 +38,7 @@ def desk_from_settings(settings: Settings, store: ModelStore) -> Desk | None:
         return GroupsReader(clients.cloud_identity_service(settings))
 
     return Desk(store, ledger, identity, GroupGrants(access, reader),
-                fetch_root=settings.fetch_destinations[0])  # fmt: skip
+                fetch_root=settings.fetch_destinations[0], analytics=analytics)  # fmt: skip
 
 
 def _read(gcs: object, location: str) -> str:

@@ -35,11 +35,13 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from pydantic import ValidationError
 
+from shared.api.analytics import PromotionAnalytics
 from shared.api.http import describe
 from shared.api.models import ModelStore, PricingModel
 from shared.desk.access import IAP_CERTS, IAP_HEADER, Grant, IdentityError, verify_iap
 from shared.desk.charts import history_svg, profit_curve, profit_svg
 from shared.desk.decisions import Decision, DecisionLedger
+from shared.desk.past import add_routes as add_past
 from shared.desk.planner import add_routes as add_planner
 from shared.desk.runs import add_routes as add_runs
 from shared.training.pricing import DEFAULT_RULES, Rules, _candidates
@@ -83,6 +85,7 @@ class Desk:
     identity: Identity
     grants: Callable[[], dict[str, Grant]]
     fetch_root: str | None = None  # where fetch runs write (the runs page); none: no page
+    analytics: PromotionAnalytics | None = None  # past promotions; none: no page
 
 
 def blueprint(desk: Desk) -> Blueprint:
@@ -256,10 +259,13 @@ def blueprint(desk: Desk) -> Blueprint:
     add_planner(pages, desk.store)
     if desk.fetch_root:
         add_runs(pages, desk.store, desk.ledger.bucket.client, desk.fetch_root)
+    if desk.analytics is not None:
+        add_past(pages, desk.analytics)
 
     @pages.app_context_processor
     def _page_context() -> dict[str, Any]:
-        return {"csrf_token": _token(), "runs_page": bool(desk.fetch_root)}
+        return {"csrf_token": _token(), "runs_page": bool(desk.fetch_root),
+                "past_page": desk.analytics is not None}  # fmt: skip
 
     return pages
 

@@ -8,6 +8,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from shared import clients
+from shared.api.analytics import PromotionAnalytics
 from shared.api.app import create_app
 from shared.api.models import LoadedPromotionModel, ModelStore, PricingModel
 from shared.desk.access import DeskAccess, grants
@@ -63,13 +64,23 @@ def run_model(run_id="run-desk-1"):
     by_store: dict[int, list[dict]] = {}
     for row in stores:
         by_store.setdefault(row["store_id"], []).append(row)
+    # Product 1's last eight weeks: a promotion in week 6, nothing sold in week 3.
+    weeks = [f"2026-10-{d:02d}" for d in (5, 12, 19, 26)] + [
+        f"2026-11-{d:02d}" for d in (2, 9, 16, 23)
+    ]
+    history = {"weeks": weeks, "products": {"1": {
+        "units": [110.0, 118.0, None, 121.0, 109.0, 260.0, 117.0, 120.0],
+        "price": [2.49, 2.49, None, 2.49, 2.49, 1.99, 2.49, 2.49],
+        "promo_share": [0.0, 0.0, None, 0.0, 0.0, 0.9, 0.0, 0.0]}}}  # fmt: skip
+    zones = {1: [{"product_id": 1, "zone": 1, "price": 2.19, "stores": [1],
+                  "expected_gain": 12.5}]}  # fmt: skip
     return PricingModel(run_id, f"gs://x/{run_id}.model",
-                        {p["product_id"]: p for p in products}, by_store,
-                        rules={"*": Rules()})  # fmt: skip
+                        {p["product_id"]: p for p in products}, by_store, zones=zones,
+                        rules={"*": Rules()}, history=history)  # fmt: skip
 
 
 @pytest.fixture
-def desk(stack, settings, promotion_model):
+def desk(stack, settings, promotion_model, analytics_tables):
     gcs = clients.storage_client(settings)
     store = ModelStore(gcs, Keyring.parse(f"k1:{Keyring.new_key()}"),
                        f"gs://{settings.data_bucket}/artifacts-desk")  # fmt: skip
@@ -77,8 +88,10 @@ def desk(stack, settings, promotion_model):
     store.promotions = LoadedPromotionModel("promo-1", "gs://x/promo-1.model", promotion_model)
     ledger = DecisionLedger(gcs, settings.data_bucket, f"desk-{uuid.uuid4().hex[:6]}/decisions")
     root = f"gs://{settings.data_bucket}/desk-runs-{uuid.uuid4().hex[:6]}"
+    bq = clients.bigquery_client(settings)
+    analytics = PromotionAnalytics(bq, analytics_tables[0], analytics_tables[1])
     served = Desk(store, ledger, Identity(development=True), lambda: grants(ACCESS, MEMBERS),
-                  fetch_root=root)  # fmt: skip
+                  fetch_root=root, analytics=analytics)  # fmt: skip
     app = create_app(store, desk=served, secret_key=uuid.uuid4().hex, api_key="api-key")
     app.config["TEST_LEDGER"], app.config["TEST_FETCH_ROOT"] = ledger, root
     return app
