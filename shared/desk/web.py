@@ -148,7 +148,8 @@ def blueprint(desk: Desk) -> Blueprint:
             abort(403, "price review is for category managers (and readers)")
         model = _model(desk.store)
         decided = desk.ledger.of_run(model.run_id)
-        wanted = {k: request.args.get(k) or None for k in ("category", "decision", "reason")}
+        wanted = {k: request.args.get(k) or None
+                  for k in ("category", "decision", "reason", "store", "zoned")}  # fmt: skip
         rows = [p for p in model.products.values() if grant.sees_category(p.get("category"))
                 and p.get("status") == "ok"]  # fmt: skip
         categories = sorted({p.get("category") or "-" for p in rows})
@@ -157,8 +158,17 @@ def blueprint(desk: Desk) -> Blueprint:
                            ("reason", "reason_code")):  # fmt: skip
             if wanted[key]:
                 rows = [p for p in rows if p.get(field) == wanted[key]]
+        if wanted["zoned"] in ("yes", "no"):
+            zoned = wanted["zoned"] == "yes"
+            rows = [p for p in rows if bool(model.zones.get(p["product_id"])) == zoned]
+        at_store = _store_filter(model, wanted["store"])
+        if at_store is not None:
+            rows = [p for p in rows if p["product_id"] in at_store]
         rows.sort(key=lambda p: (-(p.get("expected_gain") or 0), p["product_id"]))
         view = [_review_row(p, decided.get(str(p["product_id"])), grant, desk.store) for p in rows]
+        for row in view:
+            row["zones"] = len(model.zones.get(row["product_id"], []))
+            row["at_store"] = at_store.get(row["product_id"]) if at_store is not None else None
         before = desk.ledger.previous(model.run_id)
         for row in view:
             earlier = before[1].get(str(row["product_id"])) if before else None
@@ -169,6 +179,7 @@ def blueprint(desk: Desk) -> Blueprint:
         return render_template("review.html", run_id=model.run_id, rows=view, wanted=wanted,
                                earlier_run=before[0] if before else None,
                                categories=categories, reasons=reasons, grant=grant,
+                               stores=sorted(model.stores),
                                request_id=secrets.token_hex(12))  # fmt: skip
 
     @pages.get("/prices/<int:product_id>")
@@ -268,6 +279,20 @@ def blueprint(desk: Desk) -> Blueprint:
                 "past_page": desk.analytics is not None}  # fmt: skip
 
     return pages
+
+
+def _store_filter(model: PricingModel, asked: str | None) -> dict[int, dict] | None:
+    """The asked store's row of each product it sells, by product; None when no store is
+    asked."""
+    if asked is None:
+        return None
+    try:
+        store_id = int(asked)
+    except ValueError:
+        abort(400, f"store: {asked!r} is not a store")
+    if store_id not in model.stores:
+        abort(404, f"store {store_id} has no prices in run {model.run_id}")
+    return {int(row["product_id"]): row for row in model.stores[store_id]}
 
 
 def _back() -> ResponseReturnValue:

@@ -52,3 +52,17 @@ def test_a_category_manager_sees_past_promotions_of_their_categories_only(desk, 
     assert client.get("/desk/promotions/past?category=bakery").status_code == 403
     store_manager, _ = signed_in(desk, "sam@retail.example")
     assert store_manager.get("/desk/promotions/past").status_code == 403
+
+
+def test_the_review_filters_by_store_and_by_store_prices(desk):
+    client, _ = signed_in(desk, "paul@retail.example")
+    page = client.get("/desk/prices?zoned=yes").get_data(as_text=True)
+    assert 'id="product-1"' in page and 'id="product-2"' not in page  # only 1 has zones
+    assert '<td class="at-store">1 zone</td>' in page
+    page = client.get("/desk/prices?zoned=no").get_data(as_text=True)
+    assert 'id="product-1"' not in page and 'id="product-2"' in page
+    page = client.get("/desk/prices?store=2").get_data(as_text=True)
+    assert "At store 2" in page and '<td class="at-store">2.49 to 2.29, zone 1</td>' in page
+    assert 'id="product-4"' not in page  # bakery stays his colleague's at every store
+    assert client.get("/desk/prices?store=9").status_code == 404
+    assert client.get("/desk/prices?store=x").status_code == 400
