@@ -1,4 +1,5 @@
-"""The desk's pages: price review for category managers, price lists for store managers.
+"""The desk's pages: price review for category managers; the others on the same blueprint
+(``lists``: store managers' price lists, ``planner`` and ``past``: analysts', ``runs``).
 
 Server-rendered (Flask's Jinja templates in ``templates/``, one stylesheet in ``static/``, no
 script needed to decide). Every request names its person (``Identity``: IAP's signed header,
@@ -10,10 +11,8 @@ second tab is one decision (``decisions.DecisionLedger``).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hmac
-import io
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from typing import Any
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     g,
@@ -41,6 +39,8 @@ from shared.api.models import ModelStore, PricingModel
 from shared.desk.access import IAP_CERTS, IAP_HEADER, Grant, IdentityError, verify_iap
 from shared.desk.charts import history_svg, profit_curve, profit_svg
 from shared.desk.decisions import Decision, DecisionLedger
+from shared.desk.lists import add_routes as add_lists
+from shared.desk.lists import current_model
 from shared.desk.past import add_routes as add_past
 from shared.desk.planner import add_routes as add_planner
 from shared.desk.runs import add_routes as add_runs
@@ -146,7 +146,7 @@ def blueprint(desk: Desk) -> Blueprint:
         grant: Grant = g.grant
         if not (grant.categories or grant.reader):
             abort(403, "price review is for category managers (and readers)")
-        model = _model(desk.store)
+        model = current_model(desk.store)
         decided = desk.ledger.of_run(model.run_id)
         wanted = {k: request.args.get(k) or None
                   for k in ("category", "decision", "reason", "store", "zoned")}  # fmt: skip
@@ -185,7 +185,7 @@ def blueprint(desk: Desk) -> Blueprint:
     @pages.get("/prices/<int:product_id>")
     def product_page(product_id: int) -> ResponseReturnValue:
         grant: Grant = g.grant
-        model = _model(desk.store)
+        model = current_model(desk.store)
         product = model.products.get(product_id)
         if product is None or product.get("status") != "ok":
             abort(404, f"no estimated product {product_id} in run {model.run_id}")
@@ -208,7 +208,7 @@ def blueprint(desk: Desk) -> Blueprint:
 
     @pages.post("/prices/<int:product_id>/decision")
     def decide(product_id: int) -> ResponseReturnValue:
-        model = _model(desk.store)
+        model = current_model(desk.store)
         form = request.form
         asked = (form.get("action", ""), form.get("price", ""), form.get("note", ""))
         decision = _decision(model, product_id, *asked, form.get("request_id", ""), desk.store)
@@ -222,7 +222,7 @@ def blueprint(desk: Desk) -> Blueprint:
     def decide_selection() -> ResponseReturnValue:
         """Approve or reject a selection: every product checked first (grant, input), then
         each decided; products someone else decided first are named, not overwritten."""
-        model = _model(desk.store)
+        model = current_model(desk.store)
         form = request.form
         action = form.get("action", "")
         if action not in ("approve", "reject"):
@@ -250,23 +250,7 @@ def blueprint(desk: Desk) -> Blueprint:
         flash(f"{len(decisions) - len(lost)} of {len(decisions)} products {action}d")
         return _back()
 
-    @pages.get("/stores/<int:store_id>")
-    def price_list(store_id: int) -> ResponseReturnValue:
-        rows, model = _price_list(desk, store_id)
-        return render_template("store.html", store_id=store_id, rows=rows, run_id=model.run_id)
-
-    @pages.get("/stores/<int:store_id>.csv")
-    def price_list_csv(store_id: int) -> ResponseReturnValue:
-        rows, _ = _price_list(desk, store_id)
-        out = io.StringIO()
-        columns = ("product_id", "category", "current_price", "new_price", "valid_from", "reason")
-        writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        attachment = f"attachment; filename=store-{store_id}-prices.csv"
-        return Response(out.getvalue(), mimetype="text/csv",
-                        headers={"Content-Disposition": attachment})  # fmt: skip
-
+    add_lists(pages, desk.store, desk.ledger)
     add_planner(pages, desk.store)
     if desk.fetch_root:
         add_runs(pages, desk.store, desk.ledger.bucket.client, desk.fetch_root)
@@ -344,16 +328,8 @@ def _check_csrf() -> None:
         abort(400, "the form's CSRF token is missing or stale: reload the page")
 
 
-def _model(store: ModelStore) -> PricingModel:
-    if store.pricing is None:
-        store.catch_up()
-    if store.pricing is None:
-        abort(503, "no pricing run yet")
-    return store.pricing
-
-
 def _rules(product: dict, store: ModelStore) -> Rules:
-    model = _model(store)
+    model = current_model(store)
     return model.rules.get(product.get("category") or "*") or model.rules.get("*") or DEFAULT_RULES
 
 
@@ -381,26 +357,3 @@ def _review_row(product: dict, decided: Decision | None, grant: Grant, store: Mo
     allowed = _allowed(product, store) if product.get("regular_price") else []
     return {**product, "decided": decided, "may_decide": grant.decides(product.get("category")),
             "allowed": allowed}  # fmt: skip
-
-
-def _price_list(desk: Desk, store_id: int) -> tuple[list[dict], PricingModel]:
-    """The store's approved new prices: a product approved (its store price) or overridden
-    (the override), where it differs from today's."""
-    grant: Grant = g.grant
-    if not grant.sees_store(store_id):
-        abort(403, f"store {store_id}'s price list is not yours to see")
-    model = _model(desk.store)
-    decided = desk.ledger.of_run(model.run_id)
-    rows = []
-    for row in model.stores.get(store_id, []):
-        decision = decided.get(str(row["product_id"]))
-        if decision is None or decision.action == "reject":
-            continue
-        new = row["recommended_price"] if decision.action == "approve" else decision.price
-        if new is None or abs(new - row["current_price"]) < 0.005:
-            continue
-        reason = row["reason"] if decision.action == "approve" else (
-            f"override by {decision.decided_by}: {decision.note or 'no note'}")  # fmt: skip
-        rows.append({**row, "new_price": new, "reason": reason})
-    rows.sort(key=lambda r: r["product_id"])
-    return rows, model
