@@ -36,3 +36,14 @@ def chromium(width: int = 1280, height: int = 900) -> Any:
     for flag in (*FLAGS, f"--window-size={width},{height}"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(str(shutil.which("chromedriver"))), options=options)
+
+
+def save_page(driver: Any, path: str, width: int = 1280, most: int = 5000) -> None:
+    """A screenshot of the whole page (up to ``most`` pixels tall), not only the window."""
+    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    before = driver.get_window_size()
+    driver.set_window_size(width, min(max(height, 600), most))
+    try:
+        driver.save_screenshot(path)
+    finally:
+        driver.set_window_size(before["width"], before["height"])

@@ -105,3 +105,27 @@ def served_desk(desk):
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+
+
+def write_runs(settings, root):
+    """Three fetch runs under ``root``: complete, failed with its reason, and running."""
+    import datetime as dt
+    import json
+
+    from shared.fetch.layout import RunLayout
+
+    bucket = clients.storage_client(settings).bucket(settings.data_bucket)
+    done = dt.datetime.now(dt.UTC).isoformat()
+    records = {
+        "run-complete": {"_plan.json": {"run_id": "run-complete", "chunks": []},
+                         "_manifest.json": {"run_id": "run-complete", "rows": 1234,
+                                            "bytes": 5_000_000, "completed_at": done}},
+        "run-failed": {"_plan.json": {"run_id": "run-failed", "chunks": [1, 2]},
+                       "_failed.json": {"run_id": "run-failed", "stage": "query",
+                                        "reason": "column x not found"}},
+        "run-going": {"_plan.json": {"run_id": "run-going", "chunks": [1, 2, 3]}},
+    }  # fmt: skip
+    for run, files in records.items():
+        layout = RunLayout.of(f"{root}/{run}")
+        for name, body in files.items():
+            bucket.blob(layout.dest.child(name).path).upload_from_string(json.dumps(body))

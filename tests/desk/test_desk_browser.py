@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from local.browser import save_page
+
+from .conftest import write_runs
+
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / ".local" / "screenshots"
 pytestmark = pytest.mark.stack
@@ -67,6 +71,11 @@ def test_approve_two_override_one_and_the_store_manager_gets_them(browser, serve
     assert len(curve.find_elements(By.TAG_NAME, "circle")) == 3  # 3.29, 3.49, 3.79 allowed
     browser.save_screenshot(str(SHOTS / "desk-product.png"))
     follow(browser, browser.back)
+    follow(browser, lambda: browser.find_element(By.LINK_TEXT, "1").click())
+    weeks = browser.find_element(By.CSS_SELECTOR, "#history svg")
+    assert len(weeks.find_elements(By.TAG_NAME, "rect")) == 7  # 8 weeks, one without sales
+    save_page(browser, str(SHOTS / "desk-product-history.png"))
+    follow(browser, browser.back)
     browser.find_element(By.ID, "select-1").click()
     browser.find_element(By.ID, "select-2").click()
     browser.find_element(By.ID, "bulk-note").send_keys("agreed with the buyer")
@@ -101,6 +110,17 @@ def test_approve_two_override_one_and_the_store_manager_gets_them(browser, serve
         assert (SHOTS / name).stat().st_size > 10_000
 
 
+def test_a_reader_sees_the_runs(browser, served_desk, desk, settings):
+    from selenium.webdriver.common.by import By
+
+    write_runs(settings, desk.config["TEST_FETCH_ROOT"])
+    sign_in(browser, served_desk, "fin@retail.example")
+    follow(browser, lambda: browser.find_element(By.LINK_TEXT, "Runs").click())
+    states = {r.get_attribute("class") for r in browser.find_elements(By.CSS_SELECTOR, "tr.run")}
+    assert states == {"run complete", "run failed", "run running"}
+    save_page(browser, str(SHOTS / "desk-runs.png"))
+
+
 def test_an_analyst_plans_two_promotions_and_compares_them(browser, served_desk):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -126,6 +146,17 @@ def test_an_analyst_plans_two_promotions_and_compares_them(browser, served_desk)
     uplift = [float(c.text.lstrip("x")) for c in table.find_elements(By.CSS_SELECTOR, "td.uplift")]
     assert all(u > 1 for u in uplift) and uplift[0] != uplift[1]
     browser.save_screenshot(str(SHOTS / "desk-planner.png"))
+    # ... and looks back at past promotions: every chart drawn, then only one mechanic
+    follow(browser, lambda: browser.find_element(By.LINK_TEXT, "Past promotions").click())
+    for chart in ("by-mechanic", "by-category", "by-month", "predicted-vs-realised"):
+        assert browser.find_elements(By.CSS_SELECTOR, f"#{chart} svg"), chart
+    everything = browser.find_element(By.ID, "past-summary").text
+    save_page(browser, str(SHOTS / "desk-past-promotions.png"))
+    Select(browser.find_element(By.ID, "f-mechanic")).select_by_visible_text("bogo")
+    submit(browser, "apply-filters")
+    assert "mechanic=bogo" in browser.current_url
+    bars = browser.find_elements(By.CSS_SELECTOR, "#by-mechanic svg rect")
+    assert len(bars) == 1 and browser.find_element(By.ID, "past-summary").text != everything
     # A store manager may not plan.
     sign_in(browser, served_desk, "sam@retail.example")
     browser.get(f"{served_desk}/desk/promotions")

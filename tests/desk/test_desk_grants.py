@@ -6,6 +6,8 @@ import pytest
 
 from shared.desk.web import Identity
 
+from .conftest import write_runs
+
 pytestmark = pytest.mark.stack
 
 
@@ -235,28 +237,7 @@ def test_an_older_runs_decisions_stay_and_the_page_shows_what_changed(desk):
 
 
 def test_the_runs_page_shows_each_runs_state_and_is_not_for_store_managers(desk, settings):
-    import datetime as dt
-    import json
-
-    from shared import clients
-    from shared.fetch.layout import RunLayout
-
-    root = desk.config["TEST_FETCH_ROOT"]
-    bucket = clients.storage_client(settings).bucket(settings.data_bucket)
-    done = dt.datetime.now(dt.UTC).isoformat()
-    records = {
-        "run-complete": {"_plan.json": {"run_id": "run-complete", "chunks": []},
-                         "_manifest.json": {"run_id": "run-complete", "rows": 1234,
-                                            "bytes": 5_000_000, "completed_at": done}},
-        "run-failed": {"_plan.json": {"run_id": "run-failed", "chunks": [1, 2]},
-                       "_failed.json": {"run_id": "run-failed", "stage": "query",
-                                        "reason": "column x not found"}},
-        "run-going": {"_plan.json": {"run_id": "run-going", "chunks": [1, 2, 3]}},
-    }  # fmt: skip
-    for run, files in records.items():
-        layout = RunLayout.of(f"{root}/{run}")
-        for name, body in files.items():
-            bucket.blob(layout.dest.child(name).path).upload_from_string(json.dumps(body))
+    write_runs(settings, desk.config["TEST_FETCH_ROOT"])
     client, _ = signed_in(desk, "paul@retail.example")
     page = client.get("/desk/runs").get_data(as_text=True)
     assert 'class="run complete"><th scope="row">run-complete' in page and "1,234" in page
