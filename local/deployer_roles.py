@@ -71,6 +71,12 @@ EXTRA: dict[str, list[str]] = {
     "google_cloudfunctions2_function": ["iam.serviceAccounts.actAs"],
     "google_cloud_run_v2_job": ["iam.serviceAccounts.actAs"],
     "google_cloud_run_v2_service": ["iam.serviceAccounts.actAs"],
+    # IAP's get/setIamPolicy check a permission named by the resource's type; for a Cloud Run
+    # service behind IAP (the desk) that is a web service's.
+    "google_iap_web_cloud_run_service_iam_member": [
+        "iap.webServices.getIamPolicy",
+        "iap.webServices.setIamPolicy",
+    ],
     # Scheduler publishes as its service agent; creating the job needs only its own API.
 }
 ORGANIZATION = {"google_logging_organization_sink"}
@@ -138,8 +144,8 @@ def deployer_roles(
 ) -> dict[str, list[str]]:
     """Roles for the project and for the organisation (the optional log sink)."""
     ref = json.loads(ref_path.read_text())
-    found = used_types(infra)
-    types = found["resource"] | found["data"]
+    found, beta = used_types(infra), used_types(infra, beta=True)
+    types = found["resource"] | found["data"] | beta["resource"] | beta["data"]
     needed = needed_permissions(types, ref)
     return {scope: cover(perms, ref) if perms else [] for scope, perms in needed.items()}
 

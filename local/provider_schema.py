@@ -23,21 +23,30 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "@cdktf/provider-google@16.12.1"
+# Resources declared with ``provider = google-beta`` (a preview argument, e.g. Cloud Run's
+# iap_enabled) are read from the beta provider's package of the same version.
+BETA_PACKAGE = "@cdktf/provider-google-beta@16.12.1"
 PROVIDER = "6.50.0"
 OUTPUT = REPO / "infra" / "provider-schema.json"
 CACHE = REPO / ".local" / "tools" / "cdktf"
 
-_LINK = re.compile(r"registry\.terraform\.io/providers/hashicorp/google/([\d.]+)/docs/"
+_LINK = re.compile(r"registry\.terraform\.io/providers/hashicorp/google(?:-beta)?/([\d.]+)/docs/"
                    r"(resources|data-sources)/([a-z0-9_]+)#([a-z0-9_]+)")  # fmt: skip
 _POSSIBLE = re.compile(r"Possible values: \[([^\]]*)\]")
 
 
-def used_types(infra: Path = REPO / "infra") -> dict[str, set[str]]:
-    """``{"resource": {...}, "data": {...}}``: the types the Terraform declares."""
+_BLOCK = re.compile(r'^(resource|data)\s+"([a-z0-9_]+)"\s+"[^"]+"\s*\{(.*?)^\}', re.M | re.S)
+
+
+def used_types(infra: Path = REPO / "infra", beta: bool = False) -> dict[str, set[str]]:
+    """``{"resource": {...}, "data": {...}}``: the types the Terraform declares with the
+    google provider (``beta``: with ``provider = google-beta``)."""
     found: dict[str, set[str]] = {"resource": set(), "data": set()}
     for path in infra.rglob("*.tf"):
-        for kind, name in re.findall(r'^(resource|data)\s+"([a-z0-9_]+)"', path.read_text(), re.M):
-            found[kind].add(name)
+        for kind, name, body in _BLOCK.findall(path.read_text()):
+            on_beta = re.search(r"^\s*provider\s*=\s*google-beta\s*$", body, re.M) is not None
+            if on_beta == beta:
+                found[kind].add(name)
     return found
 
 
@@ -91,7 +100,8 @@ def extract(jsii: dict[str, Any], wanted: dict[str, set[str]]) -> dict[str, Any]
     # Each resource (data source) class takes its Config struct; its initializer's docs link
     # to the registry page named after the type.
     configs: dict[tuple[str, str], str] = {}
-    page = re.compile(r"hashicorp/google/[\d.]+/docs/(resources|data-sources)/([a-z0-9_]+)[ }]")
+    page = re.compile(r"hashicorp/google(?:-beta)?/[\d.]+/docs/(resources|data-sources)/"
+                      r"(?:google_)?([a-z0-9_]+)[ }]")  # fmt: skip
     for typ in types.values():
         if typ.get("base") not in ("cdktf.TerraformResource", "cdktf.TerraformDataSource"):
             continue
@@ -113,13 +123,14 @@ def extract(jsii: dict[str, Any], wanted: dict[str, set[str]]) -> dict[str, Any]
     return out
 
 
-def _jsii_from_npm() -> dict[str, Any]:
+def _jsii_from_npm(package: str = PACKAGE) -> dict[str, Any]:
     CACHE.mkdir(parents=True, exist_ok=True)
-    tarballs = sorted(CACHE.glob("cdktf-provider-google-*.tgz"))
+    stem = package.rsplit("@", 1)[0].removeprefix("@").replace("/", "-")
+    tarballs = sorted(CACHE.glob(f"{stem}-[0-9]*.tgz"))
     if not tarballs:
-        subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=CACHE, check=True,
+        subprocess.run(["npm", "pack", package, "--silent"], cwd=CACHE, check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
-        tarballs = sorted(CACHE.glob("cdktf-provider-google-*.tgz"))
+        tarballs = sorted(CACHE.glob(f"{stem}-[0-9]*.tgz"))
     with tarfile.open(tarballs[-1]) as tar:
         member = tar.extractfile("package/.jsii")
         assert member is not None
@@ -127,16 +138,18 @@ def _jsii_from_npm() -> dict[str, Any]:
 
 
 def main() -> int:
-    jsii = _jsii_from_npm()
-    schema = extract(jsii, used_types())
+    schema = extract(_jsii_from_npm(), used_types())
+    beta = extract(_jsii_from_npm(BETA_PACKAGE), used_types(beta=True))
     doc = {
-        "source": f"npm {PACKAGE} (.jsii), generated from hashicorp/google {PROVIDER}; "
-        f"extracted by local/provider_schema.py for the types infra/ declares",
+        "source": f"npm {PACKAGE} and {BETA_PACKAGE} (.jsii), generated from hashicorp/google "
+        f"and hashicorp/google-beta {PROVIDER}; extracted by local/provider_schema.py for the "
+        "types infra/ declares (under beta: those declared with provider = google-beta)",
         "provider": f"hashicorp/google {PROVIDER}",
         **schema,
+        "beta": beta,
     }
     OUTPUT.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    n = sum(len(v) for k, v in schema.items())
+    n = sum(len(v) for k, v in schema.items()) + sum(len(v) for v in beta.values())
     print(f"wrote {OUTPUT.relative_to(REPO)}: {n} types")
     return 0
 

@@ -109,6 +109,8 @@ class Settings:
     desk_iap_audience: str = ""
     desk_dev_sign_in: bool = False
     desk_session_secret: str = field(default="", repr=False)
+    # Serve only the desk (its own Cloud Run service behind IAP): no JSON API there.
+    desk_only: bool = False
     # The port a service listens on (Cloud Run sets PORT).
     port: int = 8080
     task: JobTask = field(default_factory=JobTask)
@@ -224,6 +226,7 @@ class Settings:
             desk_iap_audience=env.get("RETAIL_DESK_IAP_AUDIENCE") or "",
             desk_dev_sign_in=env.get("RETAIL_DESK_DEV_SIGN_IN") == "1",
             desk_session_secret=env.get("RETAIL_DESK_SESSION_SECRET") or "",
+            desk_only=env.get("RETAIL_DESK_ONLY") == "1",
             port=_int(env, "PORT", 8080),
             task=JobTask(
                 index=_int(env, "CLOUD_RUN_TASK_INDEX", 0, minimum=0),

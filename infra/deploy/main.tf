@@ -36,4 +36,9 @@ module "platform" {
     enabled         = var.organization_id != ""
     organization_id = var.organization_id
   }
+
+  desk = {
+    access_uri = var.desk_access_uri
+    members    = var.desk_members
+  }
 }

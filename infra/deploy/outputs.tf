@@ -12,3 +12,8 @@ output "artifact_keys_secret" {
   description = "Add the artifact keys as a version of this secret."
   value       = module.platform.artifact_keys_secret
 }
+
+output "desk_url" {
+  description = "URL of the desk behind IAP (null without desk_access_uri); its service account (the API's) must be a Groups Reader in Workspace."
+  value       = module.platform.desk_url
+}

@@ -34,6 +34,18 @@ variable "api_invokers" {
   default     = []
 }
 
+variable "desk_access_uri" {
+  description = "gs:// URI of the desk's access mapping (Google Groups -> categories, stores, analysts, readers); empty: no desk."
+  type        = string
+  default     = ""
+}
+
+variable "desk_members" {
+  description = "Principals IAP lets through to the desk, e.g. [\"group:desk-users@example.com\"]; each person's grant is the desk's own."
+  type        = list(string)
+  default     = []
+}
+
 variable "organization_id" {
   description = "Organisation whose Workspace group-membership audit events trigger the RBAC reconcile; empty to rely on the 10-minute tick."
   type        = string

@@ -28,12 +28,17 @@ NOT_DEPLOYED = {
     "CLOUD_RUN_TASK_COUNT": "set by Cloud Run on every task",
     "RETAIL_CALL_TRACE_DIR": "local only: the stack's recorder of Google API calls",
     "SECRET_MANAGER_EMULATOR_HOST": "local Secret Manager endpoint",
-    # The desk runs on the local stack only until IAP fronts the deployed service (issue 27).
-    "RETAIL_DESK_ACCESS": "the desk: deployed once IAP is declared; local stack only",
-    "RETAIL_DESK_IAP_AUDIENCE": "the desk: deployed once IAP is declared; local stack only",
+    # The desk's variables are set on the desk's service (platform.yaml desk, desk.tf), not
+    # on the API's: desk_problems() checks that service gets every one.
+    "RETAIL_DESK_ACCESS": "the desk's service only",
+    "RETAIL_DESK_IAP_AUDIENCE": "the desk's service only",
+    "RETAIL_DESK_ONLY": "the desk's service only",
+    "RETAIL_DESK_SESSION_SECRET": "the desk's service only, from Secret Manager",
     "RETAIL_DESK_DEV_SIGN_IN": "the desk's development sign-in: local stack only, by design",
-    "RETAIL_DESK_SESSION_SECRET": "the desk: deployed once IAP is declared; local stack only",
 }
+# Read by the desk's service; set there by desk.tf from platform.yaml's desk section.
+DESK_ONLY = {"RETAIL_DESK_ACCESS", "RETAIL_DESK_IAP_AUDIENCE", "RETAIL_DESK_ONLY",
+             "RETAIL_DESK_SESSION_SECRET"}  # fmt: skip
 _READ = re.compile(r"""(?:(?:env|environ)(?:\.get\(|\[)|_int\(env,)\s*["']([A-Z][A-Z0-9_]+)["']""")
 # What a job or the API needs of Settings: where things are (the rest are fetch tuning).
 SETTINGS_FOR_RUN = {
@@ -142,6 +147,8 @@ OTHER_IAM = {
     ("google_cloud_run_v2_service_iam_member", "api_invoker"): "callers of the API",
     ("google_project_iam_member", "build"): "the functions' build identity (build_account)",
     ("google_storage_bucket_iam_member", "build"): "the build reads the source (build_account)",
+    ("google_cloud_run_v2_service_iam_member", "desk_iap"): "IAP's agent calls the desk",
+    ("google_iap_web_cloud_run_service_iam_member", "desk"): "people IAP lets reach the desk",
 }
 DECLARATION_PATH = "${path.module}/../../../shared/platform.yaml"
 
@@ -150,6 +157,29 @@ def _fact_keys_in_python() -> set[str]:
     from shared.platform import environments, facts
 
     return set(facts(environments()[0], "p"))
+
+
+def desk_problems(resources: dict, decl: dict, read: set[str]) -> list[str]:
+    """The desk's service: IAP on, its image and identity the API's, its environment the
+    API's plus every desk variable Settings reads (but the local development sign-in)."""
+    out: list[str] = []
+    desk = resources.get("google_cloud_run_v2_service", {}).get("desk")
+    if desk is None:
+        return ["google_cloud_run_v2_service.desk is not declared"]
+    text = str(desk).replace("'", '"')
+    if desk.get("iap_enabled") is not True:
+        out.append("google_cloud_run_v2_service.desk must set iap_enabled = true")
+    for needed in ("var.images.api", 'google_service_account.deployable["api"]', "local.desk_env"):
+        if needed not in text:
+            out.append(f"google_cloud_run_v2_service.desk does not use {needed}")
+    declared = set(decl["desk"]["env"]) | set(decl["desk"]["secret_env"])
+    wanted = {v for v in read if v.startswith("RETAIL_DESK_")} - {"RETAIL_DESK_DEV_SIGN_IN"}
+    out += _differ("the desk's variables (Settings vs platform.yaml desk)", wanted, declared)
+    out += _differ("DESK_ONLY (contract.py vs platform.yaml desk)", DESK_ONLY, declared)
+    missing = set(decl["desk"]["secret_env"].values()) - set(decl["secrets"])
+    if missing:
+        out.append(f"the desk reads undeclared secrets: {', '.join(sorted(missing))}")
+    return out
 
 
 def location_problems(infra: Path, resources: dict, decl: dict) -> list[str]:
@@ -266,6 +296,7 @@ def contract_problems(infra: Path = INFRA, repo: Path = REPO) -> list[str]:
     )
     out += location_problems(infra, resources, decl)
     out += path_problems(infra)
+    out += desk_problems(resources, decl, env_read(repo / "shared" / "settings.py"))
 
     # Entry points, subscriptions, jobs.
     functions = _entry_points_in(repo / "functions" / "main.py")

@@ -90,7 +90,8 @@ def schema_problems(infra: Path = INFRA, schema_path: Path = SCHEMA) -> tuple[li
                         continue
                     for name, body in named.items():
                         where = f"{rel}: {typ}.{name}"
-                        spec = schema[kind].get(typ)
+                        beta = "google-beta" in str(body.get("provider", ""))
+                        spec = (schema["beta"] if beta else schema)[kind].get(typ)
                         if spec is None:
                             out.append(f"{where}: not a {kind} type of {schema['provider']}")
                             continue
@@ -98,15 +99,19 @@ def schema_problems(infra: Path = INFRA, schema_path: Path = SCHEMA) -> tuple[li
                         out += _check_body(where, body, spec, counts)
         for block in doc.get("terraform", []):
             for req in block.get("required_providers", []):
-                google = req.get("google", {})
-                version = google.get("version") if isinstance(google, dict) else None
-                if version is not None and version != schema["provider"].split()[-1]:
-                    out.append(
-                        f"{rel}: google provider {version!r} is not the version whose schema "
-                        f"is checked ({schema['provider']}); pin it exactly"
-                    )
+                for provider in ("google", "google-beta"):
+                    found = req.get(provider, {})
+                    version = found.get("version") if isinstance(found, dict) else None
+                    if version is not None and version != schema["provider"].split()[-1]:
+                        out.append(
+                            f"{rel}: {provider} provider {version!r} is not the version whose "
+                            f"schema is checked ({schema['provider']}); pin it exactly"
+                        )
     lock = infra / DEPLOY / ".terraform.lock.hcl"
-    wanted = f'version     = "{schema["provider"].split()[-1]}"'
-    if not lock.exists() or wanted not in lock.read_text():
-        out.append(f"{DEPLOY}: no .terraform.lock.hcl locking {schema['provider']}")
+    text = lock.read_text() if lock.exists() else ""
+    version = schema["provider"].split()[-1]
+    for provider in ("google", "google-beta"):
+        wanted = f'hashicorp/{provider}" {{\n  version     = "{version}"'
+        if wanted not in text:
+            out.append(f"{DEPLOY}: no .terraform.lock.hcl locking hashicorp/{provider} {version}")
     return out, counts

@@ -67,10 +67,12 @@ def create_app(
     api_key: str | None = None,
     desk: Desk | None = None,
     secret_key: str | None = None,
+    api: bool = True,
 ) -> Flask:
     """The API; with ``desk``, the desk's pages under ``/desk`` too (their own identity, IAP's
     header or the development sign-in, instead of the API key; ``secret_key`` signs their
-    session cookie)."""
+    session cookie). ``api=False``: the desk's own service, the JSON API left out (only the
+    health endpoints beside the pages), so IAP's users reach nothing outside their grant."""
     app = Flask("retail_api")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     if desk is not None:
@@ -80,7 +82,9 @@ def create_app(
         app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                           SESSION_COOKIE_SECURE=not desk.identity.development)  # fmt: skip
         app.register_blueprint(desk_pages(desk))
-    served = [_service(store), prices.routes(store), promotions.routes(store, analytics)]
+    served = [_service(store)]
+    if api:
+        served += [prices.routes(store), promotions.routes(store, analytics)]
     operations: list[Operation] = []
     for routes in served:
         app.register_blueprint(routes.blueprint)

@@ -33,7 +33,10 @@ analytics = PromotionAnalytics(
     _settings.stores_table,
 )
 desk = desk_from_settings(_settings, store, analytics)
+if _settings.desk_only and desk is None:
+    raise RuntimeError("RETAIL_DESK_ONLY without the desk's access mapping (RETAIL_DESK_ACCESS)")
 app = create_app(store, analytics=analytics, api_key=_settings.api_key or None, desk=desk,
-                 secret_key=_settings.desk_session_secret or None)  # fmt: skip
+                 secret_key=_settings.desk_session_secret or None,
+                 api=not _settings.desk_only)  # fmt: skip
 # A slow client may not hold a server thread: its body must arrive within 10 s.
 app.wsgi_app = BodyDeadline(app.wsgi_app, max_bytes=MAX_BODY_BYTES)  # type: ignore[method-assign]

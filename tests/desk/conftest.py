@@ -94,6 +94,7 @@ def desk(stack, settings, promotion_model, analytics_tables):
                   fetch_root=root, analytics=analytics)  # fmt: skip
     app = create_app(store, desk=served, secret_key=uuid.uuid4().hex, api_key="api-key")
     app.config["TEST_LEDGER"], app.config["TEST_FETCH_ROOT"] = ledger, root
+    app.config["TEST_DESK"] = served
     return app
 
 

@@ -245,3 +245,18 @@ def test_the_runs_page_shows_each_runs_state_and_is_not_for_store_managers(desk,
     assert 'class="run running"><th scope="row">run-going' in page and "3 chunks" in page
     sam, _ = signed_in(desk, "sam@retail.example")
     assert sam.get("/desk/runs").status_code == 403
+
+
+def test_on_the_desks_own_service_iap_users_reach_no_json_api(desk):
+    """Deployed, the desk is a service of its own behind IAP (RETAIL_DESK_ONLY): anyone IAP
+    lets through would otherwise read every category's and store's prices from /v1."""
+    from shared.api.app import create_app
+
+    served = desk.config["TEST_DESK"]
+    only = create_app(served.store, desk=served, secret_key="k" * 32, api=False)
+    client, _ = signed_in(only, "sam@retail.example")
+    assert client.get("/v1/prices?store=2").status_code == 404
+    assert client.get("/openapi.json").json["paths"].keys() == {"/healthz", "/readyz"}
+    assert client.get("/desk/stores/1").status_code == 200
+    assert client.get("/desk/stores/2").status_code == 403
+    assert only.test_client().get("/healthz").status_code == 200

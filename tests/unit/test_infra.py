@@ -106,6 +106,20 @@ def test_the_api_start_up_probe_must_not_wait_for_a_model(drifted):
     assert any("startup_probe" in p and "/healthz" in p for p in problems), problems
 
 
+def test_the_desk_must_stay_behind_iap_with_every_variable_it_reads(drifted):
+    """The desk trusts IAP's signed header: a desk service without IAP, or without a variable
+    Settings reads for it, is named."""
+    desk = drifted / "infra/modules/platform/desk.tf"
+    desk.write_text(
+        desk.read_text().replace("iap_enabled         = true", "iap_enabled         = false")
+    )
+    decl = drifted / "shared/platform.yaml"
+    decl.write_text(decl.read_text().replace("    RETAIL_DESK_ONLY: desk_only\n", ""))
+    problems = infra_checks.contract_problems(drifted / "infra", drifted)
+    assert any("desk must set iap_enabled = true" in p for p in problems), problems
+    assert any("desk's variables" in p and "RETAIL_DESK_ONLY" in p for p in problems), problems
+
+
 def test_a_cron_that_breaks_the_design_is_named(drifted):
     decl = drifted / "shared/platform.yaml"
     decl.write_text(decl.read_text().replace('"0 23 * * 6"', '"0 23 * * 3"'))
@@ -153,7 +167,8 @@ def test_the_provider_is_pinned_to_the_checked_schema_and_locked(drifted):
     (drifted / "infra/deploy/.terraform.lock.hcl").unlink()
     problems, _ = infra_checks.schema_problems(drifted / "infra")
     assert any("deploy/versions.tf" in p and "pin it exactly" in p for p in problems)
-    assert any("deploy: no .terraform.lock.hcl" in p for p in problems)
+    assert any("deploy: no .terraform.lock.hcl locking hashicorp/google 6" in p for p in problems)
+    assert any("locking hashicorp/google-beta" in p for p in problems)
 
 
 def test_every_environment_value_keeps_the_provider_rules():
@@ -271,7 +286,8 @@ def test_cloud_build_passes_every_variable_an_environment_takes():
     declared = set(re.findall(r'^variable "([a-z_]+)"', (INFRA / "deploy" /
                               "variables.tf").read_text(), re.M))  # fmt: skip
     assert declared - passed == {"environment"}  # from env/<env>.tfvars
-    for name in ("_ORGANIZATION_ID", "_API_INVOKERS", "_RBAC_SECRET_ENV_NAME"):
+    for name in ("_ORGANIZATION_ID", "_API_INVOKERS", "_RBAC_SECRET_ENV_NAME", "_DESK_ACCESS_URI",
+                 "_DESK_MEMBERS"):  # fmt: skip
         assert name in build["substitutions"]
 
 

@@ -37,3 +37,8 @@ output "artifact_keys_secret" {
   description = "Secret Manager secret holding the artifact keys (add a version out of band)."
   value       = google_secret_manager_secret.secret["artifact_keys"].id
 }
+
+output "desk_url" {
+  description = "URL of the desk (behind IAP), or null when no desk is deployed."
+  value       = local.desk ? google_cloud_run_v2_service.desk[0].uri : null
+}

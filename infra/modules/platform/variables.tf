@@ -74,3 +74,16 @@ variable "group_audit_sink" {
     error_message = "group_audit_sink.organization_id (numeric) is required when the sink is enabled."
   }
 }
+
+variable "desk" {
+  description = "The desk (browser pages for category managers, store managers and analysts) behind IAP: access_uri, the gs:// YAML mapping Google Groups to categories, stores, analysts and readers (empty: no desk); members, the principals IAP lets through (e.g. group:desk-users@example.com)."
+  type = object({
+    access_uri = optional(string, "")
+    members    = optional(list(string), [])
+  })
+  default = {}
+  validation {
+    condition     = var.desk.access_uri == "" || startswith(var.desk.access_uri, "gs://")
+    error_message = "desk.access_uri must be a gs:// URI (or empty: no desk)."
+  }
+}

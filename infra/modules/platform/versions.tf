@@ -7,5 +7,10 @@ terraform {
       # beside each environment pins its checksums.
       version = "6.50.0"
     }
+    # The desk's Cloud Run service only: iap_enabled is a preview argument (desk.tf).
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = "6.50.0"
+    }
   }
 }
