@@ -2,11 +2,12 @@
 product) and run, the first to arrive wins, a repeat of the same request is the same decision.
 
 The decision is claimed create-only (``desk/decisions/<run>/<product>[-s<store>].json``,
-``if_generation_match=0``) before anything else happens: of two managers deciding the same
-product at once exactly one creates it, and both are shown that one; a double click or a
-second tab (the same ``request_id``, carried by the form) finds its own decision and is
-answered as if it had made it. Decisions are never overwritten, and a new run's
-recommendations live under their own run: a decision on an older run stays what it was.
+``if_generation_match=0``; the decision also in its custom metadata, so that a listing reads
+a run's decisions without downloading them) before anything else happens: of two managers
+deciding the same product at once exactly one creates it, and both are shown that one; a
+double click or a second tab (the same ``request_id``, carried by the form) finds its own
+decision and is answered as if it had made it. Decisions are never overwritten, and a new
+run's recommendations live under their own run: a decision on an older run stays what it was.
 
 Each decision is then appended to BigQuery (``desk_decisions``, partitioned by day, with its
 ``decision_id``) by a streaming insert whose ``insertId`` is that id, and marked logged on its
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +35,7 @@ from shared.errors import TransientError
 Action = Literal["approve", "reject", "override"]
 # A repeat leaves the logging to the request that made the decision for this long.
 LOG_LEASE = dt.timedelta(seconds=30)
+METADATA = "decision"  # the claim's custom metadata key holding the decision (for listings)
 SCHEMA = [
     bigquery.SchemaField("decision_id", "STRING", mode="REQUIRED"),
     bigquery.SchemaField("run_id", "STRING", mode="REQUIRED"),
@@ -107,10 +110,12 @@ class DecisionLedger:
         *,
         bq: bigquery.Client | None = None,
         table: str | None = None,
+        readers: int = 16,
     ) -> None:
         self.bucket = gcs.bucket(bucket)
         self.prefix = prefix.strip("/")
         self.bq, self.table = bq, table
+        self.readers = readers  # parallel downloads of decisions not read yet
         # A decision never changes once made: each is downloaded once per process.
         self._known: dict[str, Decision] = {}
         self._table_ready = False
@@ -130,6 +135,7 @@ class DecisionLedger:
         """Record ``decision`` unless one stands for its run and product (see the module)."""
         blob = self._blob(decision.run_id, decision.key)
         body = json.dumps({"decision": decision.model_dump(mode="json"), "logged": False})
+        blob.metadata = {METADATA: decision.model_dump_json()}
         try:
             blob.upload_from_string(body, content_type="application/json", if_generation_match=0)
         except gexc.PreconditionFailed:
@@ -160,6 +166,7 @@ class DecisionLedger:
         if errors:
             raise TransientError(f"decision {decision.decision_id} not logged: {errors}")
         marked = json.dumps({"decision": decision.model_dump(mode="json"), "logged": True})
+        blob.metadata = {METADATA: decision.model_dump_json()}
         with contextlib.suppress(gexc.PreconditionFailed):  # a repeat marked it first
             blob.upload_from_string(
                 marked, content_type="application/json", if_generation_match=generation
@@ -188,14 +195,24 @@ class DecisionLedger:
         return (found[1], found[2]) if found else None
 
     def of_run(self, run_id: str) -> dict[str, Decision]:
-        """Every decision standing for ``run_id``, by key: one listing, and a download only for
-        the decisions this process has not read yet (a review page of 2,000 products with
-        500 decisions otherwise downloads 500 objects every time it is shown)."""
-        found = {}
-        for blob in self.bucket.client.list_blobs(self.bucket, prefix=f"{self.prefix}/{run_id}/"):
-            decision = self._known.get(blob.name)
-            if decision is None:
-                body = json.loads(blob.download_as_bytes())
-                decision = self._known[blob.name] = Decision.model_validate(body["decision"])
-            found[decision.key] = decision
-        return found
+        """Every decision standing for ``run_id``, by key, from one listing: each claim carries
+        its decision in its custom metadata, which the listing returns (a review page of
+        2,000 products with 500 decisions otherwise downloads 500 objects). A claim without
+        it (written before it was kept there) is downloaded, once per process, in parallel."""
+        blobs = list(self.bucket.client.list_blobs(self.bucket, prefix=f"{self.prefix}/{run_id}/"))
+        unread = []
+        for blob in blobs:
+            if blob.name in self._known:
+                continue
+            kept = (blob.metadata or {}).get(METADATA)
+            if kept:
+                self._known[blob.name] = Decision.model_validate_json(kept)
+            else:
+                unread.append(blob)
+        if unread:
+            with ThreadPoolExecutor(max_workers=min(self.readers, len(unread))) as pool:
+                bodies = list(pool.map(lambda blob: blob.download_as_bytes(), unread))
+            for blob, body in zip(unread, bodies, strict=True):
+                found = json.loads(body)["decision"]
+                self._known[blob.name] = Decision.model_validate(found)
+        return {(d := self._known[blob.name]).key: d for blob in blobs}

@@ -118,3 +118,29 @@ def test_a_decision_whose_request_crashed_before_logging_is_logged_by_its_repeat
     assert ledger.decide(made).repeated
     assert ledger.decide(made).repeated  # marked logged: not again
     assert logged(ledger) == [("run-1/7", "paul@retail.example")]
+
+
+def test_a_runs_decisions_are_read_from_one_listing_and_old_claims_still_count(ledger, monkeypatch):
+    from google.cloud import storage
+
+    made = [ledger.decide(decision(product_id=p, request=f"list-{p:04d}")).decision
+            for p in (1, 2, 3)]  # fmt: skip
+    # A claim written before decisions were kept in the metadata: only its body says it.
+    old = decision(product_id=4, request="old-claim-0004")
+    body = '{"decision": ' + old.model_dump_json() + ', "logged": true}'
+    ledger.bucket.blob(f"{ledger.prefix}/run-1/4.json").upload_from_string(body)
+    downloaded = []
+    real = storage.Blob.download_as_bytes
+
+    def counted(blob, *args, **kwargs):
+        downloaded.append(blob.name)
+        return real(blob, *args, **kwargs)
+
+    monkeypatch.setattr(storage.Blob, "download_as_bytes", counted)
+    fresh = DecisionLedger(ledger.bucket.client, ledger.bucket.name, ledger.prefix)
+    found = fresh.of_run("run-1")
+    assert {k: d.request_id for k, d in found.items()} == {
+        **{d.key: d.request_id for d in made}, "4": "old-claim-0004"}  # fmt: skip
+    assert downloaded == [f"{ledger.prefix}/run-1/4.json"]  # the old claim only
+    fresh.of_run("run-1")
+    assert len(downloaded) == 1  # read once per process
