@@ -1,7 +1,8 @@
 """The demo's visit to the desk: a category manager approves the top move over HTTP (signed in
 through the local stack's development sign-in, groups read from the local Cloud Identity),
 the store manager of store 1 downloads the store's price list, and Debian's Chromium, where it
-is installed (``make browser``), takes screenshots of both pages."""
+is installed (``make browser``), takes screenshots of their pages, the approved product's,
+past promotions (an analyst) and the runs (a reader)."""
 
 from __future__ import annotations
 
@@ -41,21 +42,25 @@ def visit(base: str, out_dir: Path) -> dict:
     listed = sam.get(f"{base}/desk/stores/1.csv", timeout=30)
     listed.raise_for_status()
     lines = listed.text.strip().splitlines()[1:]
-    shots = _screenshots(base, out_dir) if installed() else []
+    shots = _screenshots(base, out_dir, approved) if installed() else []
     return {"approved": approved, "store_1_changes": len(lines), "screenshots": shots}
 
 
-def _screenshots(base: str, out_dir: Path) -> list[str]:
+def _screenshots(base: str, out_dir: Path, product: int | None) -> list[str]:
     from selenium.webdriver.common.by import By
 
-    from local.browser import chromium
+    from local.browser import chromium, save_page
 
     driver = chromium(1280, 1000)
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = []
     try:
-        pages = (("paul@retail.example", "/desk/prices", "desk-review.png"),
-                 ("sam@retail.example", "/desk/stores/1", "desk-store-1.png"))  # fmt: skip
+        pages = [("paul@retail.example", "/desk/prices", "desk-review.png"),
+                 ("sam@retail.example", "/desk/stores/1", "desk-store-1.png"),
+                 ("maria@retail.example", "/desk/promotions/past", "desk-past-promotions.png"),
+                 ("fin@retail.example", "/desk/runs", "desk-runs.png")]  # fmt: skip
+        if product is not None:
+            pages.append(("paul@retail.example", f"/desk/prices/{product}", "desk-product.png"))
         for email, path, name in pages:
             driver.delete_all_cookies()
             driver.get(f"{base}/desk/sign-in")
@@ -63,7 +68,10 @@ def _screenshots(base: str, out_dir: Path) -> list[str]:
             driver.find_element(By.ID, "sign-in").click()
             driver.get(f"{base}{path}")
             driver.find_element(By.TAG_NAME, "h1")
-            driver.save_screenshot(str(out_dir / name))
+            if name == "desk-review.png":
+                driver.save_screenshot(str(out_dir / name))  # the top of 100+ rows
+            else:
+                save_page(driver, str(out_dir / name))
             saved.append(str(out_dir / name))
     finally:
         driver.quit()

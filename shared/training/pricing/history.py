@@ -78,7 +78,8 @@ def write(gcs: storage.Client, output: str, index: int, count: int, table: pa.Ta
 def collect(gcs: storage.Client, output: str, count: int, weeks: int = WEEKS) -> dict[str, Any]:
     """Every task's weeks as the artifact carries them: ``{"weeks": [iso Monday, ...],
     "products": {product_id: {"units": [...], "price": [...], "promo_share": [...]}}}``;
-    the newest ``weeks`` weeks any product sold in. A task that wrote none adds nothing."""
+    the newest ``weeks`` weeks (fewer when the data is shorter). A task that wrote none adds
+    nothing."""
     dest = GcsUri.parse(output)
     tables = [SCHEMA.empty_table()]
     for i in range(count):
@@ -94,7 +95,8 @@ def payload(table: pa.Table, weeks: int = WEEKS) -> dict[str, Any]:
         return {"weeks": [], "products": {}}
     day = pc.cast(table["week"], pa.int32()).to_numpy().astype(np.int64)
     last = int(day.max())
-    axis = np.arange(last - 7 * (weeks - 1), last + 1, 7)
+    axis = np.arange(max(int(day.min()), last - 7 * (weeks - 1)), last + 1, 7)
+    weeks = len(axis)
     keep = day >= axis[0]
     day = day[keep]
     product = table["product_id"].to_numpy()[keep]
