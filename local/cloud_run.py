@@ -3,8 +3,10 @@ official ``google-cloud-run`` client code path runs, executing a job as local pr
 
     python -m local.cloud_run --port 8096 --state .local/stack/cloud-run
 
-It answers ``Executions/ListExecutions`` too (each execution with the overrides it ran with),
-so a delivery can check whether a run's job really started. Each task is
+It answers ``Executions/ListExecutions`` too (each execution with the overrides it ran with,
+its tasks running, succeeded and failed, start and completion times and, once it ended, the
+``Completed`` condition with the failed task's exit code), so a delivery can check whether a
+run's job really started and the desk can show how runs went. Each task is
 ``python -m <module>`` with ``CLOUD_RUN_JOB``, ``CLOUD_RUN_EXECUTION``,
 ``CLOUD_RUN_TASK_INDEX``, ``CLOUD_RUN_TASK_COUNT`` and ``CLOUD_RUN_TASK_ATTEMPT`` set, the
 request's environment overrides applied, tasks in parallel up to the job's parallelism, and a
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import grpc
 from google.cloud.run_v2.types import (
+    Condition,
     Container,
     EnvVar,
     Execution,
@@ -62,6 +65,7 @@ class Runner:
     def __init__(self, state: Path, jobs: dict[str, JobSpec]) -> None:
         self.state = state
         self.jobs = jobs
+        self._lock = threading.Lock()  # tasks of an execution record their ends one at a time
         (state / "executions").mkdir(parents=True, exist_ok=True)
 
     def run_job(
@@ -118,15 +122,32 @@ class Runner:
             if record.get("job") != job or "started" not in record:
                 continue  # another job's, or written by an older runner
             env = [EnvVar(name=k, value=v) for k, v in record.get("overrides", {}).items()]
+            tasks = record.get("tasks", [])
+            failed = [t for t in tasks if not t["succeeded"]]
             execution = Execution(
                 name=record.get("name") or f"{request.parent}/executions/{record['execution']}",
                 job=job,
                 task_count=record.get("task_count", 0),
                 template=TaskTemplate(containers=[Container(env=env)]),
-                succeeded_count=sum(1 for t in record.get("tasks", []) if t["succeeded"]),
-                failed_count=sum(1 for t in record.get("tasks", []) if not t["succeeded"]),
+                running_count=0
+                if record.get("done")
+                else min(self.jobs[job].parallelism, record.get("task_count", 0) - len(tasks)),
+                succeeded_count=len(tasks) - len(failed),
+                failed_count=len(failed),
             )
-            execution.create_time = dt.datetime.fromtimestamp(record["started"], dt.UTC)
+            started = dt.datetime.fromtimestamp(record["started"], dt.UTC)
+            execution.create_time = execution.start_time = started
+            if record.get("done"):
+                execution.completion_time = started + dt.timedelta(seconds=record["seconds"])
+                first = min(failed, key=lambda t: t["index"]) if failed else None
+                states = Condition.State
+                execution.conditions = [Condition(
+                    type_="Completed",
+                    state=states.CONDITION_FAILED if first else states.CONDITION_SUCCEEDED,
+                    message=(f"Task {first['index']} failed: the container exited with code "
+                             f"{first.get('code')} ({first['attempts']} attempts)") if first
+                            else f"Execution completed successfully in {record['seconds']:.0f}s.",
+                )]  # fmt: skip
             found.append(execution)
         found.sort(key=lambda e: e.create_time, reverse=True)
         return ListExecutionsResponse(executions=found)
@@ -155,15 +176,21 @@ class Runner:
                 except subprocess.TimeoutExpired:
                     code = -1
             if code == 0:
-                return {"index": index, "attempts": attempt + 1, "succeeded": True}
-        return {"index": index, "attempts": spec.max_retries + 1, "succeeded": False}
+                return {"index": index, "attempts": attempt + 1, "succeeded": True, "code": 0}
+        return {"index": index, "attempts": spec.max_retries + 1, "succeeded": False, "code": code}
 
     def _execute(self, record: dict, spec: JobSpec, count: int, env: dict) -> None:
         job, execution = record["job"], record["execution"]
+        tasks: list[dict] = []
+
+        def task(index: int) -> None:
+            ended = self._task(job, execution, spec, index, count, env)
+            with self._lock:  # each task's end is seen while the others run
+                tasks.append(ended)
+                self._write({**record, "tasks": list(tasks)})
+
         with futures.ThreadPoolExecutor(spec.parallelism) as pool:
-            tasks = list(
-                pool.map(lambda i: self._task(job, execution, spec, i, count, env), range(count))
-            )
+            list(pool.map(task, range(count)))
         self._write(
             {
                 **record,

@@ -9,10 +9,13 @@ from shared.api.analytics import PromotionAnalytics
 from shared.api.models import ModelStore
 from shared.desk.access import DeskAccess, GroupGrants
 from shared.desk.decisions import DecisionLedger
+from shared.desk.runs import TrainingJobs
 from shared.desk.web import Desk, Identity
 from shared.identifiers import GcsUri
+from shared.platform import environment
 from shared.rbac.groups import GroupsReader
 from shared.settings import Settings
+from shared.training.launch import JOBS, job_name
 
 
 def desk_from_settings(
@@ -38,7 +41,16 @@ def desk_from_settings(
         return GroupsReader(clients.cloud_identity_service(settings))
 
     return Desk(store, ledger, identity, GroupGrants(access, reader),
-                fetch_root=settings.fetch_destinations[0], analytics=analytics)  # fmt: skip
+                fetch_root=settings.fetch_destinations[0], analytics=analytics,
+                training=training_jobs(settings))  # fmt: skip
+
+
+def training_jobs(settings: Settings) -> TrainingJobs:
+    """The deployment's training jobs (their names, shapes) and an executions client."""
+    shapes = environment(settings.environment or "prod").get("training", {})
+    jobs = {job: job_name(settings.project, settings.region, settings.prefix, job)
+            for job in JOBS}  # fmt: skip
+    return TrainingJobs(clients.executions_client(settings), jobs, shapes)
 
 
 def _read(gcs: object, location: str) -> str:

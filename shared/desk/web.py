@@ -43,6 +43,7 @@ from shared.desk.lists import add_routes as add_lists
 from shared.desk.lists import current_model
 from shared.desk.past import add_routes as add_past
 from shared.desk.planner import add_routes as add_planner
+from shared.desk.runs import TrainingJobs
 from shared.desk.runs import add_routes as add_runs
 from shared.training.pricing import DEFAULT_RULES, Rules, _candidates
 
@@ -85,6 +86,7 @@ class Desk:
     identity: Identity
     grants: Callable[[], dict[str, Grant]]
     fetch_root: str | None = None  # where fetch runs write (the runs page); none: no page
+    training: TrainingJobs | None = None  # the training jobs' executions on the runs page
     analytics: PromotionAnalytics | None = None  # past promotions; none: no page
 
 
@@ -253,7 +255,7 @@ def blueprint(desk: Desk) -> Blueprint:
     add_lists(pages, desk.store, desk.ledger)
     add_planner(pages, desk.store)
     if desk.fetch_root:
-        add_runs(pages, desk.store, desk.ledger.bucket.client, desk.fetch_root)
+        add_runs(pages, desk.store, desk.ledger.bucket.client, desk.fetch_root, desk.training)
     if desk.analytics is not None:
         add_past(pages, desk.analytics)
 

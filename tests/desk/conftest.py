@@ -13,6 +13,7 @@ from shared.api.app import create_app
 from shared.api.models import LoadedPromotionModel, ModelStore, PricingModel
 from shared.desk.access import DeskAccess, grants
 from shared.desk.decisions import DecisionLedger
+from shared.desk.serve import training_jobs
 from shared.desk.web import Desk, Identity
 from shared.training.artifacts import Keyring
 from shared.training.pricing import Rules
@@ -91,7 +92,8 @@ def desk(stack, settings, promotion_model, analytics_tables):
     bq = clients.bigquery_client(settings)
     analytics = PromotionAnalytics(bq, analytics_tables[0], analytics_tables[1])
     served = Desk(store, ledger, Identity(development=True), lambda: grants(ACCESS, MEMBERS),
-                  fetch_root=root, analytics=analytics)  # fmt: skip
+                  fetch_root=root, analytics=analytics,
+                  training=training_jobs(settings))  # fmt: skip
     app = create_app(store, desk=served, secret_key=uuid.uuid4().hex, api_key="api-key")
     app.config["TEST_LEDGER"], app.config["TEST_FETCH_ROOT"] = ledger, root
     app.config["TEST_DESK"] = served

@@ -260,3 +260,34 @@ def test_on_the_desks_own_service_iap_users_reach_no_json_api(desk):
     assert client.get("/desk/stores/1").status_code == 200
     assert client.get("/desk/stores/2").status_code == 403
     assert only.test_client().get("/healthz").status_code == 200
+
+
+def test_the_runs_page_shows_training_runs_as_cloud_run_tells_them(desk, settings):
+    """A training run that cannot start (no manifest): running, then failed with the reason
+    the Admin API gives, its seconds and cost."""
+    import uuid
+
+    from shared.fetch.layout import RunLayout
+    from shared.training.launch import Launcher, launch
+
+    from ..integration.helpers import wait_for
+
+    run_id = f"desk-bad-{uuid.uuid4().hex[:6]}"
+    nothing = str(RunLayout.of(settings.fetch_destination("nothing-here")).manifest)
+    assert launch("promotions", run_id, nothing, Launcher.of(settings)) is not None
+    client, _ = signed_in(desk, "fin@retail.example")
+
+    def row():
+        page = client.get("/desk/runs").get_data(as_text=True)
+        found = re.search(rf'<tr class="training (\w+)"><th scope="row">promotions</th>'
+                          rf"<td>{run_id}</td>.*?</tr>", page, re.S)  # fmt: skip
+        return found
+
+    assert row() is not None  # listed from the moment it started
+    ended = wait_for(lambda: (r := row()) is not None and r.group(1) != "running" and r,
+                     timeout_s=120)  # fmt: skip
+    assert ended and ended.group(1) == "failed", ended
+    assert "Task 0 failed: the container exited with code 2" in ended.group(0)
+    cells = re.findall(r"<td>([^<]*)</td>", ended.group(0))
+    seconds, cost = float(cells[-2]), float(cells[-1])
+    assert seconds > 0 and cost == pytest.approx(seconds * (2 * 0.000018 + 4 * 0.000002), abs=5e-6)

@@ -62,6 +62,17 @@ def test_a_failing_task_is_retried_then_the_execution_fails(stack, settings):
         )
     )
     assert "no manifest at" in log.read_text()
+    # ... and as the Admin API tells it (the desk's runs page reads this)
+    listed = clients.executions_client(settings).list_executions(
+        parent=name.split("/operations/")[0] + f"/jobs/{settings.prefix}pricing"
+    )
+    found = next(e for e in listed if any(v.value == run_id for c in e.template.containers
+                                           for v in c.env))  # fmt: skip
+    assert (found.failed_count, found.succeeded_count, found.running_count) == (2, 0, 0)
+    assert found.completion_time > found.start_time
+    (completed,) = found.conditions
+    assert completed.type_ == "Completed" and completed.state == completed.State.CONDITION_FAILED
+    assert "exited with code 2" in completed.message
 
 
 def test_a_scheduler_tick_becomes_one_fetch_request_that_asks_for_training(stack, settings):
