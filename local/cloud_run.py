@@ -187,6 +187,7 @@ class Runner:
             ended = self._task(job, execution, spec, index, count, env)
             with self._lock:  # each task's end is seen while the others run
                 tasks.append(ended)
+                tasks.sort(key=lambda t: t["index"])
                 self._write({**record, "tasks": list(tasks)})
 
         with futures.ThreadPoolExecutor(spec.parallelism) as pool:

@@ -100,7 +100,7 @@ def launch(job: str, run_id: str, manifest_uri: str, launcher: Launcher) -> str 
     claim = GcsUri.parse(launcher.marker_prefix).child(f"{job}/{run_id}/_launch.json")
     env = [
         run_v2.EnvVar(name="RETAIL_MANIFEST_URI", value=manifest_uri),
-        run_v2.EnvVar(name=RUN_ID_VAR, value=run_id),
+        run_v2.EnvVar(name="RETAIL_RUN_ID", value=run_id),
     ]
     request = run_v2.RunJobRequest(
         name=name,
