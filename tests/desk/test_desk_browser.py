@@ -46,6 +46,21 @@ def submit(driver, element_id):
     follow(driver, lambda: driver.find_element(By.ID, element_id).click())
 
 
+def fits_a_tablet(driver, name):
+    """The page at a tablet's width (820 px, portrait) scrolls only down: wide tables scroll
+    inside their own box. Saves a screenshot of it."""
+    before = driver.get_window_size()
+    driver.set_window_size(820, 1180)
+    try:
+        wide = driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        driver.save_screenshot(str(SHOTS / name))
+    finally:
+        driver.set_window_size(before["width"], before["height"])
+    assert wide <= 0, f"{name}: the page is {wide} px wider than a tablet"
+
+
 def sign_in(driver, base, email):
     from selenium.webdriver.common.by import By
 
@@ -65,6 +80,7 @@ def test_approve_two_override_one_and_the_store_manager_gets_them(browser, serve
     rows = browser.find_elements(By.CSS_SELECTOR, "tbody tr")
     assert [r.get_attribute("id") for r in rows] == [f"product-{i}" for i in (1, 2, 5, 3)]
     browser.save_screenshot(str(SHOTS / "desk-review.png"))
+    fits_a_tablet(browser, "desk-review-tablet.png")
     follow(browser, lambda: browser.find_element(By.LINK_TEXT, "2").click())
     curve = browser.find_element(By.CSS_SELECTOR, "#profit-curve svg")
     assert "90% band" in curve.get_attribute("aria-label")
@@ -152,6 +168,7 @@ def test_an_analyst_plans_two_promotions_and_compares_them(browser, served_desk)
         assert browser.find_elements(By.CSS_SELECTOR, f"#{chart} svg"), chart
     everything = browser.find_element(By.ID, "past-summary").text
     save_page(browser, str(SHOTS / "desk-past-promotions.png"))
+    fits_a_tablet(browser, "desk-past-promotions-tablet.png")
     Select(browser.find_element(By.ID, "f-mechanic")).select_by_visible_text("bogo")
     submit(browser, "apply-filters")
     assert "mechanic=bogo" in browser.current_url
