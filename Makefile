@@ -19,9 +19,10 @@ $(VENV)/.installed: pyproject.toml
 demo: install browser  ## start the stack, load the data, run the pipeline round trip, stop the stack
 	$(BIN)/python -m local.demo
 
-browser:  ## Debian's Chromium and its chromedriver, for the desk's browser tests
+browser: install  ## Debian's Chromium and its chromedriver, and axe-core, for the desk's browser tests
 	@command -v chromedriver >/dev/null && command -v chromium >/dev/null || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+	@$(BIN)/python -c "from local.browser import axe_source; axe_source()"
 
 test: install browser lint  ## the whole suite: unit, function, integration and browser tests
 	$(BIN)/pytest

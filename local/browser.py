@@ -1,9 +1,13 @@
 """Debian's Chromium, headless, driven through its chromedriver (Selenium): for the desk's
-browser tests and the demo's screenshots. Both come from ``make browser`` (apt-get)."""
+browser tests and the demo's screenshots. Both come from ``make browser`` (apt-get), with
+axe-core (npm), the accessibility engine the desk's pages are checked with."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import tarfile
+from pathlib import Path
 from typing import Any
 
 # This machine's closed network refuses Chromium's background connections (updates, sync,
@@ -47,3 +51,40 @@ def save_page(driver: Any, path: str, width: int = 1280, most: int = 5000) -> No
         driver.save_screenshot(path)
     finally:
         driver.set_window_size(before["width"], before["height"])
+
+
+AXE = "axe-core@4.11.0"  # the accessibility engine (npm), for the desk's accessibility tests
+AXE_DIR = Path(__file__).resolve().parent.parent / ".local" / "tools" / "axe-core"
+
+
+def axe_source() -> str:
+    """axe-core's script (``npm pack``-ed once into .local/tools; ``make browser`` does it)."""
+    script = AXE_DIR / "package" / "axe.min.js"
+    if not script.exists():
+        if not shutil.which("npm"):
+            raise RuntimeError(
+                f"npm is needed once to fetch {AXE}: install it, or run make browser"
+            )
+        AXE_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "pack", AXE, "--silent"], cwd=AXE_DIR, check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        (tarball,) = AXE_DIR.glob("axe-core-*.tgz")
+        with tarfile.open(tarball) as tar:
+            tar.extract("package/axe.min.js", AXE_DIR, filter="data")
+    return script.read_text()
+
+
+def accessibility_violations(driver: Any) -> list[dict]:
+    """axe-core's WCAG 2.1 A and AA violations on the driver's page: each rule broken, with
+    the elements breaking it."""
+    driver.execute_script(axe_source())
+    found = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})"
+        ".then(r => done(r.violations),"
+        "      e => done([{id: 'axe-error', help: String(e), nodes: []}]));"
+    )
+    return [
+        {"id": v["id"], "help": v.get("help"), "nodes": [n.get("target") for n in v["nodes"]][:5]}
+        for v in found
+    ]

@@ -3,6 +3,7 @@ manager per category, a store manager, a reader; decisions on the GCS emulator."
 
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
@@ -132,3 +133,17 @@ def write_runs(settings, root):
         layout = RunLayout.of(f"{root}/{run}")
         for name, body in files.items():
             bucket.blob(layout.dest.child(name).path).upload_from_string(json.dumps(body))
+
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / ".local" / "screenshots"  # the browser tests' screenshots
+
+
+@pytest.fixture
+def browser():
+    from local.browser import chromium
+
+    driver = chromium()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()

@@ -3,27 +3,14 @@ category manager approves two moves and overrides one, the store manager finds t
 store's CSV and cannot approve; screenshots of each page in .local/screenshots/."""
 
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from local.browser import save_page
 
-from .conftest import write_runs
+from .conftest import SHOTS, write_runs
 
-REPO = Path(__file__).resolve().parents[2]
-SHOTS = REPO / ".local" / "screenshots"
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-def browser():
-    from local.browser import chromium
-
-    driver = chromium()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    yield driver
-    driver.quit()
 
 
 def follow(driver, act):
