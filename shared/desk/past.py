@@ -6,6 +6,8 @@ table (``PromotionAnalytics``)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from flask import Blueprint, abort, g, render_template, request
 from flask.typing import ResponseReturnValue
 from google.api_core import exceptions as gexc
@@ -39,7 +41,7 @@ def add_routes(pages: Blueprint, analytics: PromotionAnalytics) -> None:
         if not everything:
             mine = sorted(grant.categories)
             if filters.category is None:
-                filters = Filters(**{**filters.__dict__, "category": mine[0]})
+                filters = dataclasses.replace(filters, category=mine[0])
             elif filters.category not in grant.categories:
                 abort(403, f"promotions in {filters.category} are not yours to see")
         try:

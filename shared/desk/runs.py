@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, abort, g, render_template
 from flask.typing import ResponseReturnValue
+from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from shared.api.models import ModelStore
@@ -56,8 +57,14 @@ def add_routes(
         found = [_row(gcs, where, when) for where, when in planned(gcs, root, limit=20)]
         models = {"pricing": store.pricing.run_id if store.pricing else None,
                   "promotions": store.promotions.run_id if store.promotions else None}  # fmt: skip
-        trained = _training(training) if training is not None else None
-        return render_template("runs.html", runs=found, models=models, trained=trained)
+        trained, unavailable = None, None
+        if training is not None:
+            try:
+                trained = _training(training)
+            except gexc.GoogleAPICallError as exc:  # e.g. a grant not yet propagated: say so
+                unavailable = f"{exc.code}: {exc.message}"
+        return render_template("runs.html", runs=found, models=models, trained=trained,
+                               unavailable=unavailable)  # fmt: skip
 
 
 def _row(gcs: storage.Client, destination: str, planned: dt.datetime) -> dict[str, Any]:

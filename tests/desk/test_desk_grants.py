@@ -291,3 +291,24 @@ def test_the_runs_page_shows_training_runs_as_cloud_run_tells_them(desk, setting
     cells = re.findall(r"<td>([^<]*)</td>", ended.group(0))
     seconds, cost = float(cells[-2]), float(cells[-1])
     assert seconds > 0 and cost == pytest.approx(seconds * (2 * 0.000018 + 4 * 0.000002), abs=5e-6)
+
+
+def test_the_runs_page_says_when_cloud_run_cannot_be_read(desk):
+    """A refused or missing job (a grant not yet propagated, say) is named on the page; the
+    fetch runs still show."""
+    import dataclasses
+
+    from shared.api.app import create_app
+    from shared.desk.runs import TrainingJobs
+
+    served = desk.config["TEST_DESK"]
+    missing = served.training.jobs["pricing"].replace("/jobs/", "/jobs/no-such-")
+    broken = dataclasses.replace(
+        served, training=TrainingJobs(served.training.client, {"pricing": missing}, {})
+    )
+    app = create_app(served.store, desk=broken, secret_key="k" * 32)
+    client, _ = signed_in(app, "fin@retail.example")
+    page = client.get("/desk/runs")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert 'id="training-unavailable"' in text and "404" in text and 'id="runs"' in text
