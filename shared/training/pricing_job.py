@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import io
 import json
 import multiprocessing
 import os
@@ -18,13 +17,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import yaml
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery, storage
 
 from shared.identifiers import GcsUri, TableRef
 from shared.log import get_logger
+from shared.training import task_tables
 from shared.training.artifacts import ArtifactLayout, Keyring, publish
 from shared.training.dataset import BadInput, Shard, load_manifest, read_shard
 from shared.training.pricing import Catalog, PriceResult, PricingConfig, fit_products, history
@@ -83,8 +82,11 @@ def load_catalog(bq: bigquery.Client, table: str) -> Catalog:
     return Catalog.of_rows(bq.list_rows(found, selected_fields=wanted))
 
 
+SHARD = "shard"  # each task's result rows (task_tables), the merge waits for all of them
+
+
 def shard_name(shard: Shard) -> str:
-    return f"shard-{shard.index:05d}-of-{shard.count:05d}.parquet"
+    return task_tables.name(SHARD, shard)
 
 
 def _fit_part(
@@ -182,13 +184,11 @@ def run_task(
         _write_substitutes(manifest, filesystem, gcs, output, catalog or Catalog(), config)
     if store_rows is not None:
         write_slopes(gcs, output, shard, store_rows)
-    history.write(gcs, output, shard.index, shard.count, table)
+    history.write(gcs, output, shard, table)
     rows = [{"run_id": run_id, **r.row(), "rank": None} for r in results]
-    out = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
-    buffer = io.BytesIO()
-    pq.write_table(out, buffer)
-    dest = GcsUri.parse(output).child(shard_name(shard))
-    gcs.bucket(dest.bucket).blob(dest.path).upload_from_string(buffer.getvalue())
+    dest = task_tables.write(
+        gcs, output, SHARD, shard, pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+    )
     log.info(
         "pricing shard %d/%d: %d products",
         shard.index,
@@ -266,12 +266,10 @@ def merge(
     (``store_lists``), write the artifact and the report."""
     config = config or PricingConfig()
     dest = GcsUri.parse(output)
-    tables = []
-    for i in range(task_count):
-        blob = gcs.bucket(dest.bucket).get_blob(dest.child(shard_name(Shard(i, task_count))).path)
-        if blob is None:
-            raise BadInput(f"pricing run {run_id}: shard {i} of {task_count} is missing")
-        tables.append(pq.read_table(io.BytesIO(blob.download_as_bytes())))
+    tables = task_tables.read_all(gcs, output, SHARD, task_count)
+    missing = [i for i, t in enumerate(tables) if t is None]
+    if missing:
+        raise BadInput(f"pricing run {run_id}: shard {missing[0]} of {task_count} is missing")
     results = ranked(pa.concat_tables(tables).sort_by("product_id"))
     run_date = dt.datetime.now(dt.UTC).date()
     publish_rows(gcs, bq, results, dest.child("_merged.parquet"), results_table, run_id, run_date)

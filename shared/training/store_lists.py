@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery, storage
 
 from shared.identifiers import GcsUri
 from shared.log import get_logger
+from shared.training import task_tables
 from shared.training.dataset import Shard
 from shared.training.pricing import PricingConfig
 from shared.training.pricing.store_prices import StorePrices, store_covariates, store_prices
@@ -47,6 +47,7 @@ STORE_SCHEMA = pa.schema(
      ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("evidence", pa.string()),
      ("weeks", pa.int64()), ("weekly_units", pa.float64()), ("valid_from", pa.date32())]
 )  # fmt: skip
+SLOPES = "stores-shard"  # each task's store rows (task_tables)
 COVARIATES_FILE = "store_covariates.json"
 CSV_COLUMNS = (
     "product_id", "category", "current_price", "recommended_price", "decision", "reason",
@@ -54,16 +55,9 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def slope_shard_name(shard: Shard) -> str:
-    return f"stores-shard-{shard.index:05d}-of-{shard.count:05d}.parquet"
-
-
 def write_slopes(gcs: storage.Client, output: str, shard: Shard, rows: list[dict]) -> None:
     """A task's store rows, written before its result shard (the merge waits for that)."""
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=SLOPE_SCHEMA), buffer)
-    dest = GcsUri.parse(output).child(slope_shard_name(shard))
-    gcs.bucket(dest.bucket).blob(dest.path).upload_from_string(buffer.getvalue())
+    task_tables.write(gcs, output, SLOPES, shard, pa.Table.from_pylist(rows, schema=SLOPE_SCHEMA))
 
 
 def write_covariates(
@@ -101,11 +95,8 @@ def price_lists(
     if not config.stores.enabled:
         return None
     dest = GcsUri.parse(output)
-    slopes: list[dict] = []
-    for i in range(task_count):
-        body = _read(gcs, dest.child(slope_shard_name(Shard(i, task_count))))
-        if body is not None:
-            slopes += pq.read_table(io.BytesIO(body)).to_pylist()
+    slopes = [row for found in task_tables.read_all(gcs, output, SLOPES, task_count)
+              if found is not None for row in found.to_pylist()]  # fmt: skip
     if not slopes:
         return None
     found = _read(gcs, dest.child(COVARIATES_FILE))

@@ -2,7 +2,7 @@
 sold, the average price paid (promotions included) and the share of units sold on promotion,
 week by week (weeks start on Monday).
 
-Each pricing task writes its products' weeks beside its shard (``history-<shard>.parquet``);
+Each pricing task writes its products' weeks beside its shard (``task_tables``, ``history``);
 the merge joins them and puts the newest ``weeks`` of every product in the artifact, one list
 of week starts and per product one value per week (None where it sold nothing).
 """
@@ -10,16 +10,15 @@ of week starts and per product one value per week (None where it sold nothing).
 from __future__ import annotations
 
 import datetime as dt
-import io
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from google.cloud import storage
 
-from shared.identifiers import GcsUri
+from shared.training import task_tables
+from shared.training.dataset import Shard
 
 WEEKS = 104  # two years: a season against the same one a year before
 SCHEMA = pa.schema(
@@ -32,6 +31,7 @@ SCHEMA = pa.schema(
     ]
 )
 _EPOCH = dt.date(1970, 1, 1)
+STEM = "history"  # each task's weeks (task_tables)
 
 
 def weekly(table: pa.Table) -> pa.Table:
@@ -63,16 +63,9 @@ def weekly(table: pa.Table) -> pa.Table:
     )
 
 
-def file_name(index: int, count: int) -> str:
-    return f"history-{index:05d}-of-{count:05d}.parquet"
-
-
-def write(gcs: storage.Client, output: str, index: int, count: int, table: pa.Table) -> None:
+def write(gcs: storage.Client, output: str, shard: Shard, table: pa.Table) -> None:
     """A task's products' weeks beside its shard."""
-    dest = GcsUri.parse(output).child(file_name(index, count))
-    buffer = io.BytesIO()
-    pq.write_table(weekly(table), buffer)
-    gcs.bucket(dest.bucket).blob(dest.path).upload_from_string(buffer.getvalue())
+    task_tables.write(gcs, output, STEM, shard, weekly(table))
 
 
 def collect(gcs: storage.Client, output: str, count: int, weeks: int = WEEKS) -> dict[str, Any]:
@@ -80,13 +73,10 @@ def collect(gcs: storage.Client, output: str, count: int, weeks: int = WEEKS) ->
     "products": {product_id: {"units": [...], "price": [...], "promo_share": [...]}}}``;
     the newest ``weeks`` weeks (fewer when the data is shorter). A task that wrote none adds
     nothing."""
-    dest = GcsUri.parse(output)
-    tables = [SCHEMA.empty_table()]
-    for i in range(count):
-        blob = gcs.bucket(dest.bucket).get_blob(dest.child(file_name(i, count)).path)
-        if blob is not None:
-            tables.append(pq.read_table(io.BytesIO(blob.download_as_bytes())).cast(SCHEMA))
-    return payload(pa.concat_tables(tables), weeks)
+    found = [
+        t.cast(SCHEMA) for t in task_tables.read_all(gcs, output, STEM, count) if t is not None
+    ]
+    return payload(pa.concat_tables([SCHEMA.empty_table(), *found]), weeks)
 
 
 def payload(table: pa.Table, weeks: int = WEEKS) -> dict[str, Any]:
