@@ -45,7 +45,7 @@ from shared.desk.past import add_routes as add_past
 from shared.desk.planner import add_routes as add_planner
 from shared.desk.runs import TrainingJobs
 from shared.desk.runs import add_routes as add_runs
-from shared.training.pricing import DEFAULT_RULES, Rules, _candidates
+from shared.training.pricing import allowed_prices, rules_for
 
 
 @dataclass(frozen=True)
@@ -330,17 +330,11 @@ def _check_csrf() -> None:
         abort(400, "the form's CSRF token is missing or stale: reload the page")
 
 
-def _rules(product: dict, store: ModelStore) -> Rules:
-    model = current_model(store)
-    return model.rules.get(product.get("category") or "*") or model.rules.get("*") or DEFAULT_RULES
-
-
 def _allowed(product: dict, store: ModelStore) -> list[float]:
     """The prices the category's rules allow for ``product`` (what an override may choose)."""
-    rules = _rules(product, store)
-    cost = product.get("unit_cost") if rules.objective == "profit" else None
-    _, low, _, high = rules.bounds(float(product["regular_price"]), cost)
-    return [float(p) for p in _candidates(low, high, rules.endings)]
+    rules = rules_for(current_model(store).rules, product.get("category"))
+    regular = float(product["regular_price"])
+    return [float(p) for p in allowed_prices(regular, rules, product.get("unit_cost"))]
 
 
 def _allowed_price(product: dict, given: str, store: ModelStore) -> float:

@@ -58,8 +58,16 @@ from shared.training.pricing.config import (
     Rules,
     Spec,
     StoreRules,
+    rules_for,
 )
-from shared.training.pricing.decide import _candidates, _draws, _mean_gain, decide, joint_t_draws
+from shared.training.pricing.decide import (
+    _candidates,
+    _draws,
+    _mean_gain,
+    allowed_prices,
+    decide,
+    joint_t_draws,
+)
 from shared.training.pricing.estimate import (
     _design,
     _full_rank,
@@ -108,6 +116,7 @@ __all__ = [
     "_week_jackknife_ses",
     "_week_jackknife_shifts",
     "_within",
+    "allowed_prices",
     "baseline",
     "decide",
     "estimate",
@@ -117,6 +126,7 @@ __all__ = [
     "joint_t_draws",
     "regular_price",
     "resolve_cost",
+    "rules_for",
     "weekly_cells",
     "with_regular_and_after_deal",
     "with_zero_weeks",

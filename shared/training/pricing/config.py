@@ -4,6 +4,7 @@ product's decision and result."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -133,6 +134,12 @@ NAIVE = Spec(controls=("promo", "feature", "display", "seasonality", "store"))
 # weeks after them left out).
 ALTERNATIVE = Spec(controls=("deal", "post_deal", "week", "store"), cells="regular")
 DEFAULT_RULES = Rules()
+
+
+def rules_for(rules: Mapping[str, Rules], category: str | None) -> Rules:
+    """The rules of ``category`` in ``rules`` (``PricingConfig.rules_by_category``): its own,
+    else the ``"*"`` rules, else the defaults."""
+    return rules.get(category or "*") or rules.get("*") or DEFAULT_RULES
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,15 @@ def _candidates(low: float, high: float, endings: tuple[float, ...]) -> np.ndarr
     return np.array(sorted(found))
 
 
+def allowed_prices(regular: float, rules: Rules, unit_cost: float | None) -> np.ndarray:
+    """The prices ``rules`` allow a product at ``regular`` (its cost bounds the margin when
+    the objective is profit): what ``decide`` chooses among, and what a person may override
+    with."""
+    cost = unit_cost if rules.objective == "profit" else 0.0
+    _, low, _, high = rules.bounds(regular, cost)
+    return _candidates(low, high, rules.endings)
+
+
 def decide(
     regular: float,
     weekly_units: float,
@@ -74,7 +83,7 @@ def decide(
             f"the top of any corridor, but its 95% interval reaches {surely_above:+.2f}: the "
             "data cannot say whether demand is inelastic; review by hand",
         )
-    grid = _candidates(low, high, rules.endings)
+    grid = allowed_prices(regular, rules, unit_cost)
     if low > high or not len(grid):
         return hold(
             "no_feasible_price",

@@ -22,6 +22,7 @@ from shared.training.pricing.config import (
     PriceResult,
     Rules,
     Spec,
+    rules_for,
 )
 from shared.training.pricing.decide import _draws, decide, joint_t_draws
 from shared.training.pricing.estimate import _within, cross_store_weeks, estimate
@@ -289,7 +290,6 @@ def fit_products(
     """
     catalog = catalog or Catalog()
     rules = rules or {}
-    default = rules.get("*", DEFAULT_RULES)
     units = table["units"].to_numpy()
     returns = units < 0
     returns_by_product: dict[int, int] = {}
@@ -314,7 +314,7 @@ def fit_products(
                 part,
                 pid,
                 unit_cost=catalog.unit_cost.get(pid),
-                rules=rules.get(catalog.category.get(pid, "*"), default),
+                rules=rules_for(rules, catalog.category.get(pid)),
                 spec=spec,
                 cost_ratio=cost_ratio,
                 returns_rows=returns_by_product.get(pid, 0),

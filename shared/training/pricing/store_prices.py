@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.training.pricing.config import DEFAULT_RULES, Rules, StoreRules
+from shared.training.pricing.config import Rules, StoreRules, rules_for
 from shared.training.pricing.decide import _draws
 from shared.training.pricing.stores import Pooled, pool
 from shared.training.pricing.zones import chain_prices, choose
@@ -81,7 +81,6 @@ def store_prices(
     tasks' store rows, ``stores.store_slopes``, as ``store_lists.SLOPE_SCHEMA`` holds them)."""
     chain = chain or StoreRules()
     rules = rules or {}
-    default = rules.get("*", DEFAULT_RULES)
     by_product = {int(p["product_id"]): p for p in products}
     estimated = [s for s in slopes if _ok(by_product.get(int(s["product_id"])))]
     pooled = None
@@ -116,7 +115,7 @@ def store_prices(
             rows.append(_held(s, by_product.get(int(s["product_id"]))))
     for pid, members in sorted(groups.items()):
         product = by_product[pid]
-        rule = rules.get(product.get("category") or "*", default)
+        rule = rules_for(rules, product.get("category"))
         found = _price_product(product, [estimated[i] for i in members], members, pooled, shared,
                                rule, chain, draws)  # fmt: skip
         rows += found[0]
@@ -128,7 +127,9 @@ def store_prices(
             versus += gains - chain_gains
             counts["products_priced"] += 1
             counts["products_with_zones"] += bool(found[1])
-    summary = _summary(pooled, versus, store_total, chain_total, counts, rows, default)
+    summary = _summary(
+        pooled, versus, store_total, chain_total, counts, rows, rules_for(rules, None)
+    )
     return StorePrices(sorted(rows, key=lambda r: (r["store_id"], r["product_id"])), zones, summary)
 
 
