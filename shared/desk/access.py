@@ -15,11 +15,11 @@ A person in no declared group has no grant: the desk answers 403. A group that c
 grants nothing to anyone through it (the others still do).
 
 Identity: behind IAP every request carries ``x-goog-iap-jwt-assertion``, an ES256 JWT signed by
-Google, whose audience is the backend service; it is verified on every request against
-Google's published keys (``IAP_CERTS``; locally a stand-in serving keys in the same JWK
-format), its issuer, audience and expiry checked, and the email taken from it. The unsigned
-``x-goog-authenticated-user-email`` header is never read: anyone who reaches the service
-around the proxy could set it.
+Google, whose audience is the service IAP fronts; it is verified on every request against
+Google's published keys (``IAP_CERTS``, kept a few minutes by ``KeyCache``; locally a
+stand-in serving keys in the same JWK format), its issuer, audience and expiry checked, and
+the email taken from it. The unsigned ``x-goog-authenticated-user-email`` header is never
+read: anyone who reaches the service around the proxy could set it.
 """
 
 from __future__ import annotations
@@ -148,6 +148,38 @@ class GroupGrants:
             return self._grants
 
 
+class KeyCache:
+    """IAP's public keys for ``verify_iap``, fetched once per ``ttl_s``: a transport, as
+    ``id_token.verify_token`` takes one, that answers a key set it fetched (status 200) from
+    memory until it is ``ttl_s`` old. Without it every request to the desk fetched Google's
+    keys first. IAP publishes a key before it signs with it, so a new one is read in time."""
+
+    def __init__(
+        self,
+        transport: Any = None,
+        ttl_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.transport, self.ttl_s, self.clock = transport, ttl_s, clock
+        self._found: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, url: str, method: str = "GET", **kwargs: Any) -> Any:
+        with self._lock:
+            hit = self._found.get(url)
+            if hit is not None and self.clock() - hit[0] < self.ttl_s:
+                return hit[1]
+        if self.transport is None:
+            import google.auth.transport.requests
+
+            self.transport = google.auth.transport.requests.Request()
+        response = self.transport(url=url, method=method, **kwargs)
+        if response.status == 200:
+            with self._lock:
+                self._found[url] = (self.clock(), response)
+        return response
+
+
 class IdentityError(Exception):
     """The request's identity could not be established (answered 401)."""
 
@@ -161,7 +193,9 @@ def verify_iap(
 ) -> str:
     """The email in a signed IAP header, after checking its signature (ES256, Google's keys at
     ``certs_url``), issuer, audience (``/projects/<number>/global/backendServices/<id>``, or
-    ``/projects/<number>/apps/<project>``) and expiry; ``IdentityError`` otherwise."""
+    ``/projects/<number>/apps/<project>``, or for IAP on a Cloud Run service
+    ``/projects/<number>/locations/<region>/services/<name>``) and expiry; ``IdentityError``
+    otherwise. ``request``: the transport the keys are fetched with (``KeyCache``)."""
     import google.auth.transport.requests
     import jwt
     from google.auth import exceptions as auth_errors

@@ -15,7 +15,7 @@ import datetime as dt
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import (
@@ -36,7 +36,14 @@ from pydantic import ValidationError
 from shared.api.analytics import PromotionAnalytics
 from shared.api.http import describe
 from shared.api.models import ModelStore, PricingModel
-from shared.desk.access import IAP_CERTS, IAP_HEADER, Grant, IdentityError, verify_iap
+from shared.desk.access import (
+    IAP_CERTS,
+    IAP_HEADER,
+    Grant,
+    IdentityError,
+    KeyCache,
+    verify_iap,
+)
 from shared.desk.charts import history_svg, profit_curve, profit_svg
 from shared.desk.decisions import Decision, DecisionLedger
 from shared.desk.lists import add_routes as add_lists
@@ -56,6 +63,7 @@ class Identity:
     audience: str | None = None
     development: bool = False
     certs_url: str = IAP_CERTS
+    keys: KeyCache = field(default_factory=KeyCache, compare=False)
 
     @classmethod
     def for_deployment(cls, *, local: bool, audience: str | None, development: bool) -> Identity:
@@ -74,7 +82,8 @@ class Identity:
                 raise IdentityError("not signed in")
             return str(email)
         assert self.audience is not None
-        return verify_iap(request.headers.get(IAP_HEADER), self.audience, certs_url=self.certs_url)
+        return verify_iap(request.headers.get(IAP_HEADER), self.audience,
+                          certs_url=self.certs_url, request=self.keys)  # fmt: skip
 
 
 @dataclass
@@ -156,10 +165,10 @@ def blueprint(desk: Desk) -> Blueprint:
                 and p.get("status") == "ok"]  # fmt: skip
         categories = sorted({p.get("category") or "-" for p in rows})
         reasons = sorted({p.get("reason_code") or "-" for p in rows})
-        for key, field in (("category", "category"), ("decision", "decision"),
-                           ("reason", "reason_code")):  # fmt: skip
+        for key, column in (("category", "category"), ("decision", "decision"),
+                            ("reason", "reason_code")):  # fmt: skip
             if wanted[key]:
-                rows = [p for p in rows if p.get(field) == wanted[key]]
+                rows = [p for p in rows if p.get(column) == wanted[key]]
         if wanted["zoned"] in ("yes", "no"):
             zoned = wanted["zoned"] == "yes"
             rows = [p for p in rows if bool(model.zones.get(p["product_id"])) == zoned]

@@ -128,3 +128,33 @@ def test_grants_follow_the_groups_and_an_unread_group_grants_nothing():
          "store-12@retail.example", "north@retail.example", "promo-team@retail.example",
          "finance@retail.example"}
     )  # fmt: skip
+
+
+def test_the_keys_are_fetched_once_per_ttl_not_per_request(keys):
+    from shared.desk.access import KeyCache
+
+    (private, public), _ = keys
+    certs, now = Certs([public]), [0.0]
+    cache = KeyCache(certs, ttl_s=300, clock=lambda: now[0])
+    for _ in range(3):
+        assert verify_iap(token(private, "k1"), AUDIENCE, request=cache) == "paul@retail.example"
+    assert certs.calls == 1
+    now[0] = 300.0  # the set is read again once it is ttl_s old
+    verify_iap(token(private, "k1"), AUDIENCE, request=cache)
+    assert certs.calls == 2
+
+
+def test_a_failed_key_fetch_is_not_kept():
+    from shared.desk.access import KeyCache
+
+    answers = iter([503, 200])
+    calls = []
+
+    def flaky(url, method="GET", **kwargs):
+        calls.append(url)
+        return type("Response", (), {"status": next(answers), "data": b"{}", "headers": {}})()
+
+    cache = KeyCache(flaky)
+    assert cache("https://keys").status == 503
+    assert cache("https://keys").status == 200 and cache("https://keys").status == 200
+    assert len(calls) == 2
