@@ -7,11 +7,11 @@ import yaml
 from shared import clients
 from shared.api.analytics import PromotionAnalytics
 from shared.api.models import ModelStore
+from shared.configs import read_text
 from shared.desk.access import DeskAccess, GroupGrants
 from shared.desk.decisions import DecisionLedger
 from shared.desk.runs import TrainingJobs
 from shared.desk.web import Desk, Identity
-from shared.identifiers import GcsUri
 from shared.platform import environment
 from shared.rbac.groups import GroupsReader
 from shared.settings import Settings
@@ -32,7 +32,10 @@ def desk_from_settings(
                                        audience=settings.desk_iap_audience or None,
                                        development=settings.desk_dev_sign_in)  # fmt: skip
     gcs = clients.storage_client(settings)
-    access = DeskAccess.model_validate(yaml.safe_load(_read(gcs, settings.desk_access)) or {})
+    text = read_text(settings.desk_access, gcs)
+    if text is None:
+        raise RuntimeError(f"no desk access mapping at {settings.desk_access}")
+    access = DeskAccess.model_validate(yaml.safe_load(text) or {})
     bq = clients.bigquery_client(settings)
     ledger = DecisionLedger(gcs, settings.data_bucket, bq=bq,
                             table=settings.results_table("desk_decisions"))  # fmt: skip
@@ -51,11 +54,3 @@ def training_jobs(settings: Settings) -> TrainingJobs:
     jobs = {job: job_name(settings.project, settings.region, settings.prefix, job)
             for job in JOBS}  # fmt: skip
     return TrainingJobs(clients.executions_client(settings), jobs, shapes)
-
-
-def _read(gcs: object, location: str) -> str:
-    if location.startswith("gs://"):
-        uri = GcsUri.parse(location)
-        return gcs.bucket(uri.bucket).blob(uri.path).download_as_text()  # type: ignore[attr-defined]
-    with open(location, encoding="utf-8") as handle:
-        return handle.read()

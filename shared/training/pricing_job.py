@@ -21,6 +21,7 @@ import yaml
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery, storage
 
+from shared.configs import read_text
 from shared.identifiers import GcsUri, TableRef
 from shared.log import get_logger
 from shared.training import task_tables
@@ -51,16 +52,10 @@ def load_config(location: str | None, gcs: storage.Client) -> PricingConfig:
     there is none."""
     if not location:
         return PricingConfig()
-    if location.startswith("gs://"):
-        uri = GcsUri.parse(location)
-        blob = gcs.bucket(uri.bucket).get_blob(uri.path)
-        if blob is None:
-            log.info("pricing: no config at %s, the default rules apply", location)
-            return PricingConfig()
-        text = blob.download_as_text()
-    else:
-        with open(location, encoding="utf-8") as handle:
-            text = handle.read()
+    text = read_text(location, gcs)
+    if text is None:
+        log.info("pricing: no config at %s, the default rules apply", location)
+        return PricingConfig()
     try:
         return PricingConfig.model_validate(yaml.safe_load(text) or {})
     except (yaml.YAMLError, ValueError) as exc:
