@@ -11,6 +11,15 @@ import numpy as np
 W, H, PAD = 640, 280, 48
 
 
+def _svg(body: str, label: str, height: int = H) -> str:
+    """``body`` as an accessible SVG ``W`` wide: an image named by ``label``."""
+    name = html.escape(label)
+    return (
+        f'<svg viewBox="0 0 {W} {height}" width="100%" role="img" aria-label="{name}">'
+        f"<title>{name}</title>{body}</svg>"
+    )
+
+
 def profit_curve(product: dict, prices: Sequence[float], draws: int = 2000) -> dict:
     """(prices, mean, low, high) of the weekly profit change against today's price, over
     joint draws of the elasticity (its estimate and standard error)."""
@@ -69,14 +78,13 @@ def profit_svg(curve: dict, regular: float, recommended: float, label: str) -> s
         for p in prices
     )
     zero = f'<line x1="{PAD}" x2="{W - PAD}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#555"/>'
-    return (
-        f'<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="{html.escape(label)}">'
-        f"<title>{html.escape(label)}</title>"
+    return _svg(
         f'<polygon points="{band}" fill="#9ec3e6" opacity="0.6"/>{zero}'
         f'<polyline points="{line}" fill="none" stroke="#0b3d5c" stroke-width="2"/>{points}'
         f"{mark(regular, '#555', 'today', 0)}"
         f"{mark(recommended, '#0a5c1f', 'recommended', 1)}{ticks}"
-        f'<text x="{PAD}" y="{H - 6}" font-size="12">{html.escape(label)}</text></svg>'
+        f'<text x="{PAD}" y="{H - 6}" font-size="12">{html.escape(label)}</text>',
+        label,
     )
 
 
@@ -134,11 +142,11 @@ def history_svg(weeks: Sequence[dict], label: str) -> str:
         f'<text x="{W - PAD}" y="{H - PAD + 16}" font-size="11" text-anchor="end">'
         f"{weeks[-1]['week']}</text>"
     )
-    return (
-        f'<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="{html.escape(label)}">'
-        f"<title>{html.escape(label)}</title>{''.join(bars)}{lines}{axis}"
+    return _svg(
+        f"{''.join(bars)}{lines}{axis}"
         f'<text x="{PAD}" y="{H - 6}" font-size="12">units a week (bars, left; darker: mostly '
-        f"on promotion), price paid (line, right)</text></svg>"
+        f"on promotion), price paid (line, right)</text>",
+        label,
     )
 
 
@@ -170,10 +178,7 @@ def bars_svg(rows: Sequence[dict], label: str) -> str:
         f'stroke-dasharray="4 3"/><text x="{x(1.0):.1f}" y="14" font-size="11" '
         f'text-anchor="middle">baseline 1x</text>'
     )
-    return (
-        f'<svg viewBox="0 0 {W} {height}" width="100%" role="img" '
-        f'aria-label="{html.escape(label)}"><title>{html.escape(label)}</title>{base}{bars}</svg>'
-    )
+    return _svg(f"{base}{bars}", label, height)
 
 
 def scatter_svg(points: Sequence[dict], label: str) -> str:
@@ -212,7 +217,4 @@ def scatter_svg(points: Sequence[dict], label: str) -> str:
         f'<text x="{W / 2:.0f}" y="{H - 6}" font-size="12" text-anchor="middle">predicted '
         f"revenue (log scale); up: realised; dashed: as predicted</text>"
     )
-    return (
-        f'<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="{html.escape(label)}">'
-        f"<title>{html.escape(label)}</title>{diagonal}{dots}{axis}</svg>"
-    )
+    return _svg(f"{diagonal}{dots}{axis}", label)

@@ -177,11 +177,10 @@ def blueprint(desk: Desk) -> Blueprint:
             rows = [p for p in rows if p["product_id"] in at_store]
         rows.sort(key=lambda p: (-(p.get("expected_gain") or 0), p["product_id"]))
         view = [_review_row(p, decided.get(str(p["product_id"])), grant, desk.store) for p in rows]
+        before = desk.ledger.previous(model.run_id)
         for row in view:
             row["zones"] = len(model.zones.get(row["product_id"], []))
             row["at_store"] = at_store.get(row["product_id"]) if at_store is not None else None
-        before = desk.ledger.previous(model.run_id)
-        for row in view:
             earlier = before[1].get(str(row["product_id"])) if before else None
             row["earlier"] = earlier
             # What changed: the recommendation now differs from the price decided last time.
