@@ -28,17 +28,8 @@ NOT_DEPLOYED = {
     "CLOUD_RUN_TASK_COUNT": "set by Cloud Run on every task",
     "RETAIL_CALL_TRACE_DIR": "local only: the stack's recorder of Google API calls",
     "SECRET_MANAGER_EMULATOR_HOST": "local Secret Manager endpoint",
-    # The desk's variables are set on the desk's service (platform.yaml desk, desk.tf), not
-    # on the API's: desk_problems() checks that service gets every one.
-    "RETAIL_DESK_ACCESS": "the desk's service only",
-    "RETAIL_DESK_IAP_AUDIENCE": "the desk's service only",
-    "RETAIL_DESK_ONLY": "the desk's service only",
-    "RETAIL_DESK_SESSION_SECRET": "the desk's service only, from Secret Manager",
     "RETAIL_DESK_DEV_SIGN_IN": "the desk's development sign-in: local stack only, by design",
 }
-# Read by the desk's service; set there by desk.tf from platform.yaml's desk section.
-DESK_ONLY = {"RETAIL_DESK_ACCESS", "RETAIL_DESK_IAP_AUDIENCE", "RETAIL_DESK_ONLY",
-             "RETAIL_DESK_SESSION_SECRET"}  # fmt: skip
 _READ = re.compile(r"""(?:(?:env|environ)(?:\.get\(|\[)|_int\(env,)\s*["']([A-Z][A-Z0-9_]+)["']""")
 # What a job or the API needs of Settings: where things are (the rest are fetch tuning).
 SETTINGS_FOR_RUN = {
@@ -175,7 +166,6 @@ def desk_problems(resources: dict, decl: dict, read: set[str]) -> list[str]:
     declared = set(decl["desk"]["env"]) | set(decl["desk"]["secret_env"])
     wanted = {v for v in read if v.startswith("RETAIL_DESK_")} - {"RETAIL_DESK_DEV_SIGN_IN"}
     out += _differ("the desk's variables (Settings vs platform.yaml desk)", wanted, declared)
-    out += _differ("DESK_ONLY (contract.py vs platform.yaml desk)", DESK_ONLY, declared)
     missing = set(decl["desk"]["secret_env"].values()) - set(decl["secrets"])
     if missing:
         out.append(f"the desk reads undeclared secrets: {', '.join(sorted(missing))}")
@@ -345,6 +335,8 @@ def contract_problems(infra: Path = INFRA, repo: Path = REPO) -> list[str]:
     extra = {k for env in decl["env"].get("extra", {}).values() for k in env}
     for kind, read in needs.items():
         given = set(decl["env"].get(kind, {})) | (extra if kind == "function" else set())
+        if kind == "service":  # and the desk's, set on its own service (desk_problems)
+            given |= set(decl["desk"]["env"]) | set(decl["desk"]["secret_env"])
         unset = read - given - set(NOT_DEPLOYED) - (overrides if kind == "job" else set())
         if unset:
             out.append(
