@@ -42,6 +42,48 @@ def chromium(width: int = 1280, height: int = 900) -> Any:
     return webdriver.Chrome(service=Service(str(shutil.which("chromedriver"))), options=options)
 
 
+def follow(driver: Any, act: Any) -> None:
+    """Do ``act`` (a click, back) and wait until the page it leads to has loaded."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+
+    def left(_: Any) -> bool:
+        """The old page is gone: its element is stale, or (asked mid-navigation) Chromium no
+        longer has its node at all ("does not belong to the document")."""
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    act()
+    wait = WebDriverWait(driver, 10)
+    wait.until(left)
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def sign_in(driver: Any, base: str, email: str) -> None:
+    """Sign in to the desk at ``base`` as ``email`` through the local stack's development
+    sign-in (the desk sends a signed-out visitor there), and wait for the page it leads to."""
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(f"{base}/desk/")
+    if "/desk/sign-in" not in driver.current_url:
+        raise RuntimeError(
+            f"the desk did not send a signed-out visitor to its sign-in: {driver.current_url}"
+        )
+    driver.find_element(By.ID, "email").send_keys(email)
+    follow(driver, lambda: driver.find_element(By.ID, "sign-in").click())
+
+
 def save_page(driver: Any, path: str, width: int = 1280, most: int = 5000) -> None:
     """A screenshot of the whole page (up to ``most`` pixels tall), not only the window."""
     height = int(driver.execute_script("return document.documentElement.scrollHeight"))

@@ -49,7 +49,7 @@ def visit(base: str, out_dir: Path) -> dict:
 def _screenshots(base: str, out_dir: Path, product: int | None) -> list[str]:
     from selenium.webdriver.common.by import By
 
-    from local.browser import chromium, save_page
+    from local.browser import chromium, save_page, sign_in
 
     driver = chromium(1280, 1000)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -62,10 +62,7 @@ def _screenshots(base: str, out_dir: Path, product: int | None) -> list[str]:
         if product is not None:
             pages.append(("paul@retail.example", f"/desk/prices/{product}", "desk-product.png"))
         for email, path, name in pages:
-            driver.delete_all_cookies()
-            driver.get(f"{base}/desk/sign-in")
-            driver.find_element(By.ID, "email").send_keys(email)
-            driver.find_element(By.ID, "sign-in").click()
+            sign_in(driver, base, email)
             driver.get(f"{base}{path}")
             driver.find_element(By.TAG_NAME, "h1")
             if name == "desk-review.png":

@@ -4,10 +4,9 @@ with the keyboard alone."""
 
 import pytest
 
-from local.browser import accessibility_violations
+from local.browser import accessibility_violations, follow, sign_in
 
 from .conftest import write_runs
-from .test_desk_browser import follow, sign_in
 
 pytestmark = pytest.mark.stack
 

@@ -6,24 +6,11 @@ import urllib.request
 
 import pytest
 
-from local.browser import save_page
+from local.browser import follow, save_page, sign_in
 
 from .conftest import SHOTS, write_runs
 
 pytestmark = pytest.mark.stack
-
-
-def follow(driver, act):
-    """Do ``act`` (a click, back) and wait until the page it leads to has loaded."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    page = driver.find_element(By.TAG_NAME, "html")
-    act()
-    wait = WebDriverWait(driver, 10)
-    wait.until(expected_conditions.staleness_of(page))
-    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def submit(driver, element_id):
@@ -46,16 +33,6 @@ def fits_a_tablet(driver, name):
     finally:
         driver.set_window_size(before["width"], before["height"])
     assert wide <= 0, f"{name}: the page is {wide} px wider than a tablet"
-
-
-def sign_in(driver, base, email):
-    from selenium.webdriver.common.by import By
-
-    driver.delete_all_cookies()
-    driver.get(f"{base}/desk/")
-    assert "/desk/sign-in" in driver.current_url
-    driver.find_element(By.ID, "email").send_keys(email)
-    submit(driver, "sign-in")
 
 
 def test_approve_two_override_one_and_the_store_manager_gets_them(browser, served_desk):
