@@ -94,25 +94,25 @@ def payload(table: pa.Table, weeks: int = WEEKS) -> dict[str, Any]:
     revenue = table["revenue"].to_numpy()[keep]
     promo = table["promo_units"].to_numpy()[keep]
     slot = (day - axis[0]) // 7
-    out: dict[str, dict[str, list]] = {}
-    for pid in np.unique(product):
-        rows = product == pid
-        sold = np.full(weeks, np.nan)
-        paid = np.full(weeks, np.nan)
-        share = np.full(weeks, np.nan)
-        at = slot[rows]
-        sold[at] = units[rows]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            paid[at] = np.where(units[rows] > 0, revenue[rows] / units[rows], np.nan)
-            share[at] = np.where(units[rows] > 0, promo[rows] / units[rows], np.nan)
-        out[str(int(pid))] = {
-            "units": _rounded(sold, 1),
-            "price": _rounded(paid, 2),
-            "promo_share": _rounded(share, 2),
+    # One row per product, one column per week, filled at once (a pass per product over
+    # every row took 58 s for 20,000 products).
+    ids, row = np.unique(product, return_inverse=True)
+    sold, paid, share = (np.full((len(ids), weeks), np.nan) for _ in range(3))
+    sold[row, slot] = units
+    with np.errstate(invalid="ignore", divide="ignore"):
+        paid[row, slot] = np.where(units > 0, revenue / units, np.nan)
+        share[row, slot] = np.where(units > 0, promo / units, np.nan)
+    out = {
+        str(int(pid)): {
+            "units": _rounded(sold[i], 1),
+            "price": _rounded(paid[i], 2),
+            "promo_share": _rounded(share[i], 2),
         }
+        for i, pid in enumerate(ids)
+    }
     dates = [(_EPOCH + dt.timedelta(days=int(d))).isoformat() for d in axis]
     return {"weeks": dates, "products": out}
 
 
 def _rounded(values: np.ndarray, digits: int) -> list[float | None]:
-    return [None if np.isnan(v) else round(float(v), digits) for v in values]
+    return [None if v != v else round(v, digits) for v in values.tolist()]  # v != v: NaN
